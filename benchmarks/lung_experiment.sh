@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The LC25000-lung experiment recorded in docs/results-lc25000-lung.md:
+# UniSAL and random sampling with the same learner (CPU preset), then two supervised
+# references on the same grouped 70/10/20 split. Usage: bash benchmarks/lung_experiment.sh [OUT]
+set -euo pipefail
+DATA=${DATA:-../shared/data/lc25000-lung}
+OUT=${1:-runs/lung}
+SEED=${SEED:-0}
+mkdir -p "$OUT"
+timed() {  # name, command...
+  local name=$1; shift
+  local start=$(date +%s)
+  "$@"
+  echo "$name,$(( $(date +%s) - start ))" >> "$OUT/wall_seconds.csv"
+}
+[ -f "$OUT/wall_seconds.csv" ] || echo "job,seconds" > "$OUT/wall_seconds.csv"
+common=(--data "$DATA" --groups "$DATA/groups.csv" --seed "$SEED" --quiet)
+timed unisal unisal simulate "${common[@]}" --strategy unisal --out "$OUT/unisal"
+timed random unisal simulate "${common[@]}" --strategy random --out "$OUT/random"
+timed supervised-unisal-labels unisal supervised --run "$OUT/unisal" --labels run --out "$OUT/supervised-unisal-labels" --quiet
+timed supervised-all-labels unisal supervised --run "$OUT/unisal" --labels all --epochs 4 --steps-per-epoch 300 --out "$OUT/supervised-all" --quiet

@@ -1,0 +1,19 @@
+"""``unisal`` command line: one module per sub-command, heavy imports deferred."""
+
+from __future__ import annotations
+
+import click
+
+from unisal import __version__
+from unisal.cli.simulate import simulate
+from unisal.cli.supervised import supervised
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="unisal")
+def cli() -> None:
+    """UniSAL: semi-supervised active learning for histopathology patches."""
+
+
+cli.add_command(simulate)
+cli.add_command(supervised)

@@ -1,0 +1,38 @@
+"""``unisal supervised``: reference models on the same split as an AL run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from unisal.cli.options import model_train_options, overrides_from_flags
+
+
+@click.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A `unisal simulate` output folder: its data, split and settings are reused.")
+@click.option("--labels", type=click.Choice(["run", "all"]), default="run", show_default=True,
+              help="run: the images the run had labelled at --round; all: the whole training pool.")
+@click.option("--round", "round_", type=int, default=None, help="Round of the run (default: its last).")
+@model_train_options
+@click.option("--out", required=True, type=click.Path(), help="Output folder for metrics.json.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def supervised(run_dir: str, labels: str, round_: int | None, out: str, quiet: bool, **flags: Any) -> None:
+    """Train one network with cross-entropy on labelled images only, evaluate on the run's test split."""
+    from unisal.config import ConfigError
+    from unisal.data.catalogue import DataError
+    from unisal.loop import RunError
+    from unisal.models.backbones import WeightsError
+    from unisal.reference import train_supervised_reference
+
+    try:
+        result = train_supervised_reference(
+            run_dir, labels, round_, out, overrides_from_flags(flags), progress=not quiet, log=click.echo
+        )
+    except (ConfigError, DataError, RunError, WeightsError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(
+        f"done: {result['n_labeled']} labels, test accuracy {result['accuracy']:.4f}, "
+        f"macro F1 {result['macro_f1']:.4f}; results in {out}/metrics.json"
+    )

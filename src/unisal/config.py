@@ -1,0 +1,173 @@
+"""Typed configuration for a UniSAL run.
+
+One dataclass per concern; a run is the composition of them. Presets give named
+starting points (``cpu`` for a laptop or CI box, ``paper`` for the reference
+settings on a GPU); a YAML file and then command-line flags override them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    path: str = ""  # image folder, flat prefix folder, or CSV of path,label
+    format: str = "auto"  # folder | prefix | csv | auto (guess from the path)
+    groups: str | None = None  # CSV path,group: splits never separate a group
+    image_size: int = 64  # side of the cached, decoded square images
+    val_fraction: float = 0.1  # of all labelled images, used for model selection
+    test_fraction: float = 0.2  # of all labelled images, never queried nor trained on
+    skip_bad_images: bool = False  # default is to stop on the first unreadable file
+    cache_dir: str | None = None  # decoded-image cache; default is the user cache folder
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "tf_efficientnet_lite0"  # any timm model name
+    pretrained: bool = True  # ImageNet weights (offline package for lite0, else timm hub)
+    weights: str | None = None  # local checkpoint path or http(s) URL; overrides `pretrained`
+    proj_dim: int = 128  # contrastive projection size, as in the paper
+    drop_rate: float = 0.0  # dropout before the classifier
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 8  # per AL round; the networks are re-initialised every round
+    steps_per_epoch: int | None = 25  # None: one pass over the labelled set per epoch
+    batch_size: int = 32  # half labelled, half unlabelled (reference code)
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 8e-4
+    lr_decay_at: float = 0.75  # step the learning rate down (x0.1) at this fraction of training
+    tau: float = 0.7  # confidence threshold for pseudo labels
+    temperature: float = 0.15  # contrastive temperature T
+    lambda_con: float = 0.1  # weight of the class-wise contrastive loss
+    lambda_pl: float = 0.5  # weight of cross pseudo supervision after warm-up
+    warmup_fraction: float = 0.25  # early predictions are noise: ramp lambda_pl over this part
+    crop_scale_min: float = 0.6  # random resized crop keeps at least this area fraction
+    eval_every: int = 2  # epochs between validations (model selection); last epoch always
+    eval_batch_size: int = 128
+    amp: bool = True  # mixed precision, only ever used on CUDA
+
+
+@dataclass
+class QueryConfig:
+    strategy: str = "unisal"  # registered strategy name (unisal, random, ...)
+    budget: int = 30  # images labelled per round
+    pool_subset: int | None = None  # score a random subset of the pool per round (speed)
+    kmeans_n_init: int = 3  # k-means restarts in the compact selector
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    query: QueryConfig = field(default_factory=QueryConfig)
+    initial: int = 30  # random labelled images before the first round
+    rounds: int = 5  # query rounds; the model is trained rounds + 1 times
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    out: str = "runs/unisal"
+    preset: str = "cpu"
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Defaults above: EfficientNet-Lite0 at 64 px, a few hundred steps a round.
+    "cpu": {},
+    # Reference settings (Zhong et al. 2025 and their code) for GPU users.
+    "paper": {
+        "data": {"image_size": 224},
+        "model": {"backbone": "resnet50", "pretrained": True},
+        "train": {"epochs": 200, "steps_per_epoch": None, "eval_every": 1},
+        "query": {"budget": 180},
+        "initial": 180,
+        "rounds": 10,
+    },
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range."""
+
+
+def _merge_into(obj: Any, values: dict[str, Any], where: str) -> None:
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(f"unknown config key '{where}{key}'; expected one of {sorted(names)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{where}{key}' must be a mapping")
+            _merge_into(current, value, f"{where}{key}.")
+        else:
+            setattr(obj, key, value)
+
+
+def build_config(
+    preset: str = "cpu",
+    file_values: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Preset, then YAML values, then flag overrides (nested dicts), validated."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset '{preset}'; expected one of {sorted(PRESETS)}")
+    cfg = RunConfig(preset=preset)
+    _merge_into(cfg, PRESETS[preset], "")
+    for values in (file_values or {}, overrides or {}):
+        _merge_into(cfg, values, "")
+    validate(cfg)
+    return cfg
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return values
+
+
+def validate(cfg: RunConfig) -> None:
+    checks = [
+        (cfg.initial >= 1, "initial must be at least 1"),
+        (cfg.rounds >= 0, "rounds must be >= 0"),
+        (cfg.query.budget >= 1, "budget must be at least 1"),
+        (cfg.data.image_size >= 16, "image_size must be at least 16"),
+        (cfg.train.epochs >= 1, "epochs must be at least 1"),
+        (cfg.train.batch_size >= 2, "batch_size must be at least 2"),
+        (0.0 < cfg.train.tau < 1.0, "tau must be in (0, 1)"),
+        (cfg.train.temperature > 0, "temperature must be positive"),
+        (0.0 < cfg.train.crop_scale_min <= 1.0, "crop_scale_min must be in (0, 1]"),
+        (0.0 <= cfg.data.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
+        (0.0 < cfg.data.test_fraction < 1.0, "test_fraction must be in (0, 1)"),
+        (
+            cfg.data.val_fraction + cfg.data.test_fraction < 0.9,
+            "val_fraction + test_fraction leave too little to train on",
+        ),
+        (cfg.data.format in {"auto", "folder", "prefix", "csv"}, "format must be auto|folder|prefix|csv"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(values: dict[str, Any]) -> RunConfig:
+    cfg = RunConfig()
+    _merge_into(cfg, values, "")
+    return cfg

@@ -1,0 +1,116 @@
+"""Decode and resize every image once into a memory-mapped uint8 cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from unisal.data.images import BadImageError, load_rgb, resize_square
+
+
+def default_cache_dir() -> Path:
+    """``$UNISAL_CACHE``, else ``$XDG_CACHE_HOME/unisal``, else ``~/.cache/unisal``."""
+    if os.environ.get("UNISAL_CACHE"):
+        return Path(os.environ["UNISAL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "unisal"
+
+
+def cache_key(paths: list[str], size: int) -> str:
+    """Changes when any file is added, removed, resized or touched, or the size changes."""
+    digest = hashlib.sha1(f"v1 size={size}".encode())
+    for p in paths:
+        try:
+            st = os.stat(p)
+            digest.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{p}|missing\n".encode())
+    return digest.hexdigest()[:20]
+
+
+@dataclass
+class ImageStore:
+    """Decoded images of a catalogue, read by catalogue index.
+
+    Attributes:
+        array: uint8 array (memory-mapped), shape (N_files, S, S, 3).
+        rows: row of ``array`` for each catalogue index, shape (N,).
+    """
+
+    array: np.ndarray
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.array.shape[1])
+
+    def get(self, idx: np.ndarray) -> np.ndarray:
+        """uint8 images (B, S, S, 3) for catalogue indices ``idx`` (B,)."""
+        rows = self.rows[np.asarray(idx)]
+        order = np.argsort(rows)  # sorted reads are kinder to the page cache
+        out = np.empty((len(rows), *self.array.shape[1:]), np.uint8)
+        out[order] = self.array[rows[order]]
+        return out
+
+
+def _decode(path: str, size: int) -> np.ndarray | BadImageError:
+    try:
+        return resize_square(load_rgb(path), size)
+    except BadImageError as error:
+        return error
+
+
+def build_cache(
+    paths: list[str],
+    size: int,
+    cache_dir: str | Path | None = None,
+    workers: int = 4,
+    progress: bool = True,
+) -> tuple[np.ndarray, list[BadImageError]]:
+    """Decode ``paths`` to (N, size, size, 3) uint8 on disk, or reuse an identical earlier cache.
+
+    Bad files leave a zero image in their row and are returned, so that the caller decides
+    whether to stop or to skip them. Writes go to a temporary file that is renamed when
+    complete, so a killed build never leaves a half-written cache behind.
+
+    Returns:
+        The memory-mapped array and the list of files that could not be decoded.
+    """
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    key = cache_key(paths, size)
+    target, bad_file = folder / f"{key}.npy", folder / f"{key}.bad.json"
+    if target.is_file() and bad_file.is_file():
+        bad_records = json.loads(bad_file.read_text())
+        bad = [BadImageError(r["path"], r["reason"]) for r in bad_records]
+        return np.load(target, mmap_mode="r"), bad
+    tmp = folder / f"{key}.npy.tmp-{os.getpid()}"
+    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
+    bad = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(lambda p: _decode(p, size), paths, chunksize=32)
+        for i, result in enumerate(
+            tqdm(results, total=len(paths), desc=f"decoding images to {size}px", disable=not progress)
+        ):
+            if isinstance(result, BadImageError):
+                bad.append(result)
+                array[i] = 0
+            else:
+                array[i] = result
+    array.flush()
+    del array
+    bad_tmp = folder / f"{key}.bad.json.tmp-{os.getpid()}"
+    bad_tmp.write_text(json.dumps([{"path": e.path, "reason": e.reason} for e in bad]))
+    os.replace(tmp, target)
+    os.replace(bad_tmp, bad_file)
+    return np.load(target, mmap_mode="r"), bad

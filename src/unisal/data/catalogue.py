@@ -1,0 +1,215 @@
+"""Readers that turn a user's data into one catalogue of (image, label-or-unknown, group).
+
+Three layouts are understood:
+
+* ``folder``: one sub-folder per class (Kather 2016, NCT-CRC-HE-100K, LC25000);
+* ``prefix``: a flat folder whose file names start with the class (``ADI-TCGA-AAA.png``);
+* ``csv``: a CSV with columns ``path,label`` (label may be empty for unlabelled rows);
+
+and an optional groups CSV (``path,group``) ties images that must stay in one split.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from unisal.data.images import is_image_file
+
+UNLABELLED = -1
+
+
+class DataError(ValueError):
+    """The data folder or CSV cannot be turned into a catalogue; the message says why."""
+
+
+class UnknownClassError(DataError):
+    """A label names a class that the catalogue does not have."""
+
+
+@dataclass
+class Catalogue:
+    """All images of a data set, labelled or not.
+
+    Attributes:
+        paths: absolute image paths, length N.
+        labels: int64 class indices, shape (N,); ``UNLABELLED`` (-1) where unknown.
+        groups: int64 group ids, shape (N,); images of one group never straddle splits.
+        class_names: names of the classes, indexed by label.
+        root: folder that relative paths in CSVs and outputs refer to.
+    """
+
+    paths: list[str]
+    labels: np.ndarray
+    groups: np.ndarray
+    class_names: list[str]
+    root: str
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def relative(self, i: int) -> str:
+        path = Path(self.paths[i])
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+    def class_index(self, name: str) -> int:
+        try:
+            return self.class_names.index(name)
+        except ValueError:
+            raise UnknownClassError(
+                f"'{name}' is not one of the classes {self.class_names}"
+            ) from None
+
+    def subset(self, keep: np.ndarray) -> Catalogue:
+        """Catalogue of the rows where the boolean mask ``keep`` (N,) is true."""
+        keep_idx = np.flatnonzero(keep)
+        return Catalogue(
+            paths=[self.paths[i] for i in keep_idx],
+            labels=self.labels[keep_idx],
+            groups=self.groups[keep_idx],
+            class_names=self.class_names,
+            root=self.root,
+        )
+
+
+def _sorted_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if is_image_file(p))
+
+
+def _own_groups(n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.int64)
+
+
+def read_image_folder(root: str | Path) -> Catalogue:
+    """One sub-folder per class; class names are the sub-folder names in sorted order."""
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise DataError(f"data folder not found: {root}")
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    paths: list[str] = []
+    labels: list[int] = []
+    class_names: list[str] = []
+    for class_dir in class_dirs:
+        images = _sorted_images(class_dir)
+        if not images:
+            continue
+        class_names.append(class_dir.name)
+        paths += [str(p) for p in images]
+        labels += [len(class_names) - 1] * len(images)
+    if not paths:
+        raise DataError(f"no images found in class sub-folders of {root}")
+    if len(class_names) < 2:
+        raise DataError(f"{root} has images of only one class ({class_names[0]}); need two or more")
+    return Catalogue(paths, np.asarray(labels, np.int64), _own_groups(len(paths)), class_names, str(root))
+
+
+def read_prefix_folder(root: str | Path, separator: str = "-") -> Catalogue:
+    """Flat folder; the class is the file name up to the first ``separator``."""
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise DataError(f"data folder not found: {root}")
+    images = _sorted_images(root)
+    if not images:
+        raise DataError(f"no images found in {root}")
+    prefixes = []
+    for p in images:
+        if separator not in p.stem:
+            raise DataError(f"file name {p.name} has no class prefix ending in '{separator}'")
+        prefixes.append(p.stem.split(separator, 1)[0])
+    class_names = sorted(set(prefixes))
+    if len(class_names) < 2:
+        raise DataError(f"{root} has images of only one class prefix ({class_names[0]})")
+    labels = np.asarray([class_names.index(c) for c in prefixes], np.int64)
+    return Catalogue([str(p) for p in images], labels, _own_groups(len(images)), class_names, str(root))
+
+
+def read_csv_list(csv_path: str | Path, class_names: list[str] | None = None) -> Catalogue:
+    """CSV with a header containing ``path`` and ``label``; relative paths are relative to the CSV.
+
+    Rows with an empty label are unlabelled. ``class_names`` fixes the class order; otherwise it
+    is the sorted set of labels present.
+    """
+    csv_path = Path(csv_path).resolve()
+    if not csv_path.is_file():
+        raise DataError(f"CSV file not found: {csv_path}")
+    with csv_path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = reader.fieldnames or []
+        if "path" not in fields or "label" not in fields:
+            raise DataError(f"{csv_path} must have a header with columns 'path' and 'label'; got {fields}")
+        rows = [(r["path"].strip(), (r["label"] or "").strip()) for r in reader if r["path"]]
+    if not rows:
+        raise DataError(f"{csv_path} lists no images")
+    root = csv_path.parent
+    paths = [str((root / p).resolve()) if not Path(p).is_absolute() else p for p, _ in rows]
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} image(s) listed in {csv_path} do not exist, e.g. {missing[0]}")
+    present = sorted({lab for _, lab in rows if lab})
+    names = list(class_names) if class_names else present
+    unknown = [lab for lab in present if lab not in names]
+    if unknown:
+        raise UnknownClassError(f"'{unknown[0]}' in {csv_path} is not one of the classes {names}")
+    labels = np.asarray([names.index(lab) if lab else UNLABELLED for _, lab in rows], np.int64)
+    return Catalogue(paths, labels, _own_groups(len(paths)), names, str(root))
+
+
+def attach_groups(catalogue: Catalogue, groups_csv: str | Path) -> Catalogue:
+    """Set group ids from a CSV ``path,group`` (paths relative to the catalogue root or absolute).
+
+    Images missing from the CSV keep a group of their own; unknown CSV paths are an error
+    (they usually mean the CSV belongs to another data set).
+    """
+    groups_csv = Path(groups_csv)
+    if not groups_csv.is_file():
+        raise DataError(f"groups CSV not found: {groups_csv}")
+    with groups_csv.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if "path" not in (reader.fieldnames or []) or "group" not in (reader.fieldnames or []):
+            raise DataError(f"{groups_csv} must have a header with columns 'path' and 'group'")
+        mapping = {r["path"].strip(): r["group"].strip() for r in reader}
+    index = {catalogue.relative(i): i for i in range(len(catalogue))}
+    index.update({catalogue.paths[i]: i for i in range(len(catalogue))})
+    unknown = [p for p in mapping if p not in index]
+    if unknown:
+        raise DataError(
+            f"{len(unknown)} path(s) in {groups_csv} are not in the data set at {catalogue.root}, "
+            f"e.g. {unknown[0]}"
+        )
+    group_names: dict[str, int] = {}
+    groups = np.full(len(catalogue), -1, np.int64)
+    for path, name in mapping.items():
+        groups[index[path]] = group_names.setdefault(name, len(group_names))
+    loose = groups < 0
+    groups[loose] = len(group_names) + np.arange(int(loose.sum()))
+    return Catalogue(catalogue.paths, catalogue.labels, groups, catalogue.class_names, catalogue.root)
+
+
+def detect_format(path: str | Path) -> str:
+    """Guess the layout: ``csv`` for a .csv file, ``folder`` if it holds class sub-folders."""
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return "csv"
+    if not path.is_dir():
+        raise DataError(f"data path not found: {path}")
+    if any(d.is_dir() and any(is_image_file(p) for p in d.iterdir()) for d in path.iterdir()):
+        return "folder"
+    if any(is_image_file(p) for p in path.iterdir()):
+        return "prefix"
+    raise DataError(f"no images found in {path} (empty folder?)")
+
+
+def load_catalogue(path: str | Path, fmt: str = "auto", groups: str | Path | None = None) -> Catalogue:
+    """Read a data set in any supported layout, with optional groups."""
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    readers = {"folder": read_image_folder, "prefix": read_prefix_folder, "csv": read_csv_list}
+    if fmt not in readers:
+        raise DataError(f"unknown data format '{fmt}'; expected one of {sorted(readers)}")
+    catalogue = readers[fmt](path)
+    return attach_groups(catalogue, groups) if groups else catalogue

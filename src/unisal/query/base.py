@@ -1,0 +1,65 @@
+"""Strategy contract and registry.
+
+A strategy turns the networks' outputs on the unlabelled pool into a batch of positions to
+label. Scoring pieces are pure functions (see ``unisal.query.unisal``); strategies are thin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from unisal.train.evaluate import Predictions
+
+
+@dataclass
+class Selection:
+    """Positions into the scored pool, (budget,), and why each was chosen."""
+
+    positions: np.ndarray
+    reasons: list[str]
+    n_candidates: int  # size of the candidate set the strategy chose from
+
+
+class Strategy:
+    """Base class: ``select(preds, budget, rng)`` returns ``budget`` unique pool positions."""
+
+    name = "base"
+    needs_predictions = True
+
+    def __init__(self, kmeans_n_init: int = 3, class_names: list[str] | None = None):
+        self.kmeans_n_init = kmeans_n_init
+        self.class_names = class_names
+
+    def class_name(self, k: int) -> str:
+        return self.class_names[k] if self.class_names else str(k)
+
+    def select(self, preds: Predictions | None, pool_size: int, budget: int, rng: np.random.Generator) -> Selection:
+        raise NotImplementedError
+
+
+_STRATEGIES: dict[str, type[Strategy]] = {}
+
+
+def register_strategy(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
+    def decorator(cls: type[Strategy]) -> type[Strategy]:
+        if name in _STRATEGIES:
+            raise KeyError(f"strategy '{name}' is already registered")
+        cls.name = name
+        _STRATEGIES[name] = cls
+        return cls
+
+    return decorator
+
+
+def strategy_names() -> list[str]:
+    return sorted(_STRATEGIES)
+
+
+def create_strategy(name: str, **kwargs: Any) -> Strategy:
+    if name not in _STRATEGIES:
+        raise KeyError(f"unknown strategy '{name}'; expected one of {strategy_names()}")
+    return _STRATEGIES[name](**kwargs)

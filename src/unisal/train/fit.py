@@ -1,0 +1,189 @@
+"""Training: UniSAL dual-view co-training, and plain supervised fitting on the same code path.
+
+Every step draws a labelled batch (``_lb``) and, for co-training, an unlabelled batch
+(``_ulb``); each image gets two independent weak views, view 1 for network 1 and view 2 for
+network 2. Model selection keeps the weights with the best validation accuracy of the
+networks' averaged logits.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from unisal.config import TrainConfig
+from unisal.data.cache import ImageStore
+from unisal.data.views import normalise, to_float, weak_view
+from unisal.models.network import TwoHeadNet
+from unisal.train.evaluate import predict
+from unisal.train.losses import classwise_contrastive_loss, cross_pseudo_supervision, sigmoid_rampup
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_val_accuracy: float | None  # None without a validation split
+    seconds: float
+    steps: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class IndexSampler:
+    """Endless shuffled passes over ``indices`` (no repeats within a pass)."""
+
+    def __init__(self, indices: np.ndarray, rng: np.random.Generator):
+        self.indices = np.asarray(indices)
+        self.rng = rng
+        self.order = self.rng.permutation(self.indices)
+        self.pos = 0
+
+    def next(self, n: int) -> np.ndarray:
+        out = []
+        while n > 0:
+            if self.pos >= len(self.order):
+                self.order, self.pos = self.rng.permutation(self.indices), 0
+            take = self.order[self.pos : self.pos + n]
+            self.pos += len(take)
+            n -= len(take)
+            out.append(take)
+        return np.concatenate(out)
+
+
+def lr_at(step: int, total_steps: int, base_lr: float, decay_at: float) -> float:
+    """Step decay: ``base_lr`` until ``decay_at`` of training, then a tenth of it."""
+    return base_lr * (0.1 if step >= int(total_steps * decay_at) else 1.0)
+
+
+def _views(
+    images_u8: np.ndarray, device: torch.device, generator: torch.Generator, cfg: TrainConfig, net: TwoHeadNet
+) -> torch.Tensor:
+    x = to_float(torch.from_numpy(images_u8).to(device, non_blocking=True))
+    x = normalise(weak_view(x, generator, cfg.crop_scale_min), net.mean, net.std)
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
+def fit(
+    nets: list[TwoHeadNet],
+    store: ImageStore,
+    idx_lb: np.ndarray,
+    y_lb: np.ndarray,
+    idx_ulb: np.ndarray | None,
+    idx_val: np.ndarray,
+    y_val: np.ndarray,
+    cfg: TrainConfig,
+    device: torch.device,
+    seed: int,
+    progress: bool = True,
+) -> FitResult:
+    """Train ``nets`` in place and leave the best validation weights loaded.
+
+    Args:
+        nets: two networks for UniSAL co-training (``idx_ulb`` given), or one for supervised.
+        store: decoded images.
+        idx_lb: catalogue indices of labelled training images, (L,); ``y_lb`` their classes.
+        idx_ulb: catalogue indices of unlabelled images, (U,), or None for supervised training.
+        idx_val: validation indices, (V,), possibly empty; ``y_val`` their classes.
+        cfg: optimisation and loss settings.
+        device: where to train.
+        seed: seeds batch order, augmentations and nothing else (weights are seeded at build).
+    """
+    if len(idx_lb) == 0:
+        raise ValueError("cannot train without labelled images")
+    semi = idx_ulb is not None and len(idx_ulb) > 0 and len(nets) == 2
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    label_of = dict(zip(np.asarray(idx_lb).tolist(), np.asarray(y_lb).tolist(), strict=True))
+    sampler_lb = IndexSampler(idx_lb, rng)
+    sampler_ulb = IndexSampler(idx_ulb, rng) if semi and idx_ulb is not None else None
+    bs_lb = cfg.batch_size // 2 if semi else cfg.batch_size
+    bs_ulb = cfg.batch_size - bs_lb
+    steps_per_epoch = cfg.steps_per_epoch or max(1, math.ceil(len(idx_lb) / bs_lb))
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(total * cfg.warmup_fraction)
+
+    for net in nets:
+        net.to(device)
+        if device.type == "cuda":
+            net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    params = [p for net in nets for p in net.parameters()]
+    optimiser = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
+
+    best: dict[str, Any] = {"acc": -1.0, "epoch": 0, "states": None}
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    bar = tqdm(total=total, desc="co-training" if semi else "training", disable=not progress, leave=False)
+    step = 0
+    for epoch in range(1, cfg.epochs + 1):
+        for net in nets:
+            net.train()
+        sums: dict[str, float] = {}
+        for _ in range(steps_per_epoch):
+            for group in optimiser.param_groups:
+                group["lr"] = lr_at(step, total, cfg.lr, cfg.lr_decay_at)
+            b_lb = sampler_lb.next(bs_lb)
+            y = torch.as_tensor([label_of[i] for i in b_lb.tolist()], device=device)
+            batch = b_lb if sampler_ulb is None else np.concatenate([b_lb, sampler_ulb.next(bs_ulb)])
+            images = store.get(batch)
+            with autocast:
+                outs = [net(_views(images, device, generator, cfg, net)) for net in nets]
+                n_lb = len(b_lb)
+                loss_ce = sum(F.cross_entropy(o.logits[:n_lb].float(), y) for o in outs)
+                loss = loss_ce
+                parts = {"ce": float(loss_ce.detach())}
+                if semi:
+                    o1, o2 = outs
+                    loss_pl, masks = cross_pseudo_supervision(o1.logits[n_lb:].float(), o2.logits[n_lb:].float(), cfg.tau)
+                    agree = masks["mask_a"] & masks["mask_b"] & (masks["labels_a"] == masks["labels_b"])
+                    classes = torch.cat([y, masks["labels_a"]])
+                    anchors = torch.cat([torch.ones_like(y, dtype=torch.bool), agree])
+                    loss_con = classwise_contrastive_loss(o1.embedding, o2.embedding, classes, anchors, cfg.temperature)
+                    weight_pl = cfg.lambda_pl * sigmoid_rampup(step, warmup)
+                    loss = loss + weight_pl * loss_pl + cfg.lambda_con * loss_con
+                    parts |= {
+                        "pl": float(loss_pl.detach()),
+                        "con": float(loss_con.detach()),
+                        "confident": float((masks["mask_a"].float().mean() + masks["mask_b"].float().mean()) / 2),
+                        "agree": float(agree.float().mean()),
+                    }
+            optimiser.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
+            if not math.isfinite(float(loss.detach())):
+                raise FloatingPointError(f"training diverged at step {step} (loss {float(loss)}); lower the lr")
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + value
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
+        record = {"epoch": float(epoch)} | {k: v / steps_per_epoch for k, v in sums.items()}
+        if len(idx_val) and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+            preds = predict(nets, store, idx_val, device, cfg.eval_batch_size, progress=False)
+            acc = float((preds.mean_logits().argmax(1) == np.asarray(y_val)).mean())
+            record["val_accuracy"] = acc
+            if acc > best["acc"]:
+                best = {"acc": acc, "epoch": epoch, "states": [copy.deepcopy(n.state_dict()) for n in nets]}
+        history.append(record)
+    bar.close()
+    if best["states"] is not None:
+        for net, state in zip(nets, best["states"], strict=True):
+            net.load_state_dict(state)
+    return FitResult(
+        best_epoch=int(best["epoch"]) if best["states"] is not None else cfg.epochs,
+        best_val_accuracy=float(best["acc"]) if best["states"] is not None else None,
+        seconds=time.perf_counter() - start,
+        steps=step,
+        history=history,
+    )

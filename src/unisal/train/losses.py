@@ -1,0 +1,89 @@
+"""UniSAL losses as pure functions of tensors."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def confident_pseudo_labels(logits: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hard pseudo labels and the mask of predictions whose max softmax exceeds ``tau``.
+
+    Args:
+        logits: (N, C).
+        tau: confidence threshold in (0, 1).
+
+    Returns:
+        labels (N,) int64 and mask (N,) bool.
+    """
+    probs = logits.detach().float().softmax(dim=1)
+    confidence, labels = probs.max(dim=1)
+    return labels, confidence > tau
+
+
+def cross_pseudo_supervision(
+    logits_a: torch.Tensor, logits_b: torch.Tensor, tau: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Each network learns the other's confident argmax on unlabelled images.
+
+    Args:
+        logits_a: network A on its view of the unlabelled batch, (N, C).
+        logits_b: network B on its view of the same images, (N, C).
+        tau: confidence threshold.
+
+    Returns:
+        The loss CE(a, argmax b)[conf b > tau] + CE(b, argmax a)[conf a > tau], each term averaged
+        over the whole unlabelled batch (masked rows count as zero, as in FixMatch/USB, so the
+        loss grows with the number of confident images), and the masks/labels used.
+    """
+    labels_a, mask_a = confident_pseudo_labels(logits_a, tau)
+    labels_b, mask_b = confident_pseudo_labels(logits_b, tau)
+    ce_a = F.cross_entropy(logits_a, labels_b, reduction="none") * mask_b
+    ce_b = F.cross_entropy(logits_b, labels_a, reduction="none") * mask_a
+    loss = ce_a.mean() + ce_b.mean() if len(logits_a) else logits_a.sum() * 0.0
+    return loss, {"labels_a": labels_a, "mask_a": mask_a, "labels_b": labels_b, "mask_b": mask_b}
+
+
+def classwise_contrastive_loss(
+    z1: torch.Tensor, z2: torch.Tensor, classes: torch.Tensor, anchors: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Pseudo-label-guided class-wise contrastive loss.
+
+    For anchor ``i`` in view ``v`` the positive is the same image in the other view,
+    ``exp(cos(z1_i, z2_i) / T)``; the negatives are the anchors ``j != i`` of another class in
+    the same view, ``exp(cos(zv_i, zv_j) / T)``. The loss of an anchor is
+    ``-log(pos / (pos + sum neg))``, averaged over both views and over the anchors that have at
+    least one negative (zero when none has).
+
+    Args:
+        z1: embeddings from network 1 on view 1, (B, D); need not be normalised.
+        z2: embeddings from network 2 on view 2, (B, D).
+        classes: (pseudo-)class of each row, (B,) int64; ignored where ``anchors`` is false.
+        anchors: (B,) bool, labelled images and unlabelled ones both networks agree on confidently.
+        temperature: T > 0.
+    """
+    z1 = F.normalize(z1.float(), dim=1)
+    z2 = F.normalize(z2.float(), dim=1)
+    positive = (z1 * z2).sum(dim=1) / temperature  # (B,)
+    pair = anchors[:, None] & anchors[None, :] & (classes[:, None] != classes[None, :])  # (B, B)
+    has_negative = pair.any(dim=1)  # the diagonal is never a pair: a class differs from itself never
+    if not bool(has_negative.any()):
+        return z1.sum() * 0.0
+    losses = []
+    for z in (z1, z2):
+        similarity = (z @ z.T) / temperature
+        negatives = similarity.masked_fill(~pair, -math.inf)
+        logits = torch.cat([positive[:, None], negatives], dim=1)  # (B, 1 + B)
+        losses.append(torch.logsumexp(logits, dim=1) - positive)
+    per_anchor = torch.stack(losses, dim=0)[:, has_negative]
+    return per_anchor.mean()
+
+
+def sigmoid_rampup(step: int, rampup_steps: int) -> float:
+    """exp(-5 (1 - t)^2) for t = step / rampup_steps in [0, 1] (Laine & Aila; Mean Teacher)."""
+    if rampup_steps <= 0:
+        return 1.0
+    t = min(max(step, 0), rampup_steps) / rampup_steps
+    return float(math.exp(-5.0 * (1.0 - t) ** 2))
