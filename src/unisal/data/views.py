@@ -54,8 +54,9 @@ def weak_view_params(
     theta[:, 0, 1] = -sin * d
     theta[:, 1, 0] = sin * a
     theta[:, 1, 1] = cos * d
-    theta[:, 0, 2] = tx
-    theta[:, 1, 2] = ty
+    # The crop centre turns with the crop, so a rotated crop still lies inside the image.
+    theta[:, 0, 2] = cos * tx - sin * ty
+    theta[:, 1, 2] = sin * tx + cos * ty
     return theta
 
 

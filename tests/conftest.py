@@ -1,0 +1,89 @@
+"""Shared fixtures: the real sample tiles in ../shared/data and tiny synthetic image folders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT / ".." / "shared" / "data"
+
+# Distinct, saturated colours so that synthetic classes are trivially separable.
+_PALETTE = [
+    (220, 40, 40),
+    (40, 180, 60),
+    (40, 70, 220),
+    (230, 200, 40),
+    (180, 60, 200),
+    (40, 200, 210),
+    (240, 140, 30),
+    (120, 120, 120),
+]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The read-only folder of real tiles; tests that need it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data not found: real sample tiles are needed for this test")
+    return SHARED_DATA.resolve()
+
+
+@pytest.fixture(scope="session")
+def lung_dir(shared_data: Path) -> Path:
+    """LC25000 lung: 3 class folders of 5,000 JPEGs and a ``groups.csv``."""
+    path = shared_data / "lc25000-lung"
+    if not path.is_dir():
+        pytest.skip(f"{path} not found: real sample tiles are needed for this test")
+    return path
+
+
+@pytest.fixture(scope="session")
+def crc_samples(shared_data: Path) -> Path:
+    """Real colorectal tiles: kather2016, crc-val-he-7k, nct-crc-he-100k in original layouts."""
+    path = shared_data / "crc-samples"
+    if not path.is_dir():
+        pytest.skip(f"{path} not found: real sample tiles are needed for this test")
+    return path
+
+
+def synthetic_tile(class_index: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """uint8 (size, size, 3): a class colour from a fixed palette plus seeded noise."""
+    base = np.asarray(_PALETTE[class_index % len(_PALETTE)], np.int16)
+    noise = rng.integers(-20, 21, size=(size, size, 3), dtype=np.int16)
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def make_image_folder(tmp_path: Path) -> Callable[..., Path]:
+    """Factory writing a class-folder layout ``root/<class>/<class>_<i>.<fmt>`` under tmp_path.
+
+    ``make_image_folder(classes={"A": 4, "B": 4}, size=32, fmt="png", seed=0)`` returns the root.
+    Each call gets its own root (``name`` overrides it); images of a class share its colour.
+    """
+    calls = iter(range(1_000_000))
+
+    def make(
+        classes: dict[str, int] | None = None,
+        size: int = 32,
+        fmt: str = "png",
+        seed: int = 0,
+        name: str | None = None,
+    ) -> Path:
+        classes = {"A": 4, "B": 4} if classes is None else classes
+        root = tmp_path / (name or f"images{next(calls)}")
+        rng = np.random.default_rng(seed)
+        for k, (class_name, count) in enumerate(classes.items()):
+            folder = root / class_name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                Image.fromarray(synthetic_tile(k, size, rng)).save(
+                    folder / f"{class_name}_{i}.{fmt}"
+                )
+        return root
+
+    return make

@@ -1,0 +1,138 @@
+"""The decoded-image cache: contents, reuse, invalidation, bad files and reads by index."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unisal.data import cache as cache_module
+from unisal.data.cache import ImageStore, build_cache, cache_key, default_cache_dir
+from unisal.data.catalogue import read_image_folder
+from unisal.data.images import BadImageError, load_rgb, resize_square
+
+
+@pytest.fixture
+def tile_paths(make_image_folder: Callable[..., Path]) -> list[str]:
+    """Six 20 px PNG tiles of two colours (non-square cache size forces a resize)."""
+    return read_image_folder(make_image_folder(classes={"A": 3, "B": 3}, size=20)).paths
+
+
+def test_build_cache_holds_the_resized_images(tile_paths: list[str], tmp_path: Path) -> None:
+    array, bad = build_cache(
+        tile_paths, 16, cache_dir=tmp_path / "cache", workers=2, progress=False
+    )
+    assert bad == []
+    assert isinstance(array, np.memmap)
+    assert array.shape == (6, 16, 16, 3)
+    assert array.dtype == np.uint8
+    for i, path in enumerate(tile_paths):
+        np.testing.assert_array_equal(array[i], resize_square(load_rgb(path), 16))
+    # The cache lives where it was asked to, named by the key.
+    assert (
+        Path(array.filename).resolve()
+        == (tmp_path / "cache" / f"{cache_key(tile_paths, 16)}.npy").resolve()
+    )
+
+
+def test_build_cache_reuses_an_identical_cache(
+    tile_paths: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache_dir = tmp_path / "cache"
+    first, _ = build_cache(tile_paths, 16, cache_dir=cache_dir, workers=1, progress=False)
+    first_file = Path(first.filename)
+    mtime = first_file.stat().st_mtime_ns
+    expected = np.array(first)
+
+    def no_decoding(path: str, size: int) -> np.ndarray:
+        raise AssertionError(f"{path} was decoded again")
+
+    monkeypatch.setattr(cache_module, "_decode", no_decoding)
+    second, bad = build_cache(tile_paths, 16, cache_dir=cache_dir, workers=1, progress=False)
+    assert bad == []
+    assert Path(second.filename) == first_file
+    assert first_file.stat().st_mtime_ns == mtime
+    np.testing.assert_array_equal(second, expected)
+    # Only the cache and its bad-file record are left: no temporary files.
+    assert sorted(p.suffix for p in cache_dir.iterdir()) == [".json", ".npy"]
+
+
+def test_cache_key_changes_with_files_and_size(tile_paths: list[str]) -> None:
+    key = cache_key(tile_paths, 16)
+    assert cache_key(list(tile_paths), 16) == key
+    assert cache_key(tile_paths, 32) != key
+    assert cache_key(tile_paths[:-1], 16) != key
+
+    stat = os.stat(tile_paths[0])
+    os.utime(tile_paths[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    touched = cache_key(tile_paths, 16)
+    assert touched != key
+
+    # A file whose content grows changes the key even if its mtime is put back.
+    before = os.stat(tile_paths[1])
+    with open(tile_paths[1], "ab") as handle:
+        handle.write(b"\0")
+    os.utime(tile_paths[1], ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(tile_paths[1]).st_mtime_ns == before.st_mtime_ns
+    assert cache_key(tile_paths, 16) != touched
+
+
+def test_cache_key_of_a_missing_file_differs(tile_paths: list[str], tmp_path: Path) -> None:
+    missing = [*tile_paths, str(tmp_path / "gone.png")]
+    key = cache_key(missing, 16)
+    (tmp_path / "gone.png").write_bytes(b"now here")
+    assert cache_key(missing, 16) != key
+
+
+def test_bad_file_gives_an_error_and_a_zero_row(tile_paths: list[str], tmp_path: Path) -> None:
+    bad_path = tmp_path / "broken.png"
+    bad_path.write_text("not a png")
+    paths = [tile_paths[0], str(bad_path), tile_paths[1]]
+    array, bad = build_cache(paths, 16, cache_dir=tmp_path / "cache", workers=2, progress=False)
+    assert len(bad) == 1
+    assert isinstance(bad[0], BadImageError)
+    assert bad[0].path == str(bad_path)
+    assert (np.asarray(array[1]) == 0).all()
+    np.testing.assert_array_equal(array[0], resize_square(load_rgb(tile_paths[0]), 16))
+    np.testing.assert_array_equal(array[2], resize_square(load_rgb(tile_paths[1]), 16))
+
+    # A reused cache reports the same bad file.
+    _, bad_again = build_cache(paths, 16, cache_dir=tmp_path / "cache", progress=False)
+    assert [(e.path, e.reason) for e in bad_again] == [(bad[0].path, bad[0].reason)]
+
+
+def test_default_cache_dir_follows_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNISAL_CACHE", str(tmp_path / "explicit"))
+    assert default_cache_dir() == tmp_path / "explicit"
+    monkeypatch.delenv("UNISAL_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "unisal"
+
+
+def test_image_store_get_returns_rows_in_the_requested_order() -> None:
+    # Row r of the array is filled with the value r, so each image says which row it came from.
+    array = np.broadcast_to(np.arange(5, dtype=np.uint8)[:, None, None, None], (5, 4, 4, 3)).copy()
+    rows = np.array([3, 0, 4, 1, 2])  # catalogue index -> array row
+    store = ImageStore(array=array, rows=rows)
+    assert len(store) == 5
+    assert store.image_size == 4
+
+    idx = np.array([4, 0, 2, 0, 3])
+    out = store.get(idx)
+    assert out.shape == (5, 4, 4, 3)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out[:, 0, 0, 0], rows[idx])  # [2, 3, 4, 3, 1]
+    np.testing.assert_array_equal(out[:, 0, 0, 0], [2, 3, 4, 3, 1])
+
+
+def test_image_store_over_a_real_cache(tile_paths: list[str], tmp_path: Path) -> None:
+    array, _ = build_cache(tile_paths, 16, cache_dir=tmp_path, workers=1, progress=False)
+    store = ImageStore(array=array, rows=np.arange(len(tile_paths)))
+    out = store.get(np.array([5, 1, 3]))
+    for k, i in enumerate([5, 1, 3]):
+        np.testing.assert_array_equal(out[k], resize_square(load_rgb(tile_paths[i]), 16))

@@ -1,0 +1,201 @@
+"""The AL loop end to end on real lung tiles: outputs, invariants, kill-and-resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.lung_subset import LUNG, write_lung_subset
+from unisal.config import RunConfig, build_config
+from unisal.loop import NOT_LABELLED, ActiveLearningRun, ALState, RunError
+
+pytestmark = pytest.mark.skipif(not LUNG.is_dir(), reason="../shared/data/lc25000-lung not found: real tiles needed")
+
+TINY = {
+    "data": {"image_size": 32, "format": "csv"},
+    "train": {"epochs": 2, "steps_per_epoch": 2, "batch_size": 8, "eval_every": 1, "eval_batch_size": 64},
+    "query": {"budget": 4},
+    "initial": 6,
+    "rounds": 2,
+}
+
+
+def tiny_config(tmp_path: Path, out: str, **overrides: object) -> RunConfig:
+    data_csv, groups_csv = write_lung_subset(tmp_path / "data", per_class=20)
+    values = json.loads(json.dumps(TINY))
+    values["data"] |= {"path": str(data_csv), "groups": str(groups_csv), "cache_dir": str(tmp_path / "cache")}
+    values["out"] = str(tmp_path / out)
+    for key, value in overrides.items():
+        section, _, leaf = key.partition("__")
+        if leaf:
+            values.setdefault(section, {})[leaf] = value
+        else:
+            values[section] = value
+    return build_config("cpu", values)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def outcome(out: Path) -> tuple[list[tuple[str, ...]], dict[str, list[dict[str, str]]]]:
+    """What must match between runs: metrics per round and every query file."""
+    rounds = [
+        tuple(r[c] for c in ("round", "n_labeled", "accuracy", "macro_f1", "n_candidates"))
+        for r in read_rows(out / "rounds.csv")
+    ]
+    queries = {p.name: read_rows(p) for p in sorted((out / "queries").glob("*.csv"))}
+    return rounds, queries
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("loop")
+    cfg = tiny_config(tmp, "run")
+    ActiveLearningRun(cfg, progress=False, log=lambda _: None).run()
+    return Path(cfg.out)
+
+
+def test_run_writes_every_promised_output(finished_run: Path) -> None:
+    out = finished_run
+    for name in ("config.yaml", "rounds.csv", "splits.csv", "state.json"):
+        assert (out / name).is_file(), name
+    rows = read_rows(out / "rounds.csv")
+    assert [int(r["round"]) for r in rows] == [0, 1, 2]
+    assert [int(r["n_labeled"]) for r in rows] == [6, 10, 14]
+    for column in ("accuracy", "macro_f1", "macro_precision", "macro_recall", "train_seconds"):
+        assert all(0.0 <= float(r[column]) for r in rows)
+    assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
+    assert rows[0]["n_candidates"] != "" and rows[-1]["n_candidates"] == ""  # no query after the last round
+    assert sorted(p.name for p in (out / "queries").glob("*.csv")) == ["round_1.csv", "round_2.csv"]
+    assert sorted(p.name for p in (out / "confusion").glob("*.csv")) == [f"round_{r}.csv" for r in range(3)]
+    assert sorted(p.name for p in (out / "checkpoints").glob("*.pt")) == [f"round_{r}.pt" for r in range(3)]
+
+
+def test_queries_come_from_the_pool_once_each_with_true_labels(finished_run: Path) -> None:
+    splits = {r["path"]: r for r in read_rows(finished_run / "splits.csv")}
+    queried = [q for name in ("round_1.csv", "round_2.csv") for q in read_rows(finished_run / "queries" / name)]
+    assert len(queried) == 8
+    assert len({q["path"] for q in queried}) == 8
+    for q in queried:
+        assert splits[q["path"]]["split"] == "train"
+        assert q["label"] == splits[q["path"]]["label"]
+        assert q["reason"]
+    state = ALState.from_state_dict(json.loads((finished_run / "state.json").read_text()))
+    assert state.stage == "done"
+    assert sorted(np.bincount(state.labelled_round[state.labelled_round != NOT_LABELLED])) == [4, 4, 6]
+
+
+def test_confusion_matrix_counts_the_test_split(finished_run: Path) -> None:
+    splits = read_rows(finished_run / "splits.csv")
+    n_test = sum(r["split"] == "test" for r in splits)
+    rows = read_rows(finished_run / "confusion" / "round_2.csv")
+    assert [r["true\\predicted"] for r in rows] == ["lung_aca", "lung_n", "lung_scc"]
+    assert sum(int(v) for r in rows for k, v in r.items() if k != "true\\predicted") == n_test
+
+
+def test_splits_never_share_a_group(finished_run: Path) -> None:
+    split_of_group: dict[str, set[str]] = {}
+    for r in read_rows(finished_run / "splits.csv"):
+        split_of_group.setdefault(r["group"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in split_of_group.values())
+
+
+def test_existing_run_is_not_overwritten(finished_run: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, "x")
+    cfg.out = str(finished_run)
+    with pytest.raises(RunError, match="already holds a run"):
+        ActiveLearningRun(cfg, progress=False)
+
+
+def test_budget_larger_than_pool_is_refused(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, "big", query__budget=1000)
+    with pytest.raises(RunError, match="training pool holds only"):
+        ActiveLearningRun(cfg, progress=False)
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL inside the process: nothing after it runs."""
+
+
+@pytest.mark.parametrize("stage", ["during training", "before selection"])
+def test_interrupted_run_resumes_to_the_same_result(finished_run: Path, tmp_path: Path, stage: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tiny_config(tmp_path, "killed")
+    calls = {"n": 0}
+    original_fit = __import__("unisal.loop", fromlist=["fit"]).fit
+    original_select = ActiveLearningRun.select_and_label
+
+    def fit_then_die(*args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 2:  # round 1
+            raise Killed
+        return original_fit(*args, **kwargs)
+
+    def select_then_die(self: ActiveLearningRun, round_: int) -> object:
+        if round_ == 1:
+            raise Killed
+        return original_select(self, round_)
+
+    with monkeypatch.context() as patch:
+        if stage == "during training":
+            patch.setattr("unisal.loop.fit", fit_then_die)
+        else:
+            patch.setattr(ActiveLearningRun, "select_and_label", select_then_die)
+        with pytest.raises(Killed):
+            ActiveLearningRun(cfg, progress=False, log=lambda _: None).run()
+    state = json.loads((Path(cfg.out) / "state.json").read_text())
+    assert state["round"] == 1 and state["stage"] == ("train" if stage == "during training" else "select")
+    ActiveLearningRun(cfg, resume=True, progress=False, log=lambda _: None).run()
+    assert outcome(Path(cfg.out)) == outcome(finished_run)
+
+
+def test_resume_refuses_changed_settings(finished_run: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, "x", query__budget=5)
+    cfg.out = str(finished_run)
+    with pytest.raises(RunError, match="settings differ"):
+        ActiveLearningRun(cfg, resume=True, progress=False)
+
+
+@pytest.mark.slow
+def test_sigkilled_cli_run_resumes_to_the_same_result(finished_run: Path, tmp_path: Path) -> None:
+    """A real SIGKILL of `unisal simulate` after round 1 was trained, then `--resume`."""
+    cfg = tiny_config(tmp_path, "sigkill")
+    args = [
+        sys.executable, "-m", "unisal", "simulate", "--quiet", "--format", "csv",
+        "--data", cfg.data.path, "--groups", str(cfg.data.groups), "--cache-dir", str(cfg.data.cache_dir),
+        "--image-size", "32", "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "8",
+        "--initial", "6", "--budget", "4", "--rounds", "2", "--out", cfg.out,
+    ]
+    config_file = tmp_path / "extra.yaml"
+    config_file.write_text("train:\n  eval_every: 1\n  eval_batch_size: 64\n")
+    args += ["--config", str(config_file)]
+    state_file = Path(cfg.out) / "state.json"
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            if state_file.is_file():
+                state = json.loads(state_file.read_text())
+                if state["round"] == 1 and state["stage"] == "select":
+                    break
+            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout
+    assert outcome(Path(cfg.out)) == outcome(finished_run)
