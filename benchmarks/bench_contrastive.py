@@ -77,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=128, help="rows B (labelled + unlabelled)")
     parser.add_argument("--dim", type=int, default=128, help="projection size D")
     parser.add_argument("--classes", type=int, default=8, help="number of (pseudo-)classes")
-    parser.add_argument(
-        "--anchor-rate", type=float, default=0.5, help="fraction of rows that are anchors"
-    )
+    parser.add_argument("--anchor-rate", type=float, default=0.5, help="fraction of rows that are anchors")
     parser.add_argument("--temperature", type=float, default=0.15)
     parser.add_argument("--repeats", type=int, default=50, help="timed runs of the vectorised loss")
     parser.add_argument("--naive-repeats", type=int, default=3, help="timed runs of the loop")

@@ -81,9 +81,7 @@ def make_image_folder(tmp_path: Path) -> Callable[..., Path]:
             folder = root / class_name
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):
-                Image.fromarray(synthetic_tile(k, size, rng)).save(
-                    folder / f"{class_name}_{i}.{fmt}"
-                )
+                Image.fromarray(synthetic_tile(k, size, rng)).save(folder / f"{class_name}_{i}.{fmt}")
         return root
 
     return make

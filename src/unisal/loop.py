@@ -211,10 +211,14 @@ class ActiveLearningRun:
         self._check_out_folder(resume)
         self.data = prepare_data(cfg, progress)
         self.strategy = create_strategy(
-            cfg.query.strategy, kmeans_n_init=cfg.query.kmeans_n_init, class_names=self.data.catalogue.class_names
+            cfg.query.strategy,
+            kmeans_n_init=cfg.query.kmeans_n_init,
+            class_names=self.data.catalogue.class_names,
         )
         self.idx_pool = self.data.indices(TRAIN)
-        self.idx_unlabelled_extra = np.flatnonzero((self.data.split == TRAIN) & (self.data.catalogue.labels < 0))
+        self.idx_unlabelled_extra = np.flatnonzero(
+            (self.data.split == TRAIN) & (self.data.catalogue.labels < 0)
+        )
         self.idx_val = self.data.indices(VAL)
         self.idx_test = self.data.indices(TEST)
         self._check_sizes()
@@ -242,7 +246,9 @@ class ActiveLearningRun:
                     "resume with the same settings (see its config.yaml) or start a new --out"
                 )
         elif state_file.is_file():
-            raise RunError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+            raise RunError(
+                f"{self.out} already holds a run; pass --resume to continue it or choose another --out"
+            )
         for sub in ("queries", "confusion", "checkpoints"):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
         write_atomic(self.out / "config.yaml", yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
@@ -307,8 +313,15 @@ class ActiveLearningRun:
             seed=round_seed(self.cfg.seed, round_, "train"),
             progress=self.progress,
         )
-        preds = predict(self.nets, self.data.store, self.idx_test, self.device, self.cfg.train.eval_batch_size,
-                        self.progress, desc="testing")
+        preds = predict(
+            self.nets,
+            self.data.store,
+            self.idx_test,
+            self.device,
+            self.cfg.train.eval_batch_size,
+            self.progress,
+            desc="testing",
+        )
         y_true, y_pred = cat.labels[self.idx_test], preds.mean_logits().argmax(1)
         metrics = classification_metrics(y_true, y_pred, len(cat.class_names))
         matrix = confusion(y_true, y_pred, len(cat.class_names))
@@ -345,8 +358,15 @@ class ActiveLearningRun:
                 for net, weights in zip(self.nets, saved["nets"], strict=True):
                     net.load_state_dict(weights)
                     net.to(self.device)
-            preds = predict(self.nets, self.data.store, unlabelled, self.device, cfg.train.eval_batch_size,
-                            self.progress, desc="scoring pool")
+            preds = predict(
+                self.nets,
+                self.data.store,
+                unlabelled,
+                self.device,
+                cfg.train.eval_batch_size,
+                self.progress,
+                desc="scoring pool",
+            )
         rng = np.random.default_rng(round_seed(cfg.seed, round_, "select"))
         selection = self.strategy.select(preds, len(unlabelled), cfg.query.budget, rng)
         chosen = unlabelled[selection.positions]
@@ -355,10 +375,16 @@ class ActiveLearningRun:
         write_csv_atomic(
             self.out / "queries" / f"round_{round_ + 1}.csv",
             ["path", "label", "reason"],
-            ((cat.relative(i), cat.class_names[cat.labels[i]], why) for i, why in zip(chosen, selection.reasons, strict=True)),
+            (
+                (cat.relative(i), cat.class_names[cat.labels[i]], why)
+                for i, why in zip(chosen, selection.reasons, strict=True)
+            ),
         )
         state.label(chosen, round_ + 1)  # the oracle: simulation reveals the true labels
-        return {"n_candidates": selection.n_candidates, "select_seconds": round(time.perf_counter() - start, 2)}
+        return {
+            "n_candidates": selection.n_candidates,
+            "select_seconds": round(time.perf_counter() - start, 2),
+        }
 
     def run(self) -> list[dict[str, Any]]:
         state = self.state

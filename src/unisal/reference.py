@@ -87,8 +87,19 @@ def train_supervised_reference(
     net = build_network(cfg.model, len(cat.class_names), round_seed(cfg.seed, round_, "init"))
     torch.manual_seed(round_seed(cfg.seed, round_, "train"))
     log(f"supervised reference: {len(idx_lb)} labelled images ({labels}), {cfg.model.backbone}")
-    result = fit([net], data.store, idx_lb, cat.labels[idx_lb], None, idx_val, cat.labels[idx_val],
-                 cfg.train, device, seed=round_seed(cfg.seed, round_, "train"), progress=progress)
+    result = fit(
+        [net],
+        data.store,
+        idx_lb,
+        cat.labels[idx_lb],
+        None,
+        idx_val,
+        cat.labels[idx_val],
+        cfg.train,
+        device,
+        seed=round_seed(cfg.seed, round_, "train"),
+        progress=progress,
+    )
     preds = predict([net], data.store, idx_test, device, cfg.train.eval_batch_size, progress, desc="testing")
     y_true, y_pred = cat.labels[idx_test], preds.mean_logits().argmax(1)
     metrics = classification_metrics(y_true, y_pred, len(cat.class_names))

@@ -22,9 +22,7 @@ def tile_paths(make_image_folder: Callable[..., Path]) -> list[str]:
 
 
 def test_build_cache_holds_the_resized_images(tile_paths: list[str], tmp_path: Path) -> None:
-    array, bad = build_cache(
-        tile_paths, 16, cache_dir=tmp_path / "cache", workers=2, progress=False
-    )
+    array, bad = build_cache(tile_paths, 16, cache_dir=tmp_path / "cache", workers=2, progress=False)
     assert bad == []
     assert isinstance(array, np.memmap)
     assert array.shape == (6, 16, 16, 3)
@@ -33,8 +31,7 @@ def test_build_cache_holds_the_resized_images(tile_paths: list[str], tmp_path: P
         np.testing.assert_array_equal(array[i], resize_square(load_rgb(path), 16))
     # The cache lives where it was asked to, named by the key.
     assert (
-        Path(array.filename).resolve()
-        == (tmp_path / "cache" / f"{cache_key(tile_paths, 16)}.npy").resolve()
+        Path(array.filename).resolve() == (tmp_path / "cache" / f"{cache_key(tile_paths, 16)}.npy").resolve()
     )
 
 
@@ -104,9 +101,7 @@ def test_bad_file_gives_an_error_and_a_zero_row(tile_paths: list[str], tmp_path:
     assert [(e.path, e.reason) for e in bad_again] == [(bad[0].path, bad[0].reason)]
 
 
-def test_default_cache_dir_follows_the_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_default_cache_dir_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UNISAL_CACHE", str(tmp_path / "explicit"))
     assert default_cache_dir() == tmp_path / "explicit"
     monkeypatch.delenv("UNISAL_CACHE")

@@ -103,16 +103,12 @@ def test_attach_groups_lc25000(lung_catalogue: Catalogue) -> None:
     np.testing.assert_array_equal(np.bincount(lung_catalogue.labels), [5000, 5000, 5000])
     assert len(np.unique(lung_catalogue.groups)) == 1746
     # The README's per-class group counts: 561 / 595 / 590; no group mixes classes.
-    per_class = [
-        len(np.unique(lung_catalogue.groups[lung_catalogue.labels == k])) for k in range(3)
-    ]
+    per_class = [len(np.unique(lung_catalogue.groups[lung_catalogue.labels == k])) for k in range(3)]
     assert per_class == [561, 595, 590]
     assert sum(per_class) == 1746
 
 
-def test_load_catalogue_with_groups_matches_attach_groups(
-    lung_dir: Path, lung_catalogue: Catalogue
-) -> None:
+def test_load_catalogue_with_groups_matches_attach_groups(lung_dir: Path, lung_catalogue: Catalogue) -> None:
     catalogue = load_catalogue(lung_dir, groups=lung_dir / "groups.csv")
     np.testing.assert_array_equal(catalogue.groups, lung_catalogue.groups)
 

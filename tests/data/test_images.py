@@ -161,3 +161,13 @@ def test_resize_square_downsamples_to_the_requested_size() -> None:
     assert out.dtype == np.uint8
     # Antialiased downsampling keeps the mean brightness.
     assert abs(float(out.mean()) - float(image.mean())) < 2.0
+
+
+def test_32_bit_integer_holding_16_bit_values_is_scaled_as_16_bit(tmp_path: Path) -> None:
+    """Older Pillow opens 16-bit PNGs as 32-bit mode "I"; the values are still 16-bit."""
+    array = np.array([[0, 32768, 65535]], dtype=np.int32)
+    path = tmp_path / "i32.tif"
+    tifffile.imwrite(path, array)
+    rgb = load_rgb(path)
+    assert rgb[0, :, 0].tolist() == [0, 128, 255]
+    assert (rgb[..., 0] == rgb[..., 2]).all()

@@ -57,9 +57,7 @@ def test_lung_split_is_stratified(lung_catalogue: Catalogue, lung_split: np.ndar
         assert abs(val_share - 0.1) <= 0.02, (class_name, val_share)
 
 
-def test_lung_split_depends_only_on_the_seed(
-    lung_catalogue: Catalogue, lung_split: np.ndarray
-) -> None:
+def test_lung_split_depends_only_on_the_seed(lung_catalogue: Catalogue, lung_split: np.ndarray) -> None:
     labels, groups = lung_catalogue.labels, lung_catalogue.groups
     again = grouped_split(labels, groups, 0.1, 0.2, seed=0)
     np.testing.assert_array_equal(again, lung_split)
@@ -117,9 +115,7 @@ def test_tiny_kather_like_data_fills_train_and_test() -> None:
     for k in range(8):  # every class keeps training images
         assert np.count_nonzero(split[labels == k] == TRAIN) >= 1
     # Per class, 3 x 0.2 = 0.6 test images and 0.3 val: the test deficit wins each third image.
-    np.testing.assert_array_equal(
-        [np.count_nonzero(split[labels == k] == TEST) for k in range(8)], [1] * 8
-    )
+    np.testing.assert_array_equal([np.count_nonzero(split[labels == k] == TEST) for k in range(8)], [1] * 8)
 
 
 def test_unlabelled_images_are_split_too() -> None:

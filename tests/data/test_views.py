@@ -86,9 +86,7 @@ def test_full_scale_square_views_are_exactly_dihedral() -> None:
             expected = torch.flip(expected, dims=(2,))
         torch.testing.assert_close(out[i : i + 1], expected, rtol=0, atol=1e-5)
         matches = [
-            k
-            for k, d in enumerate(_dihedral(image))
-            if torch.allclose(out[i], d[0], rtol=0, atol=1e-5)
+            k for k, d in enumerate(_dihedral(image)) if torch.allclose(out[i], d[0], rtol=0, atol=1e-5)
         ]
         assert len(matches) == 1
         seen.add(matches[0])

@@ -98,8 +98,9 @@ def http_folder(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         server.server_close()
 
 
-def test_weights_from_url_are_downloaded_once(http_folder: tuple[str, Path], tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weights_from_url_are_downloaded_once(
+    http_folder: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     base, served = http_folder
     monkeypatch.setenv("UNISAL_CACHE", str(tmp_path / "cache"))
     source = create_backbone("test_resnet", pretrained=False)

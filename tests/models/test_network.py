@@ -9,7 +9,9 @@ from unisal.models.network import build_network
 
 
 def test_outputs_have_the_promised_shapes_and_unit_embeddings() -> None:
-    net = build_network(ModelConfig(backbone="test_resnet", pretrained=False, proj_dim=16), num_classes=5, seed=0)
+    net = build_network(
+        ModelConfig(backbone="test_resnet", pretrained=False, proj_dim=16), num_classes=5, seed=0
+    )
     out = net(torch.randn(3, 3, 32, 32))
     assert out.logits.shape == (3, 5)
     assert out.embedding.shape == (3, 16)
@@ -20,7 +22,9 @@ def test_outputs_have_the_promised_shapes_and_unit_embeddings() -> None:
 def test_same_seed_same_weights_other_seed_other_heads() -> None:
     cfg = ModelConfig(backbone="test_resnet", pretrained=False)
     a, b, c = (build_network(cfg, 3, seed) for seed in (1, 1, 2))
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
     assert not torch.equal(a.classifier.weight, c.classifier.weight)
 
 

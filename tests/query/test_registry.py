@@ -37,9 +37,7 @@ def test_strategy_contract(name, budget, agreeing):
     preds = _random_predictions(agreeing) if strategy.needs_predictions else None
 
     def run(seed: int):
-        return strategy.select(
-            preds, pool_size=POOL, budget=budget, rng=np.random.default_rng(seed)
-        )
+        return strategy.select(preds, pool_size=POOL, budget=budget, rng=np.random.default_rng(seed))
 
     selection = run(123)
     expected = min(budget, POOL)

@@ -65,12 +65,8 @@ def test_compact_selection_takes_the_point_nearest_each_blob_mean():
 
 def test_compact_selection_returns_everything_when_budget_covers_it():
     features, _ = _blobs(per_blob=2)
-    np.testing.assert_array_equal(
-        compact_selection(features, 10, np.random.default_rng(0)), np.arange(10)
-    )
-    np.testing.assert_array_equal(
-        compact_selection(features, 25, np.random.default_rng(0)), np.arange(10)
-    )
+    np.testing.assert_array_equal(compact_selection(features, 10, np.random.default_rng(0)), np.arange(10))
+    np.testing.assert_array_equal(compact_selection(features, 25, np.random.default_rng(0)), np.arange(10))
 
 
 def test_compact_selection_is_deterministic_for_a_seed():
@@ -81,9 +77,7 @@ def test_compact_selection_is_deterministic_for_a_seed():
     assert len(set(first.tolist())) == 9
 
 
-def _predictions(
-    pred_a: np.ndarray, pred_b: np.ndarray, n_classes: int, seed: int = 0
-) -> Predictions:
+def _predictions(pred_a: np.ndarray, pred_b: np.ndarray, n_classes: int, seed: int = 0) -> Predictions:
     """Confident one-hot-ish logits for two networks with the given argmaxes."""
     rng = np.random.default_rng(seed)
     n = len(pred_a)
@@ -110,9 +104,7 @@ def test_select_chooses_only_candidates_when_there_are_enough():
     disagree = np.sort(rng.choice(n, size=20, replace=False))
     pred_b[disagree] = (pred_a[disagree] + 1) % 3
     preds = _predictions(pred_a, pred_b, n_classes=3)
-    selection = UniSALStrategy().select(
-        preds, pool_size=n, budget=budget, rng=np.random.default_rng(0)
-    )
+    selection = UniSALStrategy().select(preds, pool_size=n, budget=budget, rng=np.random.default_rng(0))
     _check_unique(selection.positions, budget, n)
     assert set(selection.positions.tolist()) <= set(disagree.tolist())
     assert selection.n_candidates == 20
@@ -149,9 +141,7 @@ def test_select_fallback_takes_all_candidates_then_high_entropy():
     preds, candidates, high, runner_up = _fallback_pool()
     entropy = mean_entropy(preds.probs())
     others = np.setdiff1d(np.arange(40), candidates)
-    assert set(others[np.argsort(-entropy[others])][:6].tolist()) == set(
-        high.tolist()
-    )  # setup check
+    assert set(others[np.argsort(-entropy[others])][:6].tolist()) == set(high.tolist())  # setup check
     budget = 5  # remainder 3 -> shortlist of the 6 highest-entropy non-candidates
     for seed in range(4):
         selection = UniSALStrategy().select(
@@ -163,9 +153,7 @@ def test_select_fallback_takes_all_candidates_then_high_entropy():
         assert chosen - set(candidates.tolist()) <= set(high.tolist())
         assert runner_up not in chosen
         assert selection.n_candidates == 2
-        assert [r.startswith("networks disagree") for r in selection.reasons] == [True] * 2 + [
-            False
-        ] * 3
+        assert [r.startswith("networks disagree") for r in selection.reasons] == [True] * 2 + [False] * 3
         assert all(r.startswith("fallback") for r in selection.reasons[2:])
 
 

@@ -49,9 +49,7 @@ def test_confusion_rows_are_true_classes():
     )
     np.testing.assert_array_equal(confusion(Y_TRUE, Y_PRED, n_classes=4), expected)
     # a true 0 predicted as 2 lands in row 0, column 2 (not the transpose)
-    np.testing.assert_array_equal(
-        confusion([0], [2], n_classes=3), [[0, 0, 1], [0, 0, 0], [0, 0, 0]]
-    )
+    np.testing.assert_array_equal(confusion([0], [2], n_classes=3), [[0, 0, 1], [0, 0, 0], [0, 0, 0]])
 
 
 def _predictions(k: int = 2, n: int = 5, c: int = 3, p: int = 4) -> Predictions:
@@ -70,18 +68,14 @@ def test_predictions_probs_are_a_softmax():
     e = np.exp(preds.logits.astype(np.float64))
     np.testing.assert_allclose(probs, e / e.sum(axis=2, keepdims=True), rtol=1e-5)
     # large logits stay finite: the max is subtracted first
-    big = Predictions(
-        np.array([[[1000.0, 0.0, 1000.0]]], np.float32), np.zeros((1, 1, 2), np.float32)
-    )
+    big = Predictions(np.array([[[1000.0, 0.0, 1000.0]]], np.float32), np.zeros((1, 1, 2), np.float32))
     np.testing.assert_allclose(big.probs(), [[[0.5, 0.0, 0.5]]], atol=1e-7)
 
 
 def test_predictions_means_over_networks():
     preds = _predictions()
     assert preds.mean_logits().shape == (5, 3)
-    np.testing.assert_allclose(
-        preds.mean_logits(), (preds.logits[0] + preds.logits[1]) / 2, rtol=1e-6
-    )
+    np.testing.assert_allclose(preds.mean_logits(), (preds.logits[0] + preds.logits[1]) / 2, rtol=1e-6)
     assert preds.mean_embedding().shape == (5, 4)
     np.testing.assert_allclose(
         preds.mean_embedding(), (preds.embeddings[0] + preds.embeddings[1]) / 2, rtol=1e-6

@@ -35,9 +35,7 @@ def naive_contrastive(
         for i in range(len(z1)):
             if not anchors[i]:
                 continue
-            negatives = [
-                j for j in range(len(z1)) if j != i and anchors[j] and classes[j] != classes[i]
-            ]
+            negatives = [j for j in range(len(z1)) if j != i and anchors[j] and classes[j] != classes[i]]
             if not negatives:
                 continue
             pos = torch.exp(_cos(z1[i], z2[i]) / temperature)

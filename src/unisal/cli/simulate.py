@@ -18,7 +18,9 @@ from unisal.cli.options import data_options, model_train_options, overrides_from
 @click.option("--budget", type=int, help="Images queried per round.")
 @click.option("--rounds", type=int, help="Query rounds (the model is trained rounds + 1 times).")
 @click.option("--strategy", help="Query strategy: unisal, random, ...")
-@click.option("--pool-subset", type=int, help="Score only a random subset of this size of the pool per round.")
+@click.option(
+    "--pool-subset", type=int, help="Score only a random subset of this size of the pool per round."
+)
 @click.option("--out", type=click.Path(), help="Output folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out where it stopped.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")

@@ -10,10 +10,20 @@ from unisal.cli.options import model_train_options, overrides_from_flags
 
 
 @click.command()
-@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="A `unisal simulate` output folder: its data, split and settings are reused.")
-@click.option("--labels", type=click.Choice(["run", "all"]), default="run", show_default=True,
-              help="run: the images the run had labelled at --round; all: the whole training pool.")
+@click.option(
+    "--run",
+    "run_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="A `unisal simulate` output folder: its data, split and settings are reused.",
+)
+@click.option(
+    "--labels",
+    type=click.Choice(["run", "all"]),
+    default="run",
+    show_default=True,
+    help="run: the images the run had labelled at --round; all: the whole training pool.",
+)
 @click.option("--round", "round_", type=int, default=None, help="Round of the run (default: its last).")
 @model_train_options
 @click.option("--out", required=True, type=click.Path(), help="Output folder for metrics.json.")

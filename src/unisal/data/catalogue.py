@@ -12,6 +12,7 @@ and an optional groups CSV (``path,group``) ties images that must stay in one sp
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,9 +63,7 @@ class Catalogue:
         try:
             return self.class_names.index(name)
         except ValueError:
-            raise UnknownClassError(
-                f"'{name}' is not one of the classes {self.class_names}"
-            ) from None
+            raise UnknownClassError(f"'{name}' is not one of the classes {self.class_names}") from None
 
     def subset(self, keep: np.ndarray) -> Catalogue:
         """Catalogue of the rows where the boolean mask ``keep`` (N,) is true."""
@@ -208,8 +207,12 @@ def detect_format(path: str | Path) -> str:
 def load_catalogue(path: str | Path, fmt: str = "auto", groups: str | Path | None = None) -> Catalogue:
     """Read a data set in any supported layout, with optional groups."""
     fmt = detect_format(path) if fmt == "auto" else fmt
-    readers = {"folder": read_image_folder, "prefix": read_prefix_folder, "csv": read_csv_list}
+    readers: dict[str, Callable[[Path], Catalogue]] = {
+        "folder": read_image_folder,
+        "prefix": read_prefix_folder,
+        "csv": read_csv_list,
+    }
     if fmt not in readers:
         raise DataError(f"unknown data format '{fmt}'; expected one of {sorted(readers)}")
-    catalogue = readers[fmt](path)
+    catalogue = readers[fmt](Path(path))
     return attach_groups(catalogue, groups) if groups else catalogue

@@ -28,8 +28,12 @@ def _to_uint8_rgb(array: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint8:
         out = array
     elif np.issubdtype(array.dtype, np.integer):
-        # 16-bit scans use the full range of their type; map it linearly.
-        out = (array.astype(np.float64) / np.iinfo(array.dtype).max * 255.0 + 0.5).astype(np.uint8)
+        # 16-bit scans use the full range of their type; map it linearly. Pillow may hand a
+        # 16-bit PNG over as 32-bit mode "I": values that fit 16 bits are 16-bit data.
+        top = np.iinfo(array.dtype).max
+        if array.dtype.itemsize > 2 and array.size and 0 <= array.min() and array.max() <= 65535:
+            top = 65535
+        out = (np.clip(array, 0, top).astype(np.float64) / top * 255.0 + 0.5).astype(np.uint8)
     elif array.dtype == bool:
         out = array.astype(np.uint8) * 255
     else:
@@ -80,8 +84,8 @@ def load_rgb(path: str | Path) -> np.ndarray:
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 return _to_uint8_rgb(np.asarray(im))
-            if im.mode == "P" or im.mode == "PA":
-                im = im.convert("RGBA")
+            if im.mode in ("P", "PA"):
+                return _to_uint8_rgb(np.asarray(im.convert("RGBA")))
             if im.mode in ("RGB", "RGBA", "L", "LA"):
                 return _to_uint8_rgb(np.asarray(im))
             return _to_uint8_rgb(np.asarray(im.convert("RGB")))

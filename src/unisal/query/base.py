@@ -37,7 +37,9 @@ class Strategy:
     def class_name(self, k: int) -> str:
         return self.class_names[k] if self.class_names else str(k)
 
-    def select(self, preds: Predictions | None, pool_size: int, budget: int, rng: np.random.Generator) -> Selection:
+    def select(
+        self, preds: Predictions | None, pool_size: int, budget: int, rng: np.random.Generator
+    ) -> Selection:
         raise NotImplementedError
 
 

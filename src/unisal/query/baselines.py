@@ -14,7 +14,9 @@ class RandomStrategy(Strategy):
 
     needs_predictions = False
 
-    def select(self, preds: Predictions | None, pool_size: int, budget: int, rng: np.random.Generator) -> Selection:
+    def select(
+        self, preds: Predictions | None, pool_size: int, budget: int, rng: np.random.Generator
+    ) -> Selection:
         budget = min(budget, pool_size)
         chosen = np.sort(rng.choice(pool_size, size=budget, replace=False))
         return Selection(chosen, ["random"] * budget, pool_size)

@@ -21,7 +21,9 @@ def mean_entropy(probs: np.ndarray) -> np.ndarray:
     return -(p * np.log(p)).sum(axis=1)
 
 
-def compact_selection(features: np.ndarray, budget: int, rng: np.random.Generator, n_init: int = 3) -> np.ndarray:
+def compact_selection(
+    features: np.ndarray, budget: int, rng: np.random.Generator, n_init: int = 3
+) -> np.ndarray:
     """k-means with k = ``budget`` on features (M, D); the point nearest each centre.
 
     Points are matched to centres one-to-one by minimum total distance (Hungarian), which is
@@ -52,7 +54,9 @@ class UniSALStrategy(Strategy):
     def _disagreement(self, a: int, b: int) -> str:
         return f"networks disagree ({self.class_name(a)} vs {self.class_name(b)})"
 
-    def select(self, preds: Predictions | None, pool_size: int, budget: int, rng: np.random.Generator) -> Selection:
+    def select(
+        self, preds: Predictions | None, pool_size: int, budget: int, rng: np.random.Generator
+    ) -> Selection:
         assert preds is not None
         budget = min(budget, pool_size)
         probs = preds.probs()
@@ -61,7 +65,9 @@ class UniSALStrategy(Strategy):
         candidates = disagreement_candidates(pred_a, pred_b)
         if len(candidates) >= budget:
             chosen = candidates[compact_selection(embedding[candidates], budget, rng, self.kmeans_n_init)]
-            reasons = [f"{self._disagreement(pred_a[i], pred_b[i])}; nearest a k-means centre" for i in chosen]
+            reasons = [
+                f"{self._disagreement(pred_a[i], pred_b[i])}; nearest a k-means centre" for i in chosen
+            ]
             return Selection(chosen, reasons, len(candidates))
         remainder = budget - len(candidates)
         others = np.setdiff1d(np.arange(pool_size), candidates)

@@ -66,11 +66,12 @@ def predict(
                 out = net(xk)
             logits[k].append(out.logits.float().cpu().numpy())
             embeddings[k].append(out.embedding.float().cpu().numpy())
-    n_classes = nets[0].classifier.out_features
-    n_proj = int(nets[0].projector[-1].out_features)  # type: ignore[index]
+    n_classes, n_proj = nets[0].num_classes, nets[0].proj_dim
     return Predictions(
         logits=np.stack([np.concatenate(x) if x else np.zeros((0, n_classes), np.float32) for x in logits]),
-        embeddings=np.stack([np.concatenate(x) if x else np.zeros((0, n_proj), np.float32) for x in embeddings]),
+        embeddings=np.stack(
+            [np.concatenate(x) if x else np.zeros((0, n_proj), np.float32) for x in embeddings]
+        ),
     )
 
 

@@ -113,7 +113,7 @@ def fit(
     for net in nets:
         net.to(device)
         if device.type == "cuda":
-            net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            net.to(memory_format=torch.channels_last)
     params = [p for net in nets for p in net.parameters()]
     optimiser = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     use_amp = cfg.amp and device.type == "cuda"
@@ -139,22 +139,28 @@ def fit(
             with autocast:
                 outs = [net(_views(images, device, generator, cfg, net)) for net in nets]
                 n_lb = len(b_lb)
-                loss_ce = sum(F.cross_entropy(o.logits[:n_lb].float(), y) for o in outs)
+                loss_ce = torch.stack([F.cross_entropy(o.logits[:n_lb].float(), y) for o in outs]).sum()
                 loss = loss_ce
                 parts = {"ce": float(loss_ce.detach())}
                 if semi:
                     o1, o2 = outs
-                    loss_pl, masks = cross_pseudo_supervision(o1.logits[n_lb:].float(), o2.logits[n_lb:].float(), cfg.tau)
+                    loss_pl, masks = cross_pseudo_supervision(
+                        o1.logits[n_lb:].float(), o2.logits[n_lb:].float(), cfg.tau
+                    )
                     agree = masks["mask_a"] & masks["mask_b"] & (masks["labels_a"] == masks["labels_b"])
                     classes = torch.cat([y, masks["labels_a"]])
                     anchors = torch.cat([torch.ones_like(y, dtype=torch.bool), agree])
-                    loss_con = classwise_contrastive_loss(o1.embedding, o2.embedding, classes, anchors, cfg.temperature)
+                    loss_con = classwise_contrastive_loss(
+                        o1.embedding, o2.embedding, classes, anchors, cfg.temperature
+                    )
                     weight_pl = cfg.lambda_pl * sigmoid_rampup(step, warmup)
                     loss = loss + weight_pl * loss_pl + cfg.lambda_con * loss_con
                     parts |= {
                         "pl": float(loss_pl.detach()),
                         "con": float(loss_con.detach()),
-                        "confident": float((masks["mask_a"].float().mean() + masks["mask_b"].float().mean()) / 2),
+                        "confident": float(
+                            (masks["mask_a"].float().mean() + masks["mask_b"].float().mean()) / 2
+                        ),
                         "agree": float(agree.float().mean()),
                     }
             optimiser.zero_grad(set_to_none=True)
@@ -162,7 +168,9 @@ def fit(
             scaler.step(optimiser)
             scaler.update()
             if not math.isfinite(float(loss.detach())):
-                raise FloatingPointError(f"training diverged at step {step} (loss {float(loss)}); lower the lr")
+                raise FloatingPointError(
+                    f"training diverged at step {step} (loss {float(loss)}); lower the lr"
+                )
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + value
             step += 1
