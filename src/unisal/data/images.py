@@ -31,7 +31,7 @@ def _to_uint8_rgb(array: np.ndarray) -> np.ndarray:
         # 16-bit scans use the full range of their type; map it linearly. Pillow may hand a
         # 16-bit PNG over as 32-bit mode "I": values that fit 16 bits are 16-bit data.
         top = np.iinfo(array.dtype).max
-        if array.dtype.itemsize > 2 and array.size and 0 <= array.min() and array.max() <= 65535:
+        if array.dtype.itemsize > 2 and array.size and array.min() >= 0 and array.max() <= 65535:
             top = 65535
         out = (np.clip(array, 0, top).astype(np.float64) / top * 255.0 + 0.5).astype(np.uint8)
     elif array.dtype == bool:
