@@ -34,10 +34,13 @@ def naive_contrastive(
     anchors: torch.Tensor,
     temperature: float,
 ) -> torch.Tensor:
-    """The loss as the paper states it, one anchor and one negative at a time.
+    """The loss as the authors' reference code states it, one anchor and one negative at a time.
 
-    A deliberate duplicate of the test suite's reference (benchmarks do not import tests); it is
-    the baseline the vectorised loss is measured against.
+    One term per anchor i: pos_i = exp(cos(z1_i, z2_i) / T) over a single denominator that sums
+    the negatives of both views, exp(cos(z1_i, z1_j) / T) + exp(cos(z2_i, z2_j) / T) for every
+    anchor j != i of another class; the mean of -log(pos_i / (pos_i + neg_i)) over the anchors
+    that have a negative. A deliberate duplicate of the test suite's reference (benchmarks do
+    not import tests); it is the baseline the vectorised loss is measured against.
     """
 
     def cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -46,16 +49,18 @@ def naive_contrastive(
     is_anchor = anchors.tolist()
     cls = classes.tolist()
     terms = []
-    for zv in (z1, z2):
-        for i in range(len(z1)):
-            if not is_anchor[i]:
-                continue
-            negatives = [j for j in range(len(z1)) if j != i and is_anchor[j] and cls[j] != cls[i]]
-            if not negatives:
-                continue
-            pos = torch.exp(cos(z1[i], z2[i]) / temperature)
-            neg = sum(torch.exp(cos(zv[i], zv[j]) / temperature) for j in negatives)
-            terms.append(-torch.log(pos / (pos + neg)))
+    for i in range(len(z1)):
+        if not is_anchor[i]:
+            continue
+        negatives = [j for j in range(len(z1)) if j != i and is_anchor[j] and cls[j] != cls[i]]
+        if not negatives:
+            continue
+        pos = torch.exp(cos(z1[i], z2[i]) / temperature)
+        neg = 0.0
+        for j in negatives:
+            neg = neg + torch.exp(cos(z1[i], z1[j]) / temperature)
+            neg = neg + torch.exp(cos(z2[i], z2[j]) / temperature)
+        terms.append(-torch.log(pos / (pos + neg)))
     if not terms:
         return z1.sum() * 0.0
     return torch.stack(terms).mean()

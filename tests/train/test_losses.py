@@ -20,6 +20,13 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum() / (a.norm() * b.norm())
 
 
+def _negatives(i: int, classes: torch.Tensor, anchors: torch.Tensor, every_row: bool = False) -> list[int]:
+    """Rows j != i of another class; they must be anchors (unless ``every_row``, a wrong variant)."""
+    return [
+        j for j in range(len(classes)) if j != i and (every_row or anchors[j]) and classes[j] != classes[i]
+    ]
+
+
 def naive_contrastive(
     z1: torch.Tensor,
     z2: torch.Tensor,
@@ -27,22 +34,79 @@ def naive_contrastive(
     anchors: torch.Tensor,
     temperature: float,
 ) -> torch.Tensor:
-    """The spec, one anchor and one negative at a time (deliberately slow and literal)."""
-    views = {1: z1, 2: z2}
+    """The spec, one anchor and one negative at a time (deliberately slow and literal).
+
+    As in the authors' reference code (HiLab-git/UniSAL train_unisal.py): ONE term per anchor i,
+    pos_i = exp(cos(z1_i, z2_i) / T), whose single denominator sums the negatives of both views,
+    neg_i = sum over anchors j != i of another class of exp(cos(z1_i, z1_j) / T) + exp(cos(z2_i, z2_j) / T).
+    The loss is the mean of -log(pos_i / (pos_i + neg_i)) over the anchors with a negative,
+    and 0 (still in the graph) when no anchor has one.
+    """
     terms = []
-    for v in (1, 2):
-        zv = views[v]
+    for i in range(len(z1)):
+        if not anchors[i]:
+            continue
+        negatives = _negatives(i, classes, anchors)
+        if not negatives:
+            continue
+        pos = torch.exp(_cos(z1[i], z2[i]) / temperature)
+        neg = 0.0
+        for j in negatives:
+            neg = neg + torch.exp(_cos(z1[i], z1[j]) / temperature)  # view 1
+            neg = neg + torch.exp(_cos(z2[i], z2[j]) / temperature)  # view 2, same denominator
+        terms.append(-torch.log(pos / (pos + neg)))
+    if not terms:
+        return z1.sum() * 0.0
+    return torch.stack(terms).mean()
+
+
+# Deliberately wrong implementations: the spec and the vectorised loss must both tell them apart.
+
+
+def wrong_per_view(z1, z2, classes, anchors, temperature):
+    """The previous definition: one term per anchor PER VIEW, each view's negatives in its own
+    denominator, averaged over both views."""
+    terms = []
+    for zv in (z1, z2):
         for i in range(len(z1)):
-            if not anchors[i]:
-                continue
-            negatives = [j for j in range(len(z1)) if j != i and anchors[j] and classes[j] != classes[i]]
-            if not negatives:
+            negatives = _negatives(i, classes, anchors)
+            if not anchors[i] or not negatives:
                 continue
             pos = torch.exp(_cos(z1[i], z2[i]) / temperature)
             neg = sum(torch.exp(_cos(zv[i], zv[j]) / temperature) for j in negatives)
             terms.append(-torch.log(pos / (pos + neg)))
-    if not terms:
-        return z1.sum() * 0.0
+    return torch.stack(terms).mean()
+
+
+def wrong_cross_view(z1, z2, classes, anchors, temperature):
+    """Negatives compared ACROSS the views, cos(z1_i, z2_j) and cos(z2_i, z1_j)."""
+    terms = []
+    for i in range(len(z1)):
+        negatives = _negatives(i, classes, anchors)
+        if not anchors[i] or not negatives:
+            continue
+        pos = torch.exp(_cos(z1[i], z2[i]) / temperature)
+        neg = sum(
+            torch.exp(_cos(z1[i], z2[j]) / temperature) + torch.exp(_cos(z2[i], z1[j]) / temperature)
+            for j in negatives
+        )
+        terms.append(-torch.log(pos / (pos + neg)))
+    return torch.stack(terms).mean()
+
+
+def wrong_non_anchor_negatives(z1, z2, classes, anchors, temperature):
+    """Non-anchor rows (unconfident pseudo-labels) of another class also used as negatives."""
+    terms = []
+    for i in range(len(z1)):
+        negatives = _negatives(i, classes, anchors, every_row=True)
+        if not anchors[i] or not negatives:
+            continue
+        pos = torch.exp(_cos(z1[i], z2[i]) / temperature)
+        neg = sum(
+            torch.exp(_cos(z1[i], z1[j]) / temperature) + torch.exp(_cos(z2[i], z2[j]) / temperature)
+            for j in negatives
+        )
+        terms.append(-torch.log(pos / (pos + neg)))
     return torch.stack(terms).mean()
 
 
@@ -87,16 +151,33 @@ def test_contrastive_gradients_match_naive_loop(seed, batch, n_classes, rate, te
     torch.testing.assert_close(z2_fast.grad, z2_naive.grad, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("wrong", [wrong_per_view, wrong_cross_view, wrong_non_anchor_negatives])
+def test_contrastive_rejects_wrong_implementations(wrong):
+    # the comparison above is only meaningful if a plausible mistake would fail it
+    z1, z2, classes, anchors = _random_case(7, 16, 3, 0.6)
+    assert not anchors.all()  # so the non-anchor variant really differs
+    spec = float(naive_contrastive(z1, z2, classes, anchors, 0.15))
+    got = float(classwise_contrastive_loss(z1, z2, classes, anchors, 0.15))
+    bad = float(wrong(z1, z2, classes, anchors, 0.15))
+    assert got == pytest.approx(spec, abs=1e-5)
+    assert abs(bad - spec) > 1e-2
+
+
 def test_contrastive_two_orthogonal_anchors_by_hand():
     e = torch.eye(3)
     z = torch.stack([e[0], e[1], e[2]])
     classes = torch.tensor([0, 1, 1])
     anchors = torch.tensor([True, True, False])  # row 2 is no anchor, so it is no negative either
     loss = classwise_contrastive_loss(z, z.clone(), classes, anchors, temperature=1.0)
-    # pos = exp(cos 1 / 1) = e, one negative exp(0) = 1, identical for both anchors and views
-    assert float(loss) == pytest.approx(math.log(1 + 1 / math.e), abs=1e-6)
+    # each anchor: pos = exp(cos 1 / T) = e^{1/T}; its one negative appears once per view with
+    # cos 0, so the denominator holds 2 * e^0 = 2: loss = -log(e^{1/T} / (e^{1/T} + 2))
+    # = log(1 + 2 e^{-1/T}), the same for both anchors. T = 1: log(1 + 2/e) ~= 0.551445
+    assert float(loss) == pytest.approx(math.log(1 + 2 / math.e), abs=1e-6)
+    assert float(loss) == pytest.approx(0.551445, abs=1e-6)
     loss_half = classwise_contrastive_loss(z, z.clone(), classes, anchors, temperature=0.5)
-    assert float(loss_half) == pytest.approx(math.log(1 + math.exp(-2.0)), abs=1e-6)
+    # T = 0.5: log(1 + 2 e^{-2}) ~= 0.239545
+    assert float(loss_half) == pytest.approx(math.log(1 + 2 * math.exp(-2.0)), abs=1e-6)
+    assert float(loss_half) == pytest.approx(0.239545, abs=1e-6)
 
 
 def test_contrastive_counts_only_other_class_anchors_as_negatives():
@@ -104,9 +185,32 @@ def test_contrastive_counts_only_other_class_anchors_as_negatives():
     classes = torch.tensor([0, 1, 0])
     anchors = torch.ones(3, dtype=torch.bool)
     loss = classwise_contrastive_loss(z, z.clone(), classes, anchors, temperature=1.0)
-    # anchors 0 and 2 have one negative (row 1); anchor 1 has two (rows 0 and 2); all cos are 0
-    expected = (2 * math.log(1 + 1 / math.e) + math.log(1 + 2 / math.e)) / 3
+    # T = 1, every pos = e and every cos between rows is 0 (each negative adds e^0 = 1 per view).
+    # Anchors 0 and 2 have one negative (row 1): denominator e + 2 -> log(1 + 2/e) each.
+    # Anchor 1 has two (rows 0 and 2): denominator e + 4 -> log(1 + 4/e).
+    # Mean over 3 anchors: (2 log(1 + 2/e) + log(1 + 4/e)) / 3 ~= 0.669241
+    expected = (2 * math.log(1 + 2 / math.e) + math.log(1 + 4 / math.e)) / 3
     assert float(loss) == pytest.approx(expected, abs=1e-6)
+    assert float(loss) == pytest.approx(0.669241, abs=1e-6)
+
+
+def test_contrastive_sums_both_views_into_one_denominator():
+    # views disagree on the negative: in view 1 the anchors are orthogonal (cos 0), in view 2
+    # they coincide (cos 1). z1 = (e0, e1), z2 = (e0, e0), classes 0 and 1, T = 1.
+    e = torch.eye(2)
+    z1, z2 = torch.stack([e[0], e[1]]), torch.stack([e[0], e[0]])
+    classes, anchors = torch.tensor([0, 1]), torch.ones(2, dtype=torch.bool)
+    loss = classwise_contrastive_loss(z1, z2, classes, anchors, temperature=1.0)
+    # anchor 0: pos = e^{cos(e0, e0)} = e, neg = e^0 + e^1 = 1 + e -> log((2e + 1) / e) = log(2 + 1/e)
+    # anchor 1: pos = e^{cos(e1, e0)} = 1, neg = 1 + e            -> log(2 + e)
+    # mean: (log(2 + 1/e) + log(2 + e)) / 2 ~= 1.206720
+    expected = (math.log(2 + 1 / math.e) + math.log(2 + math.e)) / 2
+    assert float(loss) == pytest.approx(expected, abs=1e-6)
+    assert float(loss) == pytest.approx(1.206720, abs=1e-6)
+    # the previous per-view average would give (log(1 + 1/e) + log 2 + log 2 + log(1 + e)) / 4
+    # ~= 0.753204, which this test must reject
+    per_view = (math.log(1 + 1 / math.e) + 2 * math.log(2) + math.log(1 + math.e)) / 4
+    assert abs(float(loss) - per_view) > 0.1
 
 
 def test_contrastive_is_zero_for_one_class_or_no_anchor():
@@ -135,7 +239,9 @@ def test_contrastive_ignores_classes_of_non_anchors_and_embedding_scale():
 
 def test_contrastive_decreases_as_positives_align():
     # two anchors of different classes; view 2 rotates each away from view 1 into its own axis,
-    # so the negatives stay orthogonal and the loss is exactly log(1 + exp(-cos(theta) / T))
+    # so pos = exp(cos(theta) / T) while the negative stays orthogonal in both views (cos 0,
+    # e^0 = 1 per view, 2 in the denominator): the loss is exactly log(1 + 2 exp(-cos(theta) / T)).
+    # T = 0.5, theta = 1.5, 1.0, 0.5, 0.0: ~= 1.006554, 0.518068, 0.296957, 0.239545
     e = torch.eye(4)
     z1 = torch.stack([e[0], e[1]])
     classes, anchors = torch.tensor([0, 1]), torch.ones(2, dtype=torch.bool)
@@ -144,7 +250,7 @@ def test_contrastive_decreases_as_positives_align():
         c, s = math.cos(theta), math.sin(theta)
         z2 = torch.stack([c * e[0] + s * e[2], c * e[1] + s * e[3]])
         loss = float(classwise_contrastive_loss(z1, z2, classes, anchors, temperature=0.5))
-        assert loss == pytest.approx(math.log(1 + math.exp(-c / 0.5)), abs=1e-6)
+        assert loss == pytest.approx(math.log(1 + 2 * math.exp(-c / 0.5)), abs=1e-6)
         losses.append(loss)
     assert all(a > b for a, b in zip(losses, losses[1:], strict=False))
 

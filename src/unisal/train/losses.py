@@ -51,11 +51,12 @@ def classwise_contrastive_loss(
 ) -> torch.Tensor:
     """Pseudo-label-guided class-wise contrastive loss.
 
-    For anchor ``i`` in view ``v`` the positive is the same image in the other view,
-    ``exp(cos(z1_i, z2_i) / T)``; the negatives are the anchors ``j != i`` of another class in
-    the same view, ``exp(cos(zv_i, zv_j) / T)``. The loss of an anchor is
-    ``-log(pos / (pos + sum neg))``, averaged over both views and over the anchors that have at
-    least one negative (zero when none has).
+    For anchor ``i`` the positive is the same image seen by the other network,
+    ``pos = exp(cos(z1_i, z2_i) / T)``; the negatives are the anchors ``j != i`` of another
+    (pseudo-)class, compared within each view: ``exp(cos(z1_i, z1_j) / T)`` and
+    ``exp(cos(z2_i, z2_j) / T)``, both summed into one denominator as in the reference code.
+    The loss of an anchor is ``-log(pos / (pos + sum neg))``, averaged over the anchors that
+    have at least one negative (zero when none has).
 
     Args:
         z1: embeddings from network 1 on view 1, (B, D); need not be normalised.
@@ -68,17 +69,13 @@ def classwise_contrastive_loss(
     z2 = F.normalize(z2.float(), dim=1)
     positive = (z1 * z2).sum(dim=1) / temperature  # (B,)
     pair = anchors[:, None] & anchors[None, :] & (classes[:, None] != classes[None, :])  # (B, B)
-    has_negative = pair.any(dim=1)  # the diagonal is never a pair: a class differs from itself never
+    has_negative = pair.any(dim=1)  # never true on the diagonal: a class always equals itself
     if not bool(has_negative.any()):
         return z1.sum() * 0.0
-    losses = []
-    for z in (z1, z2):
-        similarity = (z @ z.T) / temperature
-        negatives = similarity.masked_fill(~pair, -math.inf)
-        logits = torch.cat([positive[:, None], negatives], dim=1)  # (B, 1 + B)
-        losses.append(torch.logsumexp(logits, dim=1) - positive)
-    per_anchor = torch.stack(losses, dim=0)[:, has_negative]
-    return per_anchor.mean()
+    negatives = [((z @ z.T) / temperature).masked_fill(~pair, -math.inf) for z in (z1, z2)]
+    logits = torch.cat([positive[:, None], *negatives], dim=1)  # (B, 1 + 2B)
+    per_anchor = torch.logsumexp(logits, dim=1) - positive
+    return per_anchor[has_negative].mean()
 
 
 def sigmoid_rampup(step: int, rampup_steps: int) -> float:
