@@ -82,6 +82,11 @@ def test_run_writes_every_promised_output(finished_run: Path) -> None:
     assert sorted(p.name for p in (out / "queries").glob("*.csv")) == ["round_1.csv", "round_2.csv"]
     assert sorted(p.name for p in (out / "confusion").glob("*.csv")) == [f"round_{r}.csv" for r in range(3)]
     assert sorted(p.name for p in (out / "checkpoints").glob("*.pt")) == [f"round_{r}.pt" for r in range(3)]
+    history = read_rows(out / "history" / "round_1.csv")
+    assert [int(float(r["epoch"])) for r in history] == [1, 2]  # one row per epoch
+    assert {"ce", "pl", "con", "confident", "agree"} <= set(history[0])
+    has_val = any(r["split"] == "val" for r in read_rows(out / "splits.csv"))
+    assert ("val_accuracy" in history[0]) == has_val
 
 
 def test_queries_come_from_the_pool_once_each_with_true_labels(finished_run: Path) -> None:

@@ -249,7 +249,7 @@ class ActiveLearningRun:
             raise RunError(
                 f"{self.out} already holds a run; pass --resume to continue it or choose another --out"
             )
-        for sub in ("queries", "confusion", "checkpoints"):
+        for sub in ("queries", "confusion", "checkpoints", "history"):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
         write_atomic(self.out / "config.yaml", yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
 
@@ -312,6 +312,12 @@ class ActiveLearningRun:
             self.device,
             seed=round_seed(self.cfg.seed, round_, "train"),
             progress=self.progress,
+        )
+        columns = list(dict.fromkeys(k for record in result.history for k in record))
+        write_csv_atomic(
+            self.out / "history" / f"round_{round_}.csv",
+            columns,
+            ([record.get(c, "") for c in columns] for record in result.history),
         )
         preds = predict(
             self.nets,

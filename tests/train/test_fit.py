@@ -1,0 +1,105 @@
+"""Co-training and supervised fitting on trivially separable synthetic colours (CPU, seconds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import synthetic_tile
+from unisal.config import ModelConfig, TrainConfig
+from unisal.data.cache import ImageStore
+from unisal.models.network import build_network
+from unisal.train.fit import fit
+
+
+def colour_store(n_per_class: int = 24, n_classes: int = 3, size: int = 16) -> tuple[ImageStore, np.ndarray]:
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(n_classes), n_per_class)
+    images = np.stack([synthetic_tile(int(c), size, rng) for c in labels])
+    return ImageStore(images, np.arange(len(labels))), labels
+
+
+CFG = TrainConfig(epochs=3, steps_per_epoch=6, batch_size=12, lr=0.05, eval_every=1, warmup_fraction=0.3)
+
+
+def nets(k: int) -> list:
+    return [
+        build_network(ModelConfig(backbone="test_resnet", pretrained=False), 3, seed) for seed in range(k)
+    ]
+
+
+def split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    idx = np.arange(len(labels))
+    val = idx[idx % 4 == 0]
+    lb = idx[(idx % 4 == 1) & (idx % 8 < 4)]
+    ulb = np.setdiff1d(idx, np.concatenate([val, lb]))
+    return lb, ulb, val
+
+
+def test_cotraining_learns_selects_on_validation_and_logs_every_loss() -> None:
+    store, labels = colour_store()
+    lb, ulb, val = split(labels)
+    two = nets(2)
+    result = fit(
+        two, store, lb, labels[lb], ulb, val, labels[val], CFG, torch.device("cpu"), seed=0, progress=False
+    )
+    assert result.steps == CFG.epochs * CFG.steps_per_epoch
+    assert [int(r["epoch"]) for r in result.history] == [1, 2, 3]
+    assert all({"ce", "pl", "con", "confident", "agree", "val_accuracy"} <= set(r) for r in result.history)
+    assert result.best_val_accuracy == max(r["val_accuracy"] for r in result.history)
+    assert result.history[result.best_epoch - 1]["val_accuracy"] == result.best_val_accuracy
+    assert result.best_val_accuracy >= 0.9  # colours are trivially separable
+
+
+def test_same_seed_same_result_on_cpu() -> None:
+    store, labels = colour_store()
+    lb, ulb, val = split(labels)
+    runs = []
+    for _ in range(2):
+        two = nets(2)
+        fit(
+            two,
+            store,
+            lb,
+            labels[lb],
+            ulb,
+            val,
+            labels[val],
+            CFG,
+            torch.device("cpu"),
+            seed=5,
+            progress=False,
+        )
+        runs.append(torch.cat([p.detach().flatten() for p in two[0].parameters()]))
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_supervised_mode_uses_one_network_and_no_unlabelled_terms() -> None:
+    store, labels = colour_store()
+    lb, _, val = split(labels)
+    one = nets(1)
+    result = fit(
+        one, store, lb, labels[lb], None, val, labels[val], CFG, torch.device("cpu"), seed=0, progress=False
+    )
+    assert set(result.history[0]) == {"epoch", "ce", "val_accuracy"}
+    assert result.best_val_accuracy is not None and result.best_val_accuracy >= 0.9
+
+
+def test_without_validation_the_last_epoch_is_kept() -> None:
+    store, labels = colour_store()
+    lb, ulb, _ = split(labels)
+    empty = np.array([], dtype=np.int64)
+    result = fit(
+        nets(2), store, lb, labels[lb], ulb, empty, empty, CFG, torch.device("cpu"), seed=0, progress=False
+    )
+    assert result.best_val_accuracy is None and result.best_epoch == CFG.epochs
+
+
+def test_no_labels_is_refused() -> None:
+    store, labels = colour_store()
+    empty = np.array([], dtype=np.int64)
+    with pytest.raises(ValueError, match="without labelled images"):
+        fit(
+            nets(1), store, empty, empty, None, empty, empty, CFG, torch.device("cpu"), seed=0, progress=False
+        )
