@@ -23,7 +23,7 @@ from tqdm import tqdm
 from unisal.config import TrainConfig
 from unisal.data.cache import ImageStore
 from unisal.data.views import normalise, to_float, weak_view
-from unisal.models.network import TwoHeadNet
+from unisal.models.network import NetOutput, TwoHeadNet
 from unisal.train.evaluate import predict
 from unisal.train.losses import classwise_contrastive_loss, cross_pseudo_supervision, sigmoid_rampup
 
@@ -69,6 +69,44 @@ def _views(
     x = to_float(torch.from_numpy(images_u8).to(device, non_blocking=True))
     x = normalise(weak_view(x, generator, cfg.crop_scale_min), net.mean, net.std)
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
+def step_loss(
+    outs: list[NetOutput], y_lb: torch.Tensor, cfg: TrainConfig, weight_pl: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training loss of one step, and its parts for the log.
+
+    Args:
+        outs: one output per network on its own view of the batch; the first ``len(y_lb)``
+            rows are labelled, the rest unlabelled (absent in supervised training).
+        y_lb: classes of the labelled rows, (L,).
+        cfg: loss settings (tau, temperature, lambda_con).
+        weight_pl: current weight of cross pseudo supervision (ramped up).
+
+    Returns:
+        ``sum_k CE_k(lb)``, plus, for two networks with unlabelled rows,
+        ``weight_pl * CPS + lambda_con * L_con``; and the float values of each part.
+    """
+    n_lb = len(y_lb)
+    loss_ce = torch.stack([F.cross_entropy(o.logits[:n_lb].float(), y_lb) for o in outs]).sum()
+    loss = loss_ce
+    parts = {"ce": float(loss_ce.detach())}
+    if len(outs) == 2 and outs[0].logits.shape[0] > n_lb:
+        o1, o2 = outs
+        loss_pl, masks = cross_pseudo_supervision(o1.logits[n_lb:].float(), o2.logits[n_lb:].float(), cfg.tau)
+        # Contrastive anchors: labelled rows, and unlabelled rows both networks agree on confidently.
+        agree = masks["mask_a"] & masks["mask_b"] & (masks["labels_a"] == masks["labels_b"])
+        classes = torch.cat([y_lb, masks["labels_a"]])
+        anchors = torch.cat([torch.ones_like(y_lb, dtype=torch.bool), agree])
+        loss_con = classwise_contrastive_loss(o1.embedding, o2.embedding, classes, anchors, cfg.temperature)
+        loss = loss + weight_pl * loss_pl + cfg.lambda_con * loss_con
+        parts |= {
+            "pl": float(loss_pl.detach()),
+            "con": float(loss_con.detach()),
+            "confident": float((masks["mask_a"].float().mean() + masks["mask_b"].float().mean()) / 2),
+            "agree": float(agree.float().mean()),
+        }
+    return loss, parts | {"loss": float(loss.detach())}
 
 
 def fit(
@@ -138,44 +176,22 @@ def fit(
             images = store.get(batch)
             with autocast:
                 outs = [net(_views(images, device, generator, cfg, net)) for net in nets]
-                n_lb = len(b_lb)
-                loss_ce = torch.stack([F.cross_entropy(o.logits[:n_lb].float(), y) for o in outs]).sum()
-                loss = loss_ce
-                parts = {"ce": float(loss_ce.detach())}
-                if semi:
-                    o1, o2 = outs
-                    loss_pl, masks = cross_pseudo_supervision(
-                        o1.logits[n_lb:].float(), o2.logits[n_lb:].float(), cfg.tau
-                    )
-                    agree = masks["mask_a"] & masks["mask_b"] & (masks["labels_a"] == masks["labels_b"])
-                    classes = torch.cat([y, masks["labels_a"]])
-                    anchors = torch.cat([torch.ones_like(y, dtype=torch.bool), agree])
-                    loss_con = classwise_contrastive_loss(
-                        o1.embedding, o2.embedding, classes, anchors, cfg.temperature
-                    )
-                    weight_pl = cfg.lambda_pl * sigmoid_rampup(step, warmup)
-                    loss = loss + weight_pl * loss_pl + cfg.lambda_con * loss_con
-                    parts |= {
-                        "pl": float(loss_pl.detach()),
-                        "con": float(loss_con.detach()),
-                        "confident": float(
-                            (masks["mask_a"].float().mean() + masks["mask_b"].float().mean()) / 2
-                        ),
-                        "agree": float(agree.float().mean()),
-                    }
+                weight_pl = cfg.lambda_pl * sigmoid_rampup(step, warmup)
+                loss, parts = step_loss(outs, y, cfg, weight_pl)
+            if not math.isfinite(parts["loss"]):
+                raise FloatingPointError(
+                    f"training diverged at step {step} (loss {parts['loss']}); lower the lr"
+                )
             optimiser.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimiser)
             scaler.update()
-            if not math.isfinite(float(loss.detach())):
-                raise FloatingPointError(
-                    f"training diverged at step {step} (loss {float(loss)}); lower the lr"
-                )
             for key, value in parts.items():
-                sums[key] = sums.get(key, 0.0) + value
+                if key != "loss":
+                    sums[key] = sums.get(key, 0.0) + value
             step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
+            bar.set_postfix(loss=f"{parts['loss']:.3f}", refresh=False)
         record = {"epoch": float(epoch)} | {k: v / steps_per_epoch for k, v in sums.items()}
         if len(idx_val) and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
             preds = predict(nets, store, idx_val, device, cfg.eval_batch_size, progress=False)
