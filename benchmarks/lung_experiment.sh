@@ -2,6 +2,7 @@
 # The LC25000-lung experiment recorded in docs/results-lc25000-lung.md:
 # UniSAL and random sampling with the same learner (CPU preset), then two supervised
 # references on the same grouped 70/10/20 split. Usage: bash benchmarks/lung_experiment.sh [OUT]
+# SEED=1 picks another split, initial set and initialisation; REFERENCES=0 skips the supervised runs.
 set -euo pipefail
 DATA=${DATA:-../shared/data/lc25000-lung}
 OUT=${1:-runs/lung}
@@ -17,5 +18,6 @@ timed() {  # name, command...
 common=(--data "$DATA" --groups "$DATA/groups.csv" --seed "$SEED" --quiet)
 timed unisal unisal simulate "${common[@]}" --strategy unisal --out "$OUT/unisal"
 timed random unisal simulate "${common[@]}" --strategy random --out "$OUT/random"
+[ "${REFERENCES:-1}" = 1 ] || exit 0
 timed supervised-unisal-labels unisal supervised --run "$OUT/unisal" --labels run --out "$OUT/supervised-unisal-labels" --quiet
 timed supervised-all-labels unisal supervised --run "$OUT/unisal" --labels all --epochs 4 --steps-per-epoch 300 --out "$OUT/supervised-all" --quiet
