@@ -234,3 +234,14 @@ def test_sigkilled_cli_run_resumes_to_the_same_result(finished_run: Path, tmp_pa
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout
     assert outcome(Path(cfg.out)) == outcome(finished_run)
+
+
+def test_finished_run_can_be_extended_by_more_rounds(finished_run: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, "short", rounds=1)
+    ActiveLearningRun(cfg, progress=False, log=lambda _: None).run()
+    longer = tiny_config(tmp_path, "short", rounds=2)
+    ActiveLearningRun(longer, resume=True, progress=False, log=lambda _: None).run()
+    assert outcome(Path(cfg.out)) == outcome(finished_run)
+    fewer = tiny_config(tmp_path, "short", rounds=1)
+    with pytest.raises(RunError, match="already reached round 2"):
+        ActiveLearningRun(fewer, resume=True, progress=False)

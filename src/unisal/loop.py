@@ -228,7 +228,7 @@ class ActiveLearningRun:
     # ---- set-up and validation
     def _comparable_config(self, values: dict[str, Any]) -> dict[str, Any]:
         values = json.loads(json.dumps(values))
-        for key in ("device", "out"):
+        for key in ("device", "out", "rounds"):  # a resumed run may be extended by more rounds
             values.pop(key, None)
         values["data"].pop("cache_dir", None)
         values["train"].pop("eval_batch_size", None)
@@ -271,6 +271,10 @@ class ActiveLearningRun:
             state = ALState.from_state_dict(json.loads((self.out / "state.json").read_text()))
             if len(state.labelled_round) != len(self.data.catalogue):
                 raise RunError("--resume: the data set has changed since the run started")
+            if self.cfg.rounds < state.round:
+                raise RunError(f"--resume: the run in {self.out} has already reached round {state.round}")
+            if state.stage == "done" and self.cfg.rounds > state.round:
+                state.stage = "select"  # extend a finished run: query after its last round
             self.log(f"resuming {self.out} at round {state.round} ({state.stage})")
             return state
         write_splits(self.out, self.data)
