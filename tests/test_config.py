@@ -1,0 +1,78 @@
+"""Presets, YAML and flag overrides, validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from unisal.cli.options import overrides_from_flags
+from unisal.config import PRESETS, ConfigError, build_config, from_dict, load_yaml, to_dict
+
+
+def test_cpu_preset_is_the_documented_default() -> None:
+    cfg = build_config("cpu")
+    assert (cfg.model.backbone, cfg.model.pretrained, cfg.data.image_size) == (
+        "tf_efficientnet_lite0",
+        True,
+        64,
+    )
+    assert (cfg.initial, cfg.query.budget, cfg.rounds) == (30, 30, 5)
+    assert (cfg.train.tau, cfg.train.temperature, cfg.train.lambda_con, cfg.train.lambda_pl) == (
+        0.7,
+        0.15,
+        0.1,
+        0.5,
+    )
+    assert (cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay) == (1e-3, 0.9, 8e-4)
+
+
+def test_paper_preset_has_the_reference_settings() -> None:
+    cfg = build_config("paper")
+    assert (cfg.model.backbone, cfg.data.image_size, cfg.train.epochs) == ("resnet50", 224, 200)
+    assert (cfg.initial, cfg.query.budget) == (180, 180)
+    assert cfg.rounds + 1 == 10  # ten trainings, 180 ... 1,800 labels, as in the reference code
+    assert cfg.train.batch_size == 128 and cfg.train.steps_per_epoch is None
+
+
+def test_file_then_flags_override_the_preset() -> None:
+    cfg = build_config("cpu", {"seed": 4, "query": {"budget": 12}}, {"query": {"budget": 7}})
+    assert cfg.seed == 4 and cfg.query.budget == 7 and cfg.query.strategy == "unisal"
+
+
+def test_unknown_keys_and_bad_values_are_named() -> None:
+    with pytest.raises(ConfigError, match="'train.learning_rate'"):
+        build_config("cpu", {"train": {"learning_rate": 1.0}})
+    with pytest.raises(ConfigError, match="unknown preset 'gpu'"):
+        build_config("gpu")
+    with pytest.raises(ConfigError, match="tau"):
+        build_config("cpu", {"train": {"tau": 1.5}})
+    with pytest.raises(ConfigError, match="budget"):
+        build_config("cpu", {"query": {"budget": 0}})
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        build_config("cpu", {"train": 3})
+
+
+def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_yaml(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_yaml(bad)
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_yaml(tmp_path / "list.yaml")
+
+
+def test_round_trip_through_dict() -> None:
+    for name in PRESETS:
+        cfg = build_config(name)
+        assert from_dict(to_dict(cfg)) == cfg
+
+
+def test_only_given_flags_become_overrides() -> None:
+    nested = overrides_from_flags(
+        {"budget": 5, "epochs": None, "pretrained": False, "seed": 0, "quiet": True}
+    )
+    assert nested == {"query": {"budget": 5}, "model": {"pretrained": False}, "seed": 0}
