@@ -148,11 +148,9 @@ class PreparedData:
     split: np.ndarray  # (N,) train | val | test
     bad: list[BadImageError]
 
-    def indices(self, name: str, labelled_only: bool = True) -> np.ndarray:
-        mask = self.split == name
-        if labelled_only:
-            mask &= self.catalogue.labels >= 0
-        return np.flatnonzero(mask)
+    def indices(self, name: str) -> np.ndarray:
+        """Absolute indices of the labelled images of split ``name``."""
+        return np.flatnonzero((self.split == name) & (self.catalogue.labels >= 0))
 
 
 def prepare_data(cfg: RunConfig, progress: bool = True) -> PreparedData:
