@@ -76,3 +76,15 @@ def test_only_given_flags_become_overrides() -> None:
         {"budget": 5, "epochs": None, "pretrained": False, "seed": 0, "quiet": True}
     )
     assert nested == {"query": {"budget": 5}, "model": {"pretrained": False}, "seed": 0}
+
+
+def test_apply_overrides_checks_keys_and_values() -> None:
+    from unisal.config import apply_overrides
+
+    cfg = build_config("cpu")
+    apply_overrides(cfg, {"train": {"epochs": 3}, "seed": 9})
+    assert cfg.train.epochs == 3 and cfg.seed == 9 and cfg.train.lr == 1e-3
+    with pytest.raises(ConfigError, match="'train.epoch'"):
+        apply_overrides(cfg, {"train": {"epoch": 3}})
+    with pytest.raises(ConfigError, match="epochs"):
+        apply_overrides(cfg, {"train": {"epochs": 0}})

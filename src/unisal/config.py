@@ -135,6 +135,12 @@ def build_config(
     return cfg
 
 
+def apply_overrides(cfg: RunConfig, values: dict[str, Any]) -> None:
+    """Set the nested ``values`` on ``cfg`` in place (unknown keys are an error), then validate."""
+    _merge_into(cfg, values, "")
+    validate(cfg)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(Path(path).read_text()) or {}

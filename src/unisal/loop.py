@@ -29,7 +29,7 @@ from unisal.data.images import BadImageError
 from unisal.data.splits import TEST, TRAIN, VAL, grouped_split
 from unisal.models.network import TwoHeadNet, build_network
 from unisal.query import create_strategy
-from unisal.train.evaluate import classification_metrics, confusion, predict
+from unisal.train.evaluate import evaluate, predict
 from unisal.train.fit import fit
 
 NOT_LABELLED = -1
@@ -321,18 +321,15 @@ class ActiveLearningRun:
             columns,
             ([record.get(c, "") for c in columns] for record in result.history),
         )
-        preds = predict(
+        metrics, matrix = evaluate(
             self.nets,
             self.data.store,
             self.idx_test,
+            cat.labels[self.idx_test],
             self.device,
             self.cfg.train.eval_batch_size,
             self.progress,
-            desc="testing",
         )
-        y_true, y_pred = cat.labels[self.idx_test], preds.mean_logits().argmax(1)
-        metrics = classification_metrics(y_true, y_pred, len(cat.class_names))
-        matrix = confusion(y_true, y_pred, len(cat.class_names))
         write_csv_atomic(
             self.out / "confusion" / f"round_{round_}.csv",
             ["true\\predicted", *cat.class_names],

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import yaml
 
-from unisal.config import RunConfig, from_dict, to_dict, validate
+from unisal.config import RunConfig, apply_overrides, from_dict, to_dict
 from unisal.loop import (
     NOT_LABELLED,
     ALState,
@@ -27,7 +27,7 @@ from unisal.loop import (
     write_atomic,
 )
 from unisal.models.network import build_network
-from unisal.train.evaluate import classification_metrics, confusion, predict
+from unisal.train.evaluate import evaluate
 from unisal.train.fit import fit
 
 
@@ -35,14 +35,8 @@ def _load_run(run_dir: Path, overrides: dict[str, Any]) -> tuple[RunConfig, ALSt
     for name in ("config.yaml", "state.json", "splits.csv"):
         if not (run_dir / name).is_file():
             raise RunError(f"{run_dir} is not a unisal run folder ({name} missing)")
-    values = yaml.safe_load((run_dir / "config.yaml").read_text())
-    for section, entries in overrides.items():
-        if isinstance(entries, dict):
-            values.setdefault(section, {}).update(entries)
-        else:
-            values[section] = entries
-    cfg = from_dict(values)
-    validate(cfg)
+    cfg = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    apply_overrides(cfg, overrides)
     return cfg, ALState.from_state_dict(json.loads((run_dir / "state.json").read_text()))
 
 
@@ -100,9 +94,9 @@ def train_supervised_reference(
         seed=round_seed(cfg.seed, round_, "train"),
         progress=progress,
     )
-    preds = predict([net], data.store, idx_test, device, cfg.train.eval_batch_size, progress, desc="testing")
-    y_true, y_pred = cat.labels[idx_test], preds.mean_logits().argmax(1)
-    metrics = classification_metrics(y_true, y_pred, len(cat.class_names))
+    metrics, matrix = evaluate(
+        [net], data.store, idx_test, cat.labels[idx_test], device, cfg.train.eval_batch_size, progress
+    )
     out.mkdir(parents=True, exist_ok=True)
     summary = {
         "run": str(run_dir),
@@ -114,7 +108,7 @@ def train_supervised_reference(
         "steps": result.steps,
         "best_epoch": result.best_epoch,
         "val_accuracy": result.best_val_accuracy,
-        "confusion": confusion(y_true, y_pred, len(cat.class_names)).tolist(),
+        "confusion": matrix.tolist(),
         "class_names": cat.class_names,
         "config": to_dict(cfg),
     }

@@ -92,3 +92,19 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: in
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """(C, C) counts; rows are true classes, columns predictions."""
     return confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))
+
+
+def evaluate(
+    nets: list[TwoHeadNet],
+    store: ImageStore,
+    idx: np.ndarray,
+    y_true: np.ndarray,
+    device: torch.device,
+    batch_size: int = 128,
+    progress: bool = True,
+) -> tuple[dict[str, float], np.ndarray]:
+    """Metrics and (C, C) confusion matrix of the networks' averaged logits on images ``idx`` (N,)."""
+    preds = predict(nets, store, idx, device, batch_size, progress, desc="testing")
+    y_pred = preds.mean_logits().argmax(1)
+    n_classes = nets[0].num_classes
+    return classification_metrics(y_true, y_pred, n_classes), confusion(y_true, y_pred, n_classes)
