@@ -10,8 +10,27 @@ from unisal.cli.options import overrides_from_flags
 from unisal.config import PRESETS, ConfigError, build_config, from_dict, load_yaml, to_dict
 
 
-def test_cpu_preset_is_the_documented_default() -> None:
+def test_cpu_preset_is_the_frozen_learner() -> None:
     cfg = build_config("cpu")
+    assert (cfg.learner.name, cfg.learner.mode, cfg.learner.networks) == ("frozen", "cotrain", 2)
+    assert (cfg.model.backbone, cfg.model.pretrained, cfg.data.image_size) == (
+        "tf_efficientnet_lite0",
+        True,
+        112,
+    )
+    assert (cfg.features.views, cfg.features.score, cfg.train.optimizer) == ("d8", "mean", "adamw")
+    assert (cfg.initial, cfg.query.budget, cfg.rounds) == (30, 30, 5)
+    assert (cfg.train.tau, cfg.train.temperature, cfg.train.lambda_con, cfg.train.lambda_pl) == (
+        0.7,
+        0.15,
+        0.1,
+        0.5,
+    )
+
+
+def test_cpu_finetune_preset_is_the_earlier_default() -> None:
+    cfg = build_config("cpu-finetune")
+    assert cfg.learner.name == "finetune"
     assert (cfg.model.backbone, cfg.model.pretrained, cfg.data.image_size) == (
         "tf_efficientnet_lite0",
         True,
@@ -25,14 +44,40 @@ def test_cpu_preset_is_the_documented_default() -> None:
         0.5,
     )
     assert (cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay) == (1e-3, 0.9, 8e-4)
+    assert (cfg.train.optimizer, cfg.train.ulb_ratio, cfg.train.epochs, cfg.train.steps_per_epoch) == (
+        "sgd",
+        1.0,
+        8,
+        25,
+    )
 
 
 def test_paper_preset_has_the_reference_settings() -> None:
     cfg = build_config("paper")
+    assert cfg.learner.name == "finetune"
     assert (cfg.model.backbone, cfg.data.image_size, cfg.train.epochs) == ("resnet50", 224, 200)
     assert (cfg.initial, cfg.query.budget) == (180, 180)
     assert cfg.rounds + 1 == 10  # ten trainings, 180 ... 1,800 labels, as in the reference code
     assert cfg.train.batch_size == 128 and cfg.train.steps_per_epoch is None
+
+
+def test_gpu_frozen_preset_uses_a_foundation_model_at_224_px() -> None:
+    cfg = build_config("gpu-frozen")
+    assert (cfg.learner.name, cfg.model.backbone, cfg.data.image_size) == ("frozen", "uni", 224)
+
+
+def test_learner_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="learner.networks must be 2"):
+        build_config("cpu", {"learner": {"networks": 1}})
+    assert build_config("cpu", {"learner": {"mode": "supervised", "networks": 1}}).learner.networks == 1
+    with pytest.raises(ConfigError, match="learner.mode"):
+        build_config("cpu", {"learner": {"mode": "semi"}})
+    with pytest.raises(ConfigError, match="features.views"):
+        build_config("cpu", {"features": {"views": "d16"}})
+    with pytest.raises(ConfigError, match="features.score"):
+        build_config("cpu", {"features": {"score": "max"}})
+    with pytest.raises(ConfigError, match="train.optimizer"):
+        build_config("cpu", {"train": {"optimizer": "adam"}})
 
 
 def test_file_then_flags_override_the_preset() -> None:

@@ -31,9 +31,10 @@ TINY = {
 }
 
 
-def tiny_config(tmp_path: Path, out: str, **overrides: object) -> RunConfig:
+def tiny_config(tmp_path: Path, learner: str, out: str, **overrides: object) -> RunConfig:
     data_csv, groups_csv = write_lung_subset(tmp_path / "data", per_class=20)
     values = json.loads(json.dumps(TINY))
+    values["learner"] = {"name": learner}
     values["data"] |= {"path": str(data_csv), "groups": str(groups_csv), "cache_dir": str(tmp_path / "cache")}
     values["out"] = str(tmp_path / out)
     for key, value in overrides.items():
@@ -60,10 +61,16 @@ def outcome(out: Path) -> tuple[list[tuple[str, ...]], dict[str, list[dict[str, 
     return rounds, queries
 
 
+@pytest.fixture(scope="module", params=["frozen", "finetune"])
+def learner(request: pytest.FixtureRequest) -> str:
+    """Every test of the loop runs with both learners."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def finished_run(tmp_path_factory: pytest.TempPathFactory, learner: str) -> Path:
     tmp = tmp_path_factory.mktemp("loop")
-    cfg = tiny_config(tmp, "run")
+    cfg = tiny_config(tmp, learner, "run")
     ActiveLearningRun(cfg, progress=False, log=lambda _: None).run()
     return Path(cfg.out)
 
@@ -120,17 +127,18 @@ def test_splits_never_share_a_group(finished_run: Path) -> None:
     assert all(len(s) == 1 for s in split_of_group.values())
 
 
-def test_existing_run_is_not_overwritten(finished_run: Path, tmp_path: Path) -> None:
-    cfg = tiny_config(tmp_path, "x")
+def test_existing_run_is_not_overwritten(finished_run: Path, learner: str, tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, learner, "x")
     cfg.out = str(finished_run)
     with pytest.raises(RunError, match="already holds a run"):
-        ActiveLearningRun(cfg, progress=False)
+        ActiveLearningRun(cfg, progress=False).run()
 
 
 def test_budget_larger_than_pool_is_refused(tmp_path: Path) -> None:
-    cfg = tiny_config(tmp_path, "big", query__budget=1000)
+    cfg = tiny_config(tmp_path, "frozen", "big", query__budget=1000)
     with pytest.raises(RunError, match="training pool holds only"):
-        ActiveLearningRun(cfg, progress=False)
+        ActiveLearningRun(cfg, progress=False).run()
+    assert not Path(cfg.out).exists()  # refused before anything was written
 
 
 class Killed(BaseException):
@@ -139,11 +147,11 @@ class Killed(BaseException):
 
 @pytest.mark.parametrize("stage", ["during training", "before selection"])
 def test_interrupted_run_resumes_to_the_same_result(
-    finished_run: Path, tmp_path: Path, stage: str, monkeypatch: pytest.MonkeyPatch
+    finished_run: Path, learner: str, tmp_path: Path, stage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = tiny_config(tmp_path, "killed")
+    cfg = tiny_config(tmp_path, learner, "killed")
     calls = {"n": 0}
-    original_fit = __import__("unisal.loop", fromlist=["fit"]).fit
+    original_fit = __import__("unisal.learners.base", fromlist=["fit"]).fit
     original_select = ActiveLearningRun.select_and_label
 
     def fit_then_die(*args: object, **kwargs: object) -> object:
@@ -159,7 +167,7 @@ def test_interrupted_run_resumes_to_the_same_result(
 
     with monkeypatch.context() as patch:
         if stage == "during training":
-            patch.setattr("unisal.loop.fit", fit_then_die)
+            patch.setattr("unisal.learners.base.fit", fit_then_die)
         else:
             patch.setattr(ActiveLearningRun, "select_and_label", select_then_die)
         with pytest.raises(Killed):
@@ -170,17 +178,21 @@ def test_interrupted_run_resumes_to_the_same_result(
     assert outcome(Path(cfg.out)) == outcome(finished_run)
 
 
-def test_resume_refuses_changed_settings(finished_run: Path, tmp_path: Path) -> None:
-    cfg = tiny_config(tmp_path, "x", query__budget=5)
+def test_resume_refuses_changed_settings(finished_run: Path, learner: str, tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, learner, "x", query__budget=5)
     cfg.out = str(finished_run)
+    before = (finished_run / "config.yaml").read_text()
     with pytest.raises(RunError, match="settings differ"):
-        ActiveLearningRun(cfg, resume=True, progress=False)
+        ActiveLearningRun(cfg, resume=True, progress=False).run()
+    assert (finished_run / "config.yaml").read_text() == before
 
 
 @pytest.mark.slow
-def test_sigkilled_cli_run_resumes_to_the_same_result(finished_run: Path, tmp_path: Path) -> None:
+def test_sigkilled_cli_run_resumes_to_the_same_result(
+    finished_run: Path, learner: str, tmp_path: Path
+) -> None:
     """A real SIGKILL of `unisal simulate` after round 1 was trained, then `--resume`."""
-    cfg = tiny_config(tmp_path, "sigkill")
+    cfg = tiny_config(tmp_path, learner, "sigkill")
     args = [
         sys.executable,
         "-m",
@@ -211,6 +223,8 @@ def test_sigkilled_cli_run_resumes_to_the_same_result(finished_run: Path, tmp_pa
         "2",
         "--out",
         cfg.out,
+        "--learner",
+        learner,
     ]
     config_file = tmp_path / "extra.yaml"
     config_file.write_text("train:\n  eval_every: 1\n  eval_batch_size: 64\n")
@@ -236,12 +250,14 @@ def test_sigkilled_cli_run_resumes_to_the_same_result(finished_run: Path, tmp_pa
     assert outcome(Path(cfg.out)) == outcome(finished_run)
 
 
-def test_finished_run_can_be_extended_by_more_rounds(finished_run: Path, tmp_path: Path) -> None:
-    cfg = tiny_config(tmp_path, "short", rounds=1)
+def test_finished_run_can_be_extended_by_more_rounds(
+    finished_run: Path, learner: str, tmp_path: Path
+) -> None:
+    cfg = tiny_config(tmp_path, learner, "short", rounds=1)
     ActiveLearningRun(cfg, progress=False, log=lambda _: None).run()
-    longer = tiny_config(tmp_path, "short", rounds=2)
+    longer = tiny_config(tmp_path, learner, "short", rounds=2)
     ActiveLearningRun(longer, resume=True, progress=False, log=lambda _: None).run()
     assert outcome(Path(cfg.out)) == outcome(finished_run)
-    fewer = tiny_config(tmp_path, "short", rounds=1)
+    fewer = tiny_config(tmp_path, learner, "short", rounds=1)
     with pytest.raises(RunError, match="already reached round 2"):
-        ActiveLearningRun(fewer, resume=True, progress=False)
+        ActiveLearningRun(fewer, resume=True, progress=False).run()

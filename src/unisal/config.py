@@ -14,6 +14,13 @@ from typing import Any
 
 import yaml
 
+# Fixed view sets of the feature cache and how many views each holds (unisal.data.features
+# implements them): the image as is, its four 90-degree rotations, or all eight flips/rotations.
+VIEW_SETS: dict[str, int] = {"identity": 1, "rot4": 4, "d8": 8}
+LEARNER_MODES = ("cotrain", "supervised")
+OPTIMIZERS = ("sgd", "adamw")
+SCORE_VIEWS = ("mean", "first")
+
 
 @dataclass
 class DataConfig:
@@ -34,6 +41,27 @@ class ModelConfig:
     weights: str | None = None  # local checkpoint path or http(s) URL; overrides `pretrained`
     proj_dim: int = 128  # contrastive projection size, as in the paper
     drop_rate: float = 0.0  # dropout before the classifier
+    head_hidden: int = 512  # frozen learner: width of the trainable MLP on the cached features
+
+
+@dataclass
+class LearnerConfig:
+    name: str = (
+        "finetune"  # registered learner: finetune (trains the backbone) | frozen (heads on cached features)
+    )
+    mode: str = "cotrain"  # cotrain: UniSAL's two networks, CPS + contrastive; supervised: labelled data only
+    networks: int = 2  # networks whose logits are averaged; cotrain needs 2, a supervised reference 1 or 2
+
+
+@dataclass
+class FeatureConfig:
+    """Multi-view feature cache of the frozen learner (ignored by ``finetune``)."""
+
+    views: str = "d8"  # fixed views per image: d8 = the 8 flips and 90-degree rotations; identity = as is
+    crops: int = 0  # plus this many seeded random resized crops per image (flipped and rotated at random)
+    crop_scale_min: float = 0.6  # area fraction the cached crops keep at least
+    batch_size: int = 64  # images per extraction step: bounds the memory, not the data set
+    score: str = "mean"  # predict on the heads' outputs averaged over all views, or "first": the image as is
 
 
 @dataclass
@@ -54,6 +82,8 @@ class TrainConfig:
     eval_every: int = 2  # epochs between validations (model selection); last epoch always
     eval_batch_size: int = 128
     amp: bool = True  # mixed precision, only ever used on CUDA
+    optimizer: str = "sgd"  # sgd (reference code) | adamw (the frozen heads: faster to converge)
+    ulb_ratio: float = 1.0  # unlabelled images per labelled one in a co-training batch (1: half and half)
 
 
 @dataclass
@@ -68,6 +98,8 @@ class QueryConfig:
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     query: QueryConfig = field(default_factory=QueryConfig)
     initial: int = 30  # random labelled images before the first round
@@ -78,11 +110,35 @@ class RunConfig:
     preset: str = "cpu"
 
 
+# The fine-tuning settings of the defaults above: EfficientNet-Lite0 at 64 px, 200 steps a round.
+_CPU_FINETUNE: dict[str, Any] = {"learner": {"name": "finetune"}}
+
+# Heads on cached EfficientNet-Lite0 features of the 8 flips/rotations at 112 px: seconds a round
+# on a CPU (see docs/results-frozen-lc25000-lung.md for the measurements behind the choice).
+_CPU_FROZEN: dict[str, Any] = {
+    "data": {"image_size": 112},
+    "learner": {"name": "frozen"},
+    "model": {"head_hidden": 512, "drop_rate": 0.2},
+    "features": {"views": "d8", "score": "mean"},
+    "train": {
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "epochs": 10,
+        "steps_per_epoch": 30,
+        "batch_size": 256,
+        "ulb_ratio": 3.0,
+        "eval_every": 1,
+        "eval_batch_size": 1024,
+    },
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
-    # Defaults above: EfficientNet-Lite0 at 64 px, a few hundred steps a round.
-    "cpu": {},
+    "cpu": _CPU_FROZEN,
+    "cpu-finetune": _CPU_FINETUNE,
     # Reference settings (Zhong et al. 2025 and their code) for GPU users.
     "paper": {
+        "learner": {"name": "finetune"},
         "data": {"image_size": 224},
         "model": {"backbone": "resnet50", "pretrained": True},
         # Batch 128 (64 labelled); pseudo supervision on from epoch 15 of 200 in the reference.
@@ -96,6 +152,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "query": {"budget": 180},
         "initial": 180,
         # The reference trains 10 times (180 ... 1,800 labels): 9 query rounds after round 0.
+        "rounds": 9,
+    },
+    # A pathology foundation model (gated on the Hugging Face hub: see the README) as a frozen
+    # encoder on a GPU; the heads train as on the CPU.
+    "gpu-frozen": {
+        **_CPU_FROZEN,
+        "data": {"image_size": 224},
+        "model": {**_CPU_FROZEN["model"], "backbone": "uni", "pretrained": True},
+        "features": {"views": "d8", "score": "mean", "batch_size": 256},
+        "query": {"budget": 180},
+        "initial": 180,
         "rounds": 9,
     },
 }
@@ -171,6 +238,20 @@ def validate(cfg: RunConfig) -> None:
             "val_fraction + test_fraction leave too little to train on",
         ),
         (cfg.data.format in {"auto", "folder", "prefix", "csv"}, "format must be auto|folder|prefix|csv"),
+        (cfg.learner.mode in LEARNER_MODES, f"learner.mode must be one of {list(LEARNER_MODES)}"),
+        (cfg.learner.networks in (1, 2), "learner.networks must be 1 or 2"),
+        (
+            cfg.learner.mode != "cotrain" or cfg.learner.networks == 2,
+            "learner.mode cotrain trains two networks: learner.networks must be 2",
+        ),
+        (cfg.features.views in VIEW_SETS, f"features.views must be one of {list(VIEW_SETS)}"),
+        (cfg.features.crops >= 0, "features.crops must be >= 0"),
+        (0.0 < cfg.features.crop_scale_min <= 1.0, "features.crop_scale_min must be in (0, 1]"),
+        (cfg.features.batch_size >= 1, "features.batch_size must be at least 1"),
+        (cfg.features.score in SCORE_VIEWS, f"features.score must be one of {list(SCORE_VIEWS)}"),
+        (cfg.model.head_hidden >= 1, "model.head_hidden must be at least 1"),
+        (cfg.train.optimizer in OPTIMIZERS, f"train.optimizer must be one of {list(OPTIMIZERS)}"),
+        (cfg.train.ulb_ratio > 0, "train.ulb_ratio must be positive"),
     ]
     for ok, message in checks:
         if not ok:

@@ -124,10 +124,11 @@ def test_skip_bad_images_runs_two_rounds_and_lists_them(kather_copy: Path, tmp_p
 
 
 def test_prefix_layout_random_strategy(crc_samples: Path, tmp_path: Path) -> None:
-    """CRC-VAL-HE-7K layout (class as file-name prefix), random sampling, no pretrained weights."""
+    """CRC-VAL-HE-7K layout (class as file-name prefix), random sampling, fine-tuning from scratch."""
     out = tmp_path / "out"
     result = invoke(
         "simulate", "--data", str(crc_samples / "crc-val-he-7k"), "--strategy", "random", "--no-pretrained",
+        "--preset", "cpu-finetune",
         "--backbone", "test_resnet", "--initial", "8", "--budget", "4", "--rounds", "1",
         "--out", str(out), "--cache-dir", str(tmp_path / "c"), *FAST,
     )  # fmt: skip

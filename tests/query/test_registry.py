@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from unisal.config import ConfigError
 from unisal.query import Strategy, create_strategy, register_strategy, strategy_names
 from unisal.query.baselines import RandomStrategy
 from unisal.train.evaluate import Predictions
@@ -58,7 +59,7 @@ def test_agreeing_predictions_disagree_on_three():
 
 
 def test_unknown_strategy_names_the_known_ones():
-    with pytest.raises(KeyError) as excinfo:
+    with pytest.raises(ConfigError) as excinfo:
         create_strategy("nope")
     message = str(excinfo.value)
     assert "nope" in message

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +13,9 @@ from tests.conftest import synthetic_tile
 from unisal.config import ModelConfig, TrainConfig
 from unisal.data.cache import ImageStore
 from unisal.models.network import build_network
+from unisal.train.evaluate import predict
 from unisal.train.fit import fit
+from unisal.train.inputs import ImageInputs
 
 
 def colour_store(n_per_class: int = 24, n_classes: int = 3, size: int = 16) -> tuple[ImageStore, np.ndarray]:
@@ -21,6 +26,12 @@ def colour_store(n_per_class: int = 24, n_classes: int = 3, size: int = 16) -> t
 
 
 CFG = TrainConfig(epochs=3, steps_per_epoch=6, batch_size=12, lr=0.05, eval_every=1, warmup_fraction=0.3)
+
+
+def images(store: ImageStore) -> ImageInputs:
+    """The images as the networks of ``nets`` see them (their backbone's normalisation)."""
+    net = nets(1)[0]
+    return ImageInputs(store, net.mean, net.std, CFG.crop_scale_min)
 
 
 def nets(k: int) -> list:
@@ -42,7 +53,17 @@ def test_cotraining_learns_selects_on_validation_and_logs_every_loss() -> None:
     lb, ulb, val = split(labels)
     two = nets(2)
     result = fit(
-        two, store, lb, labels[lb], ulb, val, labels[val], CFG, torch.device("cpu"), seed=0, progress=False
+        two,
+        images(store),
+        lb,
+        labels[lb],
+        ulb,
+        val,
+        labels[val],
+        CFG,
+        torch.device("cpu"),
+        seed=0,
+        progress=False,
     )
     assert result.steps == CFG.epochs * CFG.steps_per_epoch
     assert [int(r["epoch"]) for r in result.history] == [1, 2, 3]
@@ -60,7 +81,7 @@ def test_same_seed_same_result_on_cpu() -> None:
         two = nets(2)
         fit(
             two,
-            store,
+            images(store),
             lb,
             labels[lb],
             ulb,
@@ -80,7 +101,17 @@ def test_supervised_mode_uses_one_network_and_no_unlabelled_terms() -> None:
     lb, _, val = split(labels)
     one = nets(1)
     result = fit(
-        one, store, lb, labels[lb], None, val, labels[val], CFG, torch.device("cpu"), seed=0, progress=False
+        one,
+        images(store),
+        lb,
+        labels[lb],
+        None,
+        val,
+        labels[val],
+        CFG,
+        torch.device("cpu"),
+        seed=0,
+        progress=False,
     )
     assert set(result.history[0]) == {"epoch", "ce", "val_accuracy"}
     assert result.best_val_accuracy is not None and result.best_val_accuracy >= 0.9
@@ -91,7 +122,17 @@ def test_without_validation_the_last_epoch_is_kept() -> None:
     lb, ulb, _ = split(labels)
     empty = np.array([], dtype=np.int64)
     result = fit(
-        nets(2), store, lb, labels[lb], ulb, empty, empty, CFG, torch.device("cpu"), seed=0, progress=False
+        nets(2),
+        images(store),
+        lb,
+        labels[lb],
+        ulb,
+        empty,
+        empty,
+        CFG,
+        torch.device("cpu"),
+        seed=0,
+        progress=False,
     )
     assert result.best_val_accuracy is None and result.best_epoch == CFG.epochs
 
@@ -101,5 +142,53 @@ def test_no_labels_is_refused() -> None:
     empty = np.array([], dtype=np.int64)
     with pytest.raises(ValueError, match="without labelled images"):
         fit(
-            nets(1), store, empty, empty, None, empty, empty, CFG, torch.device("cpu"), seed=0, progress=False
+            nets(1),
+            images(store),
+            empty,
+            empty,
+            None,
+            empty,
+            empty,
+            CFG,
+            torch.device("cpu"),
+            seed=0,
+            progress=False,
         )
+
+
+GOLDEN = Path(__file__).with_name("finetune_golden.json")
+
+
+@pytest.mark.parametrize("name", ["cotrain", "supervised1", "supervised2"])
+def test_finetune_path_is_unchanged(name: str) -> None:
+    """Loss history, model selection and logits equal those of the code before the learner interface.
+
+    ``finetune_golden.json`` was written by the pre-refactor ``fit`` (commit 97cd16f): the same
+    colours, networks, seeds and settings; the fine-tune learner must reproduce it.
+    """
+    golden = json.loads(GOLDEN.read_text())[name]
+    store, labels = colour_store()
+    lb, ulb, val = split(labels)
+    k = 1 if name == "supervised1" else 2
+    two = nets(k)
+    torch.manual_seed(11)
+    result = fit(
+        two,
+        images(store),
+        lb,
+        labels[lb],
+        ulb if name == "cotrain" else None,
+        val,
+        labels[val],
+        CFG,
+        torch.device("cpu"),
+        seed=5,
+        progress=False,
+    )
+    assert result.best_epoch == golden["best_epoch"]
+    for mine, theirs in zip(result.history, golden["history"], strict=True):
+        assert mine.keys() == theirs.keys()
+        for key in mine:
+            assert mine[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-5), key
+    logits = predict(two, images(store), np.arange(6), torch.device("cpu"), progress=False).logits
+    np.testing.assert_allclose(logits, np.asarray(golden["logits"]), rtol=1e-4, atol=1e-4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from unisal import __version__
+from unisal.cli.features import features
 from unisal.cli.simulate import simulate
 from unisal.cli.supervised import supervised
 
@@ -16,4 +17,5 @@ def cli() -> None:
 
 
 cli.add_command(simulate)
+cli.add_command(features)
 cli.add_command(supervised)

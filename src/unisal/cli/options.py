@@ -15,6 +15,12 @@ CONFIG_PATHS: dict[str, tuple[str, ...]] = {
     "image_size": ("data", "image_size"),
     "skip_bad_images": ("data", "skip_bad_images"),
     "cache_dir": ("data", "cache_dir"),
+    "learner": ("learner", "name"),
+    "mode": ("learner", "mode"),
+    "networks": ("learner", "networks"),
+    "views": ("features", "views"),
+    "crops": ("features", "crops"),
+    "score_views": ("features", "score"),
     "backbone": ("model", "backbone"),
     "pretrained": ("model", "pretrained"),
     "weights": ("model", "weights"),
@@ -70,10 +76,55 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def feature_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The frozen learner's multi-view feature cache."""
+    from unisal.config import VIEW_SETS
+
+    for option in reversed(
+        [
+            click.option(
+                "--views",
+                type=click.Choice(list(VIEW_SETS)),
+                help="Cached views per image: d8 = 8 flips/rotations, rot4, identity.",
+            ),
+            click.option(
+                "--crops", type=int, help="Extra seeded random resized crops per image in the cache."
+            ),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def score_views_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    from unisal.config import SCORE_VIEWS
+
+    return click.option(
+        "--score-views",
+        type=click.Choice(list(SCORE_VIEWS)),
+        help="Frozen learner: predict on the mean over all cached views, or on the first (the image as is).",
+    )(fn)
+
+
+def learner_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option(
+                "--learner", help="finetune (train the backbone) or frozen (heads on cached features)."
+            ),
+            click.option("--networks", type=click.IntRange(1, 2), help="Networks whose logits are averaged."),
+        ]
+    ):
+        fn = option(fn)
+    return feature_options(score_views_option(fn))
+
+
 def model_train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(
         [
-            click.option("--backbone", help="Any timm model name."),
+            click.option(
+                "--backbone", help="Any timm model name, hf-hub:org/name, or uni, virchow2, h-optimus-0."
+            ),
             click.option("--pretrained/--no-pretrained", default=None, help="Start from ImageNet weights."),
             click.option("--weights", help="Local checkpoint path or http(s) URL of backbone weights."),
             click.option("--epochs", type=int, help="Epochs per round."),
@@ -86,3 +137,38 @@ def model_train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     ):
         fn = option(fn)
     return fn
+
+
+def preset_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    from unisal.config import PRESETS
+
+    return click.option(
+        "--preset", type=click.Choice(list(PRESETS)), default=None, help="Named defaults (cpu)."
+    )(fn)
+
+
+def resolve_config(config_file: str | None, preset: str | None, flags: dict[str, Any]) -> Any:
+    """Preset, then ``--config`` YAML, then flags; the data path is required."""
+    from unisal.config import ConfigError, build_config, load_yaml
+
+    file_values = load_yaml(config_file) if config_file else {}
+    preset_name = preset or file_values.pop("preset", None) or "cpu"
+    file_values.pop("preset", None)
+    cfg = build_config(preset_name, file_values, overrides_from_flags(flags))
+    if not cfg.data.path:
+        raise ConfigError("no data given: pass --data PATH or set data.path in --config")
+    return cfg
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors whose message tells the user what to fix: printed on one line, no traceback.
+
+    Used as ``except user_errors() as error:``, which imports them only when something failed.
+    """
+    from unisal.config import ConfigError
+    from unisal.data.catalogue import DataError
+    from unisal.data.images import BadImageError
+    from unisal.errors import RunError
+    from unisal.models.backbones import WeightsError
+
+    return (ConfigError, DataError, BadImageError, RunError, WeightsError)

@@ -6,7 +6,13 @@ from typing import Any
 
 import click
 
-from unisal.cli.options import model_train_options, overrides_from_flags
+from unisal.cli.options import (
+    feature_options,
+    model_train_options,
+    overrides_from_flags,
+    score_views_option,
+    user_errors,
+)
 
 
 @click.command()
@@ -25,24 +31,28 @@ from unisal.cli.options import model_train_options, overrides_from_flags
     help="run: the images the run had labelled at --round; all: the whole training pool.",
 )
 @click.option("--round", "round_", type=int, default=None, help="Round of the run (default: its last).")
+@click.option("--learner", help="finetune or frozen (default: the run's learner).")
+@click.option(
+    "--networks",
+    type=click.IntRange(1, 2),
+    help="Networks whose logits are averaged (default: the run's, 2: as fair as the co-trained pair).",
+)
+@feature_options
+@score_views_option
 @model_train_options
 @click.option("--out", required=True, type=click.Path(), help="Output folder for metrics.json.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def supervised(run_dir: str, labels: str, round_: int | None, out: str, quiet: bool, **flags: Any) -> None:
-    """Train one network with cross-entropy on labelled images only, evaluate on the run's test split."""
-    from unisal.config import ConfigError
-    from unisal.data.catalogue import DataError
-    from unisal.loop import RunError
-    from unisal.models.backbones import WeightsError
+    """Train with cross-entropy on labelled images only; evaluate on the run's test split."""
     from unisal.reference import train_supervised_reference
 
     try:
         result = train_supervised_reference(
             run_dir, labels, round_, out, overrides_from_flags(flags), progress=not quiet, log=click.echo
         )
-    except (ConfigError, DataError, RunError, WeightsError) as error:
+    except user_errors() as error:
         raise click.ClickException(str(error)) from error
     click.echo(
-        f"done: {result['n_labeled']} labels, test accuracy {result['accuracy']:.4f}, "
-        f"macro F1 {result['macro_f1']:.4f}; results in {out}/metrics.json"
+        f"done: {result['n_labeled']} labels, {result['networks']} network(s), test accuracy "
+        f"{result['accuracy']:.4f}, macro F1 {result['macro_f1']:.4f}; results in {out}/metrics.json"
     )

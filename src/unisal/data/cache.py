@@ -42,10 +42,21 @@ class ImageStore:
     Attributes:
         array: uint8 array (memory-mapped), shape (N_files, S, S, 3).
         rows: row of ``array`` for each catalogue index, shape (N,).
+        fingerprint: identifies the content of ``array`` (the cache key); derived caches such
+            as the feature cache are keyed by it. Empty: hash the array itself.
     """
 
     array: np.ndarray
     rows: np.ndarray
+    fingerprint: str = ""
+
+    def content_key(self) -> str:
+        """``fingerprint``, or a hash of the pixels for stores built in memory."""
+        if self.fingerprint:
+            return self.fingerprint
+        digest = hashlib.sha1(f"{self.array.shape}".encode())
+        digest.update(np.ascontiguousarray(self.array).tobytes())
+        return digest.hexdigest()[:20]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -76,6 +87,7 @@ def build_cache(
     cache_dir: str | Path | None = None,
     workers: int = 4,
     progress: bool = True,
+    key: str | None = None,
 ) -> tuple[np.ndarray, list[BadImageError]]:
     """Decode ``paths`` to (N, size, size, 3) uint8 on disk, or reuse an identical earlier cache.
 
@@ -83,12 +95,15 @@ def build_cache(
     whether to stop or to skip them. Writes go to a temporary file that is renamed when
     complete, so a killed build never leaves a half-written cache behind.
 
+    Args:
+        key: ``cache_key(paths, size)`` if the caller has it already.
+
     Returns:
         The memory-mapped array and the list of files that could not be decoded.
     """
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    key = cache_key(paths, size)
+    key = key or cache_key(paths, size)
     target, bad_file = folder / f"{key}.npy", folder / f"{key}.bad.json"
     if target.is_file() and bad_file.is_file():
         bad_records = json.loads(bad_file.read_text())

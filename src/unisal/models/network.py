@@ -19,7 +19,17 @@ class NetOutput:
     features: torch.Tensor  # (B, F), pooled backbone features
 
 
-class TwoHeadNet(nn.Module):
+class UniSALNet(nn.Module):
+    """What the UniSAL losses train: ``forward(x)`` gives class logits and a projected embedding."""
+
+    num_classes: int
+    proj_dim: int
+
+    def forward(self, x: torch.Tensor) -> NetOutput:
+        raise NotImplementedError
+
+
+class TwoHeadNet(UniSALNet):
     """Backbone plus a linear classifier and a 2-layer MLP projection head."""
 
     def __init__(self, backbone: nn.Module, num_classes: int, proj_dim: int = 128):

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from unisal.config import ConfigError
 from unisal.train.evaluate import Predictions
 
 
@@ -28,7 +29,9 @@ class Strategy:
     """Base class: ``select(preds, budget, rng)`` returns ``budget`` unique pool positions."""
 
     name = "base"
-    needs_predictions = True
+    needs_predictions = True  # the learner's outputs on the pool
+    needs_features = False  # backbone features too (diversity strategies)
+    min_networks = 1  # networks the learner must train (DUS compares two)
 
     def __init__(self, kmeans_n_init: int = 3, class_names: list[str] | None = None):
         self.kmeans_n_init = kmeans_n_init
@@ -61,7 +64,11 @@ def strategy_names() -> list[str]:
     return sorted(_STRATEGIES)
 
 
-def create_strategy(name: str, **kwargs: Any) -> Strategy:
+def strategy_class(name: str) -> type[Strategy]:
     if name not in _STRATEGIES:
-        raise KeyError(f"unknown strategy '{name}'; expected one of {strategy_names()}")
-    return _STRATEGIES[name](**kwargs)
+        raise ConfigError(f"unknown strategy '{name}'; expected one of {strategy_names()}")
+    return _STRATEGIES[name]
+
+
+def create_strategy(name: str, **kwargs: Any) -> Strategy:
+    return strategy_class(name)(**kwargs)

@@ -51,6 +51,8 @@ class UniSALStrategy(Strategy):
     the remainder by CS on that shortlist (uncertain, yet not redundant).
     """
 
+    min_networks = 2
+
     def _disagreement(self, a: int, b: int) -> str:
         return f"networks disagree ({self.class_name(a)} vs {self.class_name(b)})"
 

@@ -1,4 +1,4 @@
-"""Inference over the image store and classification metrics."""
+"""Inference over a learner's inputs, and classification metrics."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from tqdm import tqdm
 
-from unisal.data.cache import ImageStore
-from unisal.data.views import normalise, to_float
-from unisal.models.network import TwoHeadNet
+from unisal.models.network import UniSALNet
+from unisal.train.inputs import NetworkInputs
 
 
 @dataclass
@@ -21,10 +21,12 @@ class Predictions:
     Attributes:
         logits: (K, N, C) float32.
         embeddings: (K, N, P) float32, L2-normalised projections.
+        features: (K, N, F) float32 backbone features, when asked for (None otherwise).
     """
 
     logits: np.ndarray
     embeddings: np.ndarray
+    features: np.ndarray | None = None
 
     def mean_logits(self) -> np.ndarray:
         """(N, C): the networks' averaged logits, used for every reported prediction."""
@@ -43,35 +45,46 @@ class Predictions:
 
 @torch.no_grad()
 def predict(
-    nets: list[TwoHeadNet],
-    store: ImageStore,
+    nets: list[UniSALNet],
+    inputs: NetworkInputs,
     idx: np.ndarray,
     device: torch.device,
     batch_size: int = 128,
     progress: bool = True,
     desc: str = "scoring",
+    with_features: bool = False,
 ) -> Predictions:
-    """Run each network on the un-augmented images ``idx`` (N,)."""
+    """Run each network on the evaluation views of images ``idx`` (N,), averaged over the views.
+
+    With several views the averaged embedding is L2-normalised again.
+    """
     for net in nets:
         net.eval()
     idx = np.asarray(idx)
-    logits: list[list[np.ndarray]] = [[] for _ in nets]
-    embeddings: list[list[np.ndarray]] = [[] for _ in nets]
+    parts: dict[str, list[list[np.ndarray]]] = {key: [[] for _ in nets] for key in ("logits", "emb", "feat")}
     use_amp = device.type == "cuda"
     for start in tqdm(range(0, len(idx), batch_size), desc=desc, disable=not progress, leave=False):
-        x = to_float(torch.from_numpy(store.get(idx[start : start + batch_size])).to(device))
+        views = inputs.eval_views(idx[start : start + batch_size], device)
         for k, net in enumerate(nets):
-            xk = normalise(x, net.mean, net.std)
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                out = net(xk)
-            logits[k].append(out.logits.float().cpu().numpy())
-            embeddings[k].append(out.embedding.float().cpu().numpy())
-    n_classes, n_proj = nets[0].num_classes, nets[0].proj_dim
+                outs = [net(view) for view in views]
+            logits = torch.stack([o.logits.float() for o in outs]).mean(0)
+            embedding = torch.stack([o.embedding.float() for o in outs]).mean(0)
+            if len(outs) > 1:
+                embedding = F.normalize(embedding, dim=1)
+            parts["logits"][k].append(logits.cpu().numpy())
+            parts["emb"][k].append(embedding.cpu().numpy())
+            if with_features:
+                parts["feat"][k].append(torch.stack([o.features.float() for o in outs]).mean(0).cpu().numpy())
+
+    def stacked(key: str, width: int) -> np.ndarray:
+        return np.stack([np.concatenate(x) if x else np.zeros((0, width), np.float32) for x in parts[key]])
+
+    n_classes, n_proj = int(nets[0].num_classes), int(nets[0].proj_dim)
     return Predictions(
-        logits=np.stack([np.concatenate(x) if x else np.zeros((0, n_classes), np.float32) for x in logits]),
-        embeddings=np.stack(
-            [np.concatenate(x) if x else np.zeros((0, n_proj), np.float32) for x in embeddings]
-        ),
+        logits=stacked("logits", n_classes),
+        embeddings=stacked("emb", n_proj),
+        features=stacked("feat", 0) if with_features else None,
     )
 
 
@@ -95,8 +108,8 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndar
 
 
 def evaluate(
-    nets: list[TwoHeadNet],
-    store: ImageStore,
+    nets: list[UniSALNet],
+    inputs: NetworkInputs,
     idx: np.ndarray,
     y_true: np.ndarray,
     device: torch.device,
@@ -104,7 +117,7 @@ def evaluate(
     progress: bool = True,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Metrics and (C, C) confusion matrix of the networks' averaged logits on images ``idx`` (N,)."""
-    preds = predict(nets, store, idx, device, batch_size, progress, desc="testing")
+    preds = predict(nets, inputs, idx, device, batch_size, progress, desc="testing")
     y_pred = preds.mean_logits().argmax(1)
-    n_classes = nets[0].num_classes
+    n_classes = int(nets[0].num_classes)
     return classification_metrics(y_true, y_pred, n_classes), confusion(y_true, y_pred, n_classes)

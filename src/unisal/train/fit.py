@@ -1,9 +1,11 @@
 """Training: UniSAL dual-view co-training, and plain supervised fitting on the same code path.
 
 Every step draws a labelled batch (``_lb``) and, for co-training, an unlabelled batch
-(``_ulb``); each image gets two independent weak views, view 1 for network 1 and view 2 for
-network 2. Model selection keeps the weights with the best validation accuracy of the
-networks' averaged logits.
+(``_ulb``); each image gets two independent views from the inputs (weak augmentations of the
+pixels when fine-tuning, randomly drawn cached views with a frozen backbone), view 1 for
+network 1 and view 2 for network 2. Model selection keeps the weights with the best
+validation accuracy of the networks' averaged logits. Both learners use this loop and
+:func:`step_loss`.
 """
 
 from __future__ import annotations
@@ -21,10 +23,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from unisal.config import TrainConfig
-from unisal.data.cache import ImageStore
-from unisal.data.views import normalise, to_float, weak_view
-from unisal.models.network import NetOutput, TwoHeadNet
+from unisal.models.network import NetOutput, UniSALNet
 from unisal.train.evaluate import predict
+from unisal.train.inputs import NetworkInputs
 from unisal.train.losses import classwise_contrastive_loss, cross_pseudo_supervision, sigmoid_rampup
 
 
@@ -63,12 +64,19 @@ def lr_at(step: int, total_steps: int, base_lr: float, decay_at: float) -> float
     return base_lr * (0.1 if step >= int(total_steps * decay_at) else 1.0)
 
 
-def _views(
-    images_u8: np.ndarray, device: torch.device, generator: torch.Generator, cfg: TrainConfig, net: TwoHeadNet
-) -> torch.Tensor:
-    x = to_float(torch.from_numpy(images_u8).to(device, non_blocking=True))
-    x = normalise(weak_view(x, generator, cfg.crop_scale_min), net.mean, net.std)
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+def make_optimiser(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum (the reference code) or AdamW (decoupled weight decay)."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def batch_sizes(cfg: TrainConfig, semi: bool) -> tuple[int, int]:
+    """Labelled and unlabelled images per step: ``ulb_ratio`` unlabelled per labelled one."""
+    if not semi:
+        return cfg.batch_size, 0
+    n_lb = max(1, int(cfg.batch_size / (1.0 + cfg.ulb_ratio)))
+    return n_lb, max(1, cfg.batch_size - n_lb)
 
 
 def step_loss(
@@ -110,8 +118,8 @@ def step_loss(
 
 
 def fit(
-    nets: list[TwoHeadNet],
-    store: ImageStore,
+    nets: list[UniSALNet],
+    inputs: NetworkInputs,
     idx_lb: np.ndarray,
     y_lb: np.ndarray,
     idx_ulb: np.ndarray | None,
@@ -125,8 +133,9 @@ def fit(
     """Train ``nets`` in place and leave the best validation weights loaded.
 
     Args:
-        nets: two networks for UniSAL co-training (``idx_ulb`` given), or one for supervised.
-        store: decoded images.
+        nets: two networks for UniSAL co-training (``idx_ulb`` given), or one or two for
+            supervised training (each network gets its own view; the loss sums their CE).
+        inputs: where the networks' inputs come from (images or cached features).
         idx_lb: catalogue indices of labelled training images, (L,); ``y_lb`` their classes.
         idx_ulb: catalogue indices of unlabelled images, (U,), or None for supervised training.
         idx_val: validation indices, (V,), possibly empty; ``y_val`` their classes.
@@ -142,8 +151,7 @@ def fit(
     label_of = dict(zip(np.asarray(idx_lb).tolist(), np.asarray(y_lb).tolist(), strict=True))
     sampler_lb = IndexSampler(idx_lb, rng)
     sampler_ulb = IndexSampler(idx_ulb, rng) if semi and idx_ulb is not None else None
-    bs_lb = cfg.batch_size // 2 if semi else cfg.batch_size
-    bs_ulb = cfg.batch_size - bs_lb
+    bs_lb, bs_ulb = batch_sizes(cfg, semi)
     steps_per_epoch = cfg.steps_per_epoch or max(1, math.ceil(len(idx_lb) / bs_lb))
     total = cfg.epochs * steps_per_epoch
     warmup = int(total * cfg.warmup_fraction)
@@ -152,8 +160,7 @@ def fit(
         net.to(device)
         if device.type == "cuda":
             net.to(memory_format=torch.channels_last)
-    params = [p for net in nets for p in net.parameters()]
-    optimiser = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    optimiser = make_optimiser([p for net in nets for p in net.parameters()], cfg)
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
@@ -173,9 +180,9 @@ def fit(
             b_lb = sampler_lb.next(bs_lb)
             y = torch.as_tensor([label_of[i] for i in b_lb.tolist()], device=device)
             batch = b_lb if sampler_ulb is None else np.concatenate([b_lb, sampler_ulb.next(bs_ulb)])
-            images = store.get(batch)
+            views = inputs.train_views(batch, len(nets), generator, device)
             with autocast:
-                outs = [net(_views(images, device, generator, cfg, net)) for net in nets]
+                outs = [net(view) for net, view in zip(nets, views, strict=True)]
                 weight_pl = cfg.lambda_pl * sigmoid_rampup(step, warmup)
                 loss, parts = step_loss(outs, y, cfg, weight_pl)
             if not math.isfinite(parts["loss"]):
@@ -194,7 +201,7 @@ def fit(
             bar.set_postfix(loss=f"{parts['loss']:.3f}", refresh=False)
         record = {"epoch": float(epoch)} | {k: v / steps_per_epoch for k, v in sums.items()}
         if len(idx_val) and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-            preds = predict(nets, store, idx_val, device, cfg.eval_batch_size, progress=False)
+            preds = predict(nets, inputs, idx_val, device, cfg.eval_batch_size, progress=False)
             acc = float((preds.mean_logits().argmax(1) == np.asarray(y_val)).mean())
             record["val_accuracy"] = acc
             if acc > best["acc"]:

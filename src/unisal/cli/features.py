@@ -1,0 +1,60 @@
+"""``unisal features``: build (or check) the multi-view feature cache that the frozen learner reads.
+
+Benchmarks run it once, so that every run, strategy and seed on the data set shares one cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from unisal.cli.options import data_options, feature_options, preset_option, resolve_config, user_errors
+
+
+@click.command()
+@click.option("--config", "config_file", type=click.Path(), help="YAML config; flags override it.")
+@preset_option
+@data_options
+@feature_options
+@click.option("--backbone", help="Any timm model name, hf-hub:org/name, or uni, virchow2, h-optimus-0.")
+@click.option("--pretrained/--no-pretrained", default=None, help="Start from pretrained weights.")
+@click.option("--weights", help="Local checkpoint path or http(s) URL of backbone weights.")
+@click.option("--device", help="auto, cpu, cuda or cuda:N.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def features(config_file: str | None, preset: str | None, quiet: bool, **flags: Any) -> None:
+    """Run the frozen backbone over every view of every image and cache the features."""
+    from unisal.data.features import ViewSpec, build_feature_cache
+    from unisal.data.prepare import prepare_data
+    from unisal.device import resolve_device
+    from unisal.learners import learner_class
+
+    try:
+        cfg = resolve_config(config_file, preset, flags)
+        learner_class("frozen").check(cfg)
+        device = resolve_device(cfg.device)
+        data = prepare_data(cfg.data, cfg.seed, progress=not quiet)
+        store = build_feature_cache(
+            data.store,
+            cfg.model,
+            ViewSpec.from_config(cfg.features),
+            device,
+            cache_dir=cfg.data.cache_dir,
+            batch_size=cfg.features.batch_size,
+            progress=not quiet,
+            log=click.echo,
+        )
+    except user_errors() as error:
+        raise click.ClickException(str(error)) from error
+    info = store.info
+    n_images, n_views, dim = info["shape"]
+    speed = (
+        f"{info['images_per_second']:.1f} images/s, {info['views_per_second']:.1f} views/s, {info['device']}"
+    )
+    built = (
+        f"{'reused, built earlier' if info.get('reused') else 'built'} in {info['seconds']:.0f} s ({speed})"
+    )
+    click.echo(
+        f"feature cache: {n_images} images x {n_views} views ({info['views']}) x {dim} features "
+        f"of {info['backbone']} at {info['image_size']} px; {built}"
+    )

@@ -1,0 +1,300 @@
+"""Multi-view feature cache: a frozen backbone runs once over fixed views of every image.
+
+The frozen learner trains small heads on these features instead of a backbone on pixels, so a
+round takes seconds on a CPU. Each image gets a fixed set of views (the 8 flips and 90-degree
+rotations, optionally plus seeded random resized crops); the features of all views are stored
+as float16 in one memory-mapped array ``(N_files, V, F)``.
+
+The cache is keyed by the backbone, its weights, the view set and the decoded-image cache it
+reads (which is keyed by the files, their sizes and modification times, and the image size), so
+it is shared by every run, round, strategy and seed on the same data. Extraction runs in chunks
+of ``batch_size`` images (memory bounded by the batch, not the data set), records its progress
+after every chunk and resumes after a kill. The cache counts as complete only once an atomically
+written marker says so: a half-written or stale cache is never read.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from unisal.config import VIEW_SETS, FeatureConfig, ModelConfig
+from unisal.data.cache import ImageStore, default_cache_dir
+from unisal.data.views import apply_affine, normalise, to_float, weak_view_params
+from unisal.io import write_json_atomic
+
+FORMAT_VERSION = 1
+CROP_SEED = 0  # fixed, so that one cache serves every run seed
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """Which views of each image the cache holds, in this order: the fixed set, then the crops."""
+
+    views: str = "d8"
+    crops: int = 0
+    crop_scale_min: float = 0.6
+
+    @classmethod
+    def from_config(cls, cfg: FeatureConfig) -> ViewSpec:
+        return cls(cfg.views, cfg.crops, cfg.crop_scale_min)
+
+    @property
+    def n_fixed(self) -> int:
+        return VIEW_SETS[self.views]
+
+    @property
+    def n_views(self) -> int:
+        return self.n_fixed + self.crops
+
+    def describe(self) -> str:
+        crops = f" + {self.crops} crops (>= {self.crop_scale_min:g} of the area)" if self.crops else ""
+        return f"{self.views}{crops}"
+
+
+def fixed_view(images: torch.Tensor, index: int) -> torch.Tensor:
+    """View ``index`` (0-7) of (B, 3, H, W): ``index % 4`` quarter turns, mirrored when ``index >= 4``.
+
+    View 0 is the image as it is; 0-3 are the rotations (``rot4``), 0-7 all eight symmetries of
+    the square (``d8``).
+    """
+    turned = torch.rot90(images, index % 4, dims=(2, 3))
+    return turned.flip(3) if index >= 4 else turned
+
+
+def crop_matrices(n_images: int, spec: ViewSpec) -> torch.Tensor:
+    """Affine matrices (N, crops, 2, 3) of every image's cached crops, from a fixed seed.
+
+    Drawn for all images at once, so a crop depends on the image's row only, not on chunking.
+    """
+    generator = torch.Generator().manual_seed(CROP_SEED)
+    theta = weak_view_params(n_images * spec.crops, generator, spec.crop_scale_min)
+    return theta.view(n_images, spec.crops, 2, 3)
+
+
+def image_views(images: torch.Tensor, spec: ViewSpec, crops: torch.Tensor) -> Iterator[torch.Tensor]:
+    """The ``spec.n_views`` views of a batch (B, 3, H, W) in [0, 1]; ``crops`` is (B, crops, 2, 3)."""
+    for index in range(spec.n_fixed):
+        yield fixed_view(images, index)
+    for k in range(spec.crops):
+        yield apply_affine(images, crops[:, k])
+
+
+@dataclass
+class FeatureStore:
+    """Cached backbone features by catalogue index.
+
+    Attributes:
+        array: float16 (N_files, V, F), memory-mapped; row ``rows[i]`` belongs to catalogue image i.
+        rows: (N,) row of ``array`` for each catalogue index (shared with the ImageStore).
+        info: what the cache holds and how it was built (backbone, views, seconds, images/s).
+    """
+
+    array: np.ndarray
+    rows: np.ndarray
+    info: dict[str, Any]
+
+    @property
+    def n_views(self) -> int:
+        return int(self.array.shape[1])
+
+    @property
+    def dim(self) -> int:
+        return int(self.array.shape[2])
+
+    def get(self, idx: np.ndarray, views: np.ndarray) -> np.ndarray:
+        """float32 (B, F): the features of view ``views[b]`` of image ``idx[b]``."""
+        return np.asarray(self.array[self.rows[np.asarray(idx)], np.asarray(views)], np.float32)
+
+    def get_all(self, idx: np.ndarray) -> np.ndarray:
+        """float32 (B, V, F): every view of the images ``idx`` (B,)."""
+        rows = self.rows[np.asarray(idx)]
+        order = np.argsort(rows)  # sorted reads are kinder to the page cache
+        out = np.empty((len(rows), self.n_views, self.dim), np.float32)
+        out[order] = self.array[rows[order]]
+        return out
+
+
+def feature_cache_key(image_key: str, model: ModelConfig, spec: ViewSpec) -> str:
+    """Changes with the decoded images, the backbone, its weights and the view set."""
+    from unisal.models.backbones import weights_identity
+
+    parts = {
+        "version": FORMAT_VERSION,
+        "images": image_key,
+        "backbone": model.backbone,
+        "weights": weights_identity(model.backbone, model.pretrained, model.weights),
+        "views": asdict(spec),
+        "crop_seed": CROP_SEED,
+    }
+    return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+@contextmanager
+def _exclusive(lock_file: Path, log: Callable[[str], Any]) -> Iterator[None]:
+    """An OS lock that dies with its process: two runs never build one cache at once."""
+    with lock_file.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another process that is building the feature cache {lock_file.parent}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _open_complete(folder: Path, key: str, rows: np.ndarray) -> FeatureStore | None:
+    marker = _read_json(folder / "complete.json")
+    if marker is None or marker.get("key") != key:
+        return None
+    try:
+        array = np.load(folder / "features.npy", mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    if list(array.shape) != marker.get("shape") or array.dtype != np.float16:
+        return None
+    return FeatureStore(array, rows, marker)
+
+
+@torch.inference_mode()
+def _extract(
+    backbone: torch.nn.Module,
+    images_u8: np.ndarray,
+    crops: torch.Tensor,
+    spec: ViewSpec,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    device: torch.device,
+) -> np.ndarray:
+    """float16 (B, V, F) features of every view of a uint8 batch (B, S, S, 3)."""
+    x = to_float(torch.from_numpy(np.array(images_u8)).to(device))
+    out = []
+    for view in image_views(x, spec, crops.to(device)):
+        view = normalise(view, mean, std)
+        if device.type == "cuda":
+            view = view.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
+            features = backbone(view)
+        if features.ndim != 2:
+            raise ValueError(
+                f"the backbone returns {tuple(features.shape)} per batch, not pooled (B, F) features"
+            )
+        out.append(features.float())
+    return torch.stack(out, dim=1).to(torch.float16).cpu().numpy()
+
+
+def build_feature_cache(
+    store: ImageStore,
+    model: ModelConfig,
+    spec: ViewSpec,
+    device: torch.device,
+    *,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+    log: Callable[[str], Any] = print,
+) -> FeatureStore:
+    """Features of every view of every image in ``store``: reused when complete, else built or resumed.
+
+    Args:
+        store: decoded images; features are computed for all rows of ``store.array``.
+        model: backbone name and weights (``drop_rate`` is irrelevant: the backbone is in eval mode).
+        spec: views per image.
+        device: where the backbone runs (AMP and channels-last on CUDA).
+        cache_dir: parent folder; default the user cache (``$UNISAL_CACHE``).
+        batch_size: images per chunk; each chunk is ``V`` forward passes of this many images.
+
+    Returns:
+        The store, memory-mapped read-only; ``info`` says how long the build took.
+    """
+    from unisal.models.backbones import create_backbone, normalisation
+
+    key = feature_cache_key(store.content_key(), model, spec)
+    folder = (Path(cache_dir) if cache_dir else default_cache_dir()) / "features" / key
+    folder.mkdir(parents=True, exist_ok=True)
+    with _exclusive(folder / ".lock", log):
+        done_store = _open_complete(folder, key, store.rows)
+        if done_store is not None:
+            done_store.info["reused"] = True
+            return done_store
+        backbone = create_backbone(model.backbone, model.pretrained, model.weights).eval().to(device)
+        if device.type == "cuda":
+            backbone = backbone.to(memory_format=torch.channels_last)
+        mean, std = normalisation(backbone)
+        n_images = int(store.array.shape[0])
+        shape = [n_images, spec.n_views, int(backbone.num_features)]  # type: ignore[arg-type]
+        meta: dict[str, Any] = {
+            "key": key,
+            "shape": shape,
+            "backbone": model.backbone,
+            "weights": model.weights,
+            "pretrained": model.pretrained,
+            "views": spec.describe(),
+            "image_size": int(store.array.shape[1]),
+        }
+        path, progress_file = folder / "features.npy", folder / "progress.json"
+        started = _read_json(progress_file)
+        if started is not None and started.get("shape") == shape and path.is_file():
+            array = np.load(path, mmap_mode="r+")
+            done = int(started["done"])
+        else:
+            array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=tuple(shape))
+            done = 0
+            write_json_atomic(progress_file, {"shape": shape, "done": 0, "seconds": 0.0})
+        seconds_before = float(started["seconds"]) if started and done else 0.0
+        if done:
+            log(f"resuming the feature cache at image {done} of {n_images}")
+        crops = crop_matrices(n_images, spec)
+        start = time.perf_counter()
+        bar = tqdm(
+            total=n_images,
+            initial=done,
+            unit="img",
+            desc=f"features {model.backbone} {spec.describe()}",
+            disable=not progress,
+        )
+        for begin in range(done, n_images, batch_size):
+            end = min(begin + batch_size, n_images)
+            array[begin:end] = _extract(
+                backbone, store.array[begin:end], crops[begin:end], spec, mean, std, device
+            )
+            array.flush()
+            elapsed = seconds_before + time.perf_counter() - start
+            write_json_atomic(progress_file, {"shape": shape, "done": end, "seconds": elapsed})
+            bar.update(end - begin)
+        bar.close()
+        del array
+        seconds = seconds_before + time.perf_counter() - start
+        meta |= {
+            "seconds": round(seconds, 2),
+            "images_per_second": round(n_images / seconds, 2) if seconds > 0 else None,
+            "views_per_second": round(n_images * spec.n_views / seconds, 2) if seconds > 0 else None,
+            "device": str(device),
+        }
+        write_json_atomic(folder / "meta.json", meta, indent=2)
+        write_json_atomic(folder / "complete.json", meta)
+        progress_file.unlink(missing_ok=True)
+        built = _open_complete(folder, key, store.rows)
+        assert built is not None, "a feature cache just written must open"
+        return built

@@ -1,0 +1,75 @@
+"""From a data path to what a run needs: catalogue, decoded images, and the grouped split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from unisal.config import DataConfig
+from unisal.data.cache import ImageStore, build_cache, cache_key
+from unisal.data.catalogue import Catalogue, DataError, load_catalogue
+from unisal.data.images import BadImageError
+from unisal.data.splits import TEST, TRAIN, VAL, grouped_split
+
+
+@dataclass
+class PreparedData:
+    """A data set ready for training: every image decoded, every image in one split.
+
+    Attributes:
+        catalogue: paths, labels (-1 = unlabelled), groups and class names, N images.
+        store: decoded images by catalogue index.
+        split: (N,) ``train`` | ``val`` | ``test``.
+        bad: files that could not be decoded and were left out.
+    """
+
+    catalogue: Catalogue
+    store: ImageStore
+    split: np.ndarray
+    bad: list[BadImageError]
+
+    def indices(self, name: str) -> np.ndarray:
+        """Absolute indices of the labelled images of split ``name``."""
+        return np.flatnonzero((self.split == name) & (self.catalogue.labels >= 0))
+
+    @property
+    def idx_pool(self) -> np.ndarray:
+        """Labelled training images: the pool a simulation queries (oracle labels known)."""
+        return self.indices(TRAIN)
+
+    @property
+    def idx_unlabelled_extra(self) -> np.ndarray:
+        """Training images without a label: used for semi-supervision, never queried."""
+        return np.flatnonzero((self.split == TRAIN) & (self.catalogue.labels < 0))
+
+    @property
+    def idx_val(self) -> np.ndarray:
+        return self.indices(VAL)
+
+    @property
+    def idx_test(self) -> np.ndarray:
+        return self.indices(TEST)
+
+
+def prepare_data(cfg: DataConfig, seed: int, progress: bool = True) -> PreparedData:
+    """Read the catalogue, decode it into the cache, drop or refuse bad files, split by group."""
+    catalogue = load_catalogue(cfg.path, cfg.format, cfg.groups)
+    key = cache_key(catalogue.paths, cfg.image_size)
+    array, bad = build_cache(catalogue.paths, cfg.image_size, cfg.cache_dir, progress=progress, key=key)
+    rows = np.arange(len(catalogue))
+    if bad:
+        if not cfg.skip_bad_images:
+            listing = "\n  ".join(f"{e.path}: {e.reason}" for e in bad[:10])
+            more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
+            raise DataError(
+                f"{len(bad)} image(s) cannot be read:\n  {listing}{more}\n"
+                "fix or remove them, or pass --skip-bad-images to leave them out"
+            )
+        bad_paths = {e.path for e in bad}
+        keep = np.asarray([p not in bad_paths for p in catalogue.paths])
+        catalogue, rows = catalogue.subset(keep), rows[keep]
+    if (catalogue.labels >= 0).sum() == 0:
+        raise DataError("no labelled images: a simulation needs labels to act as the oracle")
+    split = grouped_split(catalogue.labels, catalogue.groups, cfg.val_fraction, cfg.test_fraction, seed)
+    return PreparedData(catalogue, ImageStore(array, rows, fingerprint=key), split, bad)

@@ -1,0 +1,7 @@
+"""Errors that a user can act on; the command line prints their message on one line."""
+
+from __future__ import annotations
+
+
+class RunError(RuntimeError):
+    """The run cannot start or continue; the message says what to change."""

@@ -1,0 +1,215 @@
+"""The learner contract: what the AL loop, the references, the benchmark and the app talk to.
+
+A learner owns its networks and where their inputs come from. ``fit`` trains fresh networks on
+labelled (and, when co-training, unlabelled) catalogue indices with model selection on a
+validation set; ``predict`` gives per-network logits, projected embeddings and, on request,
+backbone features; ``state_dict``/``load_state_dict`` save and restore the trained networks.
+Constructors do no I/O and ``check`` validates settings without touching disk or network, so a
+run can refuse bad settings before it writes anything; ``prepare`` does the one-off heavy work
+(loading weights, building the feature cache).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from unisal.config import ConfigError, RunConfig
+from unisal.data.prepare import PreparedData
+from unisal.models.network import UniSALNet
+from unisal.train.evaluate import Predictions, evaluate, predict
+from unisal.train.fit import FitResult, fit
+from unisal.train.inputs import NetworkInputs
+
+
+class Learner(ABC):
+    """Base class; subclasses say how to build networks and where their inputs come from.
+
+    Args:
+        cfg: the run's settings (``learner``, ``model``, ``train`` and, for frozen, ``features``).
+        n_classes: number of classes C.
+        device: where networks train and predict.
+        progress: show progress bars.
+        log: where one-line messages go.
+    """
+
+    name: ClassVar[str] = "base"
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        n_classes: int,
+        device: torch.device,
+        *,
+        progress: bool = True,
+        log: Callable[[str], Any] = print,
+    ):
+        self.cfg = cfg
+        self.n_classes = n_classes
+        self.device = device
+        self.progress = progress
+        self.log = log
+        self.nets: list[UniSALNet] = []
+        self._inputs: NetworkInputs | None = None
+
+    # ---- settings
+    @classmethod
+    def check(cls, cfg: RunConfig) -> None:
+        """Raise ConfigError for settings this learner cannot use. No I/O."""
+        from unisal.models.backbones import check_backbone_name
+
+        check_backbone_name(cfg.model.backbone, cfg.data.image_size)
+
+    @property
+    def cotrain(self) -> bool:
+        """UniSAL co-training (two networks, unlabelled data) rather than labels only."""
+        return self.cfg.learner.mode == "cotrain"
+
+    @property
+    def n_networks(self) -> int:
+        return self.cfg.learner.networks
+
+    # ---- what subclasses provide
+    @abstractmethod
+    def make_inputs(self, data: PreparedData) -> NetworkInputs:
+        """Where the networks read images or features; may do heavy one-off work."""
+
+    @abstractmethod
+    def new_networks(self, seed: int) -> list[UniSALNet]:
+        """``n_networks`` freshly initialised networks; network k is seeded with ``seed + k``."""
+
+    # ---- the protocol
+    def prepare(self, data: PreparedData) -> None:
+        """One-off work before the first fit (weights, caches); writes nothing to a run folder."""
+        self._inputs = self.make_inputs(data)
+
+    @property
+    def inputs(self) -> NetworkInputs:
+        if self._inputs is None:
+            raise RuntimeError(f"{type(self).__name__}.prepare(data) must run before fit or predict")
+        return self._inputs
+
+    def fit(
+        self,
+        idx_lb: np.ndarray,
+        y_lb: np.ndarray,
+        idx_ulb: np.ndarray,
+        idx_val: np.ndarray,
+        y_val: np.ndarray,
+        *,
+        init_seed: int,
+        seed: int,
+    ) -> FitResult:
+        """Train fresh networks (seeded by ``init_seed``) and keep the best validation weights.
+
+        Args:
+            idx_lb: labelled catalogue indices (L,); ``y_lb`` their classes (L,).
+            idx_ulb: unlabelled catalogue indices (U,); ignored in supervised mode.
+            idx_val: validation indices (V,), possibly empty; ``y_val`` their classes.
+            init_seed: seeds the networks' initial weights.
+            seed: seeds batch order and views.
+        """
+        self.nets = self.new_networks(init_seed)
+        torch.manual_seed(seed)
+        return fit(
+            self.nets,
+            self.inputs,
+            idx_lb,
+            y_lb,
+            idx_ulb if self.cotrain else None,
+            idx_val,
+            y_val,
+            self.cfg.train,
+            self.device,
+            seed=seed,
+            progress=self.progress,
+        )
+
+    def _trained(self) -> list[UniSALNet]:
+        if not self.nets:
+            raise RuntimeError(f"{type(self).__name__} has no trained networks: fit or load_state_dict first")
+        return self.nets
+
+    def predict(self, idx: np.ndarray, *, with_features: bool = False, desc: str = "scoring") -> Predictions:
+        """Per-network outputs on images ``idx`` (N,): logits (K, N, C), embeddings (K, N, P)."""
+        return predict(
+            self._trained(),
+            self.inputs,
+            idx,
+            self.device,
+            self.cfg.train.eval_batch_size,
+            self.progress,
+            desc=desc,
+            with_features=with_features,
+        )
+
+    def evaluate(self, idx: np.ndarray, y_true: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+        """Metrics and (C, C) confusion matrix of the averaged logits on images ``idx`` (N,)."""
+        return evaluate(
+            self._trained(),
+            self.inputs,
+            idx,
+            y_true,
+            self.device,
+            self.cfg.train.eval_batch_size,
+            self.progress,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"learner": self.name, "nets": [net.state_dict() for net in self._trained()]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore trained networks (from ``state_dict``) without training."""
+        if state.get("learner", self.name) != self.name:
+            raise ConfigError(
+                f"the checkpoint was written by the '{state['learner']}' learner, not '{self.name}'"
+            )
+        nets = self.new_networks(0)
+        if len(state["nets"]) != len(nets):
+            raise ConfigError(f"the checkpoint holds {len(state['nets'])} networks, the learner {len(nets)}")
+        for net, weights in zip(nets, state["nets"], strict=True):
+            net.load_state_dict(weights)
+            net.to(self.device)
+        self.nets = nets
+
+
+_LEARNERS: dict[str, type[Learner]] = {}
+
+
+def register_learner(name: str) -> Callable[[type[Learner]], type[Learner]]:
+    def decorator(cls: type[Learner]) -> type[Learner]:
+        if name in _LEARNERS:
+            raise KeyError(f"learner '{name}' is already registered")
+        cls.name = name
+        _LEARNERS[name] = cls
+        return cls
+
+    return decorator
+
+
+def learner_names() -> list[str]:
+    return sorted(_LEARNERS)
+
+
+def learner_class(name: str) -> type[Learner]:
+    if name not in _LEARNERS:
+        raise ConfigError(f"unknown learner '{name}'; expected one of {learner_names()}")
+    return _LEARNERS[name]
+
+
+def create_learner(
+    cfg: RunConfig,
+    n_classes: int,
+    device: torch.device,
+    *,
+    progress: bool = True,
+    log: Callable[[str], Any] = print,
+) -> Learner:
+    """The learner ``cfg.learner.name``, its settings checked (no I/O)."""
+    cls = learner_class(cfg.learner.name)
+    cls.check(cfg)
+    return cls(cfg, n_classes, device, progress=progress, log=log)

@@ -1,0 +1,12 @@
+"""Seeds derived from the run seed, so that every round and purpose has its own stream."""
+
+from __future__ import annotations
+
+import numpy as np
+
+_PURPOSES = {"init": 0, "train": 1, "select": 2, "subset": 3, "initial": 4}
+
+
+def round_seed(seed: int, round_: int, purpose: str) -> int:
+    """A stable 31-bit seed for one ``purpose`` (init, train, select, subset, initial) in one round."""
+    return int(np.random.SeedSequence([seed, round_, _PURPOSES[purpose]]).generate_state(1)[0] >> 1)

@@ -1,0 +1,90 @@
+"""Where networks read their inputs: images (fine-tuning) or cached features (frozen backbone).
+
+A source gives each network its own randomly augmented view of a training batch, and a fixed
+list of views of an evaluation batch whose outputs are averaged. The training loop, the loss
+functions and model selection are then the same for both learners.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from unisal.data.cache import ImageStore
+from unisal.data.features import FeatureStore
+from unisal.data.views import normalise, to_float, weak_view
+
+
+class NetworkInputs(Protocol):
+    def train_views(
+        self, idx: np.ndarray, n_nets: int, generator: torch.Generator, device: torch.device
+    ) -> list[torch.Tensor]:
+        """One independently augmented input per network for the images ``idx`` (B,)."""
+        ...
+
+    def eval_views(self, idx: np.ndarray, device: torch.device) -> list[torch.Tensor]:
+        """Fixed views of the images ``idx`` (B,); predictions average the outputs over them."""
+        ...
+
+
+@dataclass
+class ImageInputs:
+    """Decoded images; training views are weak augmentations, evaluation sees the image as is.
+
+    Attributes:
+        store: decoded uint8 images.
+        mean, std: the backbone's normalisation.
+        crop_scale_min: the random resized crop keeps at least this area fraction.
+    """
+
+    store: ImageStore
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_scale_min: float = 0.6
+
+    def train_views(
+        self, idx: np.ndarray, n_nets: int, generator: torch.Generator, device: torch.device
+    ) -> list[torch.Tensor]:
+        images = torch.from_numpy(self.store.get(idx))
+        views = []
+        for _ in range(n_nets):
+            x = to_float(images.to(device, non_blocking=True))
+            x = normalise(weak_view(x, generator, self.crop_scale_min), self.mean, self.std)
+            views.append(x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x)
+        return views
+
+    def eval_views(self, idx: np.ndarray, device: torch.device) -> list[torch.Tensor]:
+        x = to_float(torch.from_numpy(self.store.get(idx)).to(device))
+        return [normalise(x, self.mean, self.std)]
+
+
+@dataclass
+class FeatureInputs:
+    """Cached features; each network gets, per image, a view drawn at random from the cached ones.
+
+    Attributes:
+        features: the multi-view feature cache.
+        score: ``mean``: evaluate every cached view and average the outputs; ``first``: view 0,
+            the image as it is.
+    """
+
+    features: FeatureStore
+    score: str = "mean"
+
+    def train_views(
+        self, idx: np.ndarray, n_nets: int, generator: torch.Generator, device: torch.device
+    ) -> list[torch.Tensor]:
+        views = []
+        for _ in range(n_nets):
+            which = torch.randint(self.features.n_views, (len(idx),), generator=generator).numpy()
+            views.append(torch.from_numpy(self.features.get(idx, which)).to(device))
+        return views
+
+    def eval_views(self, idx: np.ndarray, device: torch.device) -> list[torch.Tensor]:
+        if self.score == "first":
+            return [torch.from_numpy(self.features.get(idx, np.zeros(len(idx), np.int64))).to(device)]
+        every = torch.from_numpy(self.features.get_all(idx)).to(device)  # (B, V, F)
+        return list(every.unbind(dim=1))

@@ -1,0 +1,95 @@
+"""The AL loop on synthetic colour tiles (never skips): kill-and-resume, and nothing written before the checks."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from unisal.config import ConfigError, RunConfig, build_config
+from unisal.errors import RunError
+from unisal.loop import ActiveLearningRun
+from unisal.models.backbones import WeightsError
+
+
+def config(root: Path, tmp_path: Path, out: str, learner: str, **values: object) -> RunConfig:
+    base = {
+        "data": {"path": str(root), "image_size": 32, "cache_dir": str(tmp_path / "cache")},
+        "learner": {"name": learner},
+        "train": {"epochs": 2, "steps_per_epoch": 2, "batch_size": 8, "eval_every": 1},
+        "query": {"budget": 3},
+        "initial": 6,
+        "rounds": 2,
+        "out": str(tmp_path / out),
+    }
+    for key, value in values.items():
+        section, _, leaf = key.partition("__")
+        if leaf:
+            base.setdefault(section, {})[leaf] = value  # type: ignore[index]
+        else:
+            base[section] = value
+    return build_config("cpu" if learner == "frozen" else "cpu-finetune", base)
+
+
+def outcome(out: Path) -> list[list[str]]:
+    with (out / "rounds.csv").open(newline="") as handle:
+        rounds = [[r["n_labeled"], r["accuracy"], r["n_candidates"]] for r in csv.DictReader(handle)]
+    queries = [(out / "queries" / f"round_{k}.csv").read_text().splitlines() for k in (1, 2)]
+    return rounds + queries
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL inside the process: nothing after it runs."""
+
+
+@pytest.mark.parametrize("learner", ["frozen", "finetune"])
+def test_a_run_killed_before_selection_resumes_to_the_same_result(
+    make_image_folder, tmp_path: Path, learner: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_image_folder(classes={"red": 12, "green": 12, "blue": 12}, size=32)
+    ActiveLearningRun(config(root, tmp_path, "whole", learner), progress=False, log=lambda _: None).run()
+
+    original = ActiveLearningRun.select_and_label
+
+    def select_then_die(self: ActiveLearningRun, round_: int) -> object:
+        if round_ == 1:
+            raise Killed
+        return original(self, round_)
+
+    killed = config(root, tmp_path, "killed", learner)
+    with monkeypatch.context() as patch:
+        patch.setattr(ActiveLearningRun, "select_and_label", select_then_die)
+        with pytest.raises(Killed):
+            ActiveLearningRun(killed, progress=False, log=lambda _: None).run()
+    ActiveLearningRun(killed, resume=True, progress=False, log=lambda _: None).run()
+    assert outcome(tmp_path / "killed") == outcome(tmp_path / "whole")
+
+
+def test_constructor_checks_settings_and_touches_nothing(make_image_folder, tmp_path: Path) -> None:
+    root = make_image_folder(classes={"red": 4, "green": 4}, size=32)
+    with pytest.raises(ConfigError, match="unknown backbone"):
+        ActiveLearningRun(config(root, tmp_path, "out", "frozen", model__backbone="efficientnet_lite9"))
+    with pytest.raises(ConfigError, match="unknown strategy"):
+        ActiveLearningRun(config(root, tmp_path, "out", "frozen", query__strategy="coreset9"))
+    run = ActiveLearningRun(config(root, tmp_path, "out", "frozen"), progress=False)
+    assert run.state is None
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_bad_weights_fail_before_the_out_folder_exists(make_image_folder, tmp_path: Path) -> None:
+    root = make_image_folder(classes={"red": 12, "green": 12}, size=32)
+    missing = str(tmp_path / "no-such-weights.pth")
+    for learner in ("frozen", "finetune"):
+        cfg = config(root, tmp_path, f"out-{learner}", learner, model__weights=missing)
+        with pytest.raises(WeightsError, match="weights file not found"):
+            ActiveLearningRun(cfg, progress=False, log=lambda _: None).run()
+        assert not Path(cfg.out).exists()
+
+
+def test_out_that_is_a_file_is_refused(make_image_folder, tmp_path: Path) -> None:
+    root = make_image_folder(classes={"red": 4, "green": 4}, size=32)
+    (tmp_path / "file").write_text("not a folder")
+    cfg = config(root, tmp_path, "file", "frozen")
+    with pytest.raises(RunError, match="is a file"):
+        ActiveLearningRun(cfg, progress=False).run()
