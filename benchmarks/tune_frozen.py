@@ -28,7 +28,7 @@ from unisal.seeds import round_seed
 
 GRID = {
     "train.lr": [1e-3, 3e-3],
-    "train.steps_per_epoch": [30, 60],
+    "train.steps_per_epoch": [20, 30],
     "train.ulb_ratio": [1.0, 3.0],
     "model.drop_rate": [0.0, 0.2],
 }

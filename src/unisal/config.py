@@ -19,7 +19,7 @@ import yaml
 VIEW_SETS: dict[str, int] = {"identity": 1, "rot4": 4, "d8": 8}
 LEARNER_MODES = ("cotrain", "supervised")
 OPTIMIZERS = ("sgd", "adamw")
-SCORE_VIEWS = ("mean", "first")
+SCORE_VIEWS = ("mean", "tta", "first")
 
 
 @dataclass
@@ -41,7 +41,7 @@ class ModelConfig:
     weights: str | None = None  # local checkpoint path or http(s) URL; overrides `pretrained`
     proj_dim: int = 128  # contrastive projection size, as in the paper
     drop_rate: float = 0.0  # dropout before the classifier
-    head_hidden: int = 512  # frozen learner: width of the trainable MLP on the cached features
+    head_hidden: int = 256  # frozen learner: width of the trainable MLP on the cached features
 
 
 @dataclass
@@ -61,7 +61,9 @@ class FeatureConfig:
     crops: int = 0  # plus this many seeded random resized crops per image (flipped and rotated at random)
     crop_scale_min: float = 0.6  # area fraction the cached crops keep at least
     batch_size: int = 64  # images per extraction step: bounds the memory, not the data set
-    score: str = "mean"  # predict on the heads' outputs averaged over all views, or "first": the image as is
+    score: str = (
+        "mean"  # predict on the view-averaged features; tta: outputs averaged over views; first: as is
+    )
 
 
 @dataclass
@@ -118,15 +120,15 @@ _CPU_FINETUNE: dict[str, Any] = {"learner": {"name": "finetune"}}
 _CPU_FROZEN: dict[str, Any] = {
     "data": {"image_size": 112},
     "learner": {"name": "frozen"},
-    "model": {"head_hidden": 512, "drop_rate": 0.2},
+    "model": {"head_hidden": 256, "drop_rate": 0.2},
     "features": {"views": "d8", "score": "mean"},
     "train": {
         "optimizer": "adamw",
         "lr": 1e-3,
         "weight_decay": 1e-4,
         "epochs": 10,
-        "steps_per_epoch": 30,
-        "batch_size": 256,
+        "steps_per_epoch": 20,
+        "batch_size": 128,
         "ulb_ratio": 3.0,
         "eval_every": 1,
         "eval_batch_size": 1024,

@@ -102,7 +102,7 @@ def score_views_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--score-views",
         type=click.Choice(list(SCORE_VIEWS)),
-        help="Frozen learner: predict on the mean over all cached views, or on the first (the image as is).",
+        help="Frozen learner: predict on the view-averaged features (mean), every view's outputs averaged (tta), or the image as is (first).",
     )(fn)
 
 

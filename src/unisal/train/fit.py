@@ -67,7 +67,7 @@ def lr_at(step: int, total_steps: int, base_lr: float, decay_at: float) -> float
 def make_optimiser(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD with momentum (the reference code) or AdamW (decoupled weight decay)."""
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 

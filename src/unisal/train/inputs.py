@@ -7,7 +7,7 @@ functions and model selection are then the same for both learners.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -67,12 +67,25 @@ class FeatureInputs:
 
     Attributes:
         features: the multi-view feature cache.
-        score: ``mean``: evaluate every cached view and average the outputs; ``first``: view 0,
-            the image as it is.
+        score: how predictions see an image: ``mean``, its features averaged over the cached
+            views (one pass); ``tta``, every view, outputs averaged (V passes); ``first``,
+            view 0, the image as it is.
     """
 
     features: FeatureStore
     score: str = "mean"
+    _mean: np.ndarray | None = field(default=None, init=False, repr=False)
+
+    def mean_features(self, idx: np.ndarray) -> np.ndarray:
+        """float32 (B, F): each image's features averaged over its views (computed once, in chunks)."""
+        if self._mean is None:
+            array = self.features.array
+            self._mean = np.empty((array.shape[0], array.shape[2]), np.float32)
+            for start in range(0, len(array), 4096):
+                self._mean[start : start + 4096] = np.asarray(array[start : start + 4096], np.float32).mean(
+                    axis=1
+                )
+        return self._mean[self.features.rows[np.asarray(idx)]]
 
     def train_views(
         self, idx: np.ndarray, n_nets: int, generator: torch.Generator, device: torch.device
@@ -84,6 +97,8 @@ class FeatureInputs:
         return views
 
     def eval_views(self, idx: np.ndarray, device: torch.device) -> list[torch.Tensor]:
+        if self.score == "mean":
+            return [torch.from_numpy(self.mean_features(idx)).to(device)]
         if self.score == "first":
             return [torch.from_numpy(self.features.get(idx, np.zeros(len(idx), np.int64))).to(device)]
         every = torch.from_numpy(self.features.get_all(idx)).to(device)  # (B, V, F)
