@@ -27,6 +27,16 @@ from pathlib import Path
 import torch
 
 
+def cpu_name() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    return next(
+        (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.machine()
+    )
+
+
 def unisal(*args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "unisal", *args]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -68,7 +78,7 @@ def main() -> None:
     with (out / "rounds.csv").open(newline="") as handle:
         rounds = list(csv.DictReader(handle))
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}",
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}",
         "feature_cache": cache_line,
         "feature_cache_command_seconds": round(features_seconds, 1),
         "simulation": {

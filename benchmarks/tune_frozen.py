@@ -75,9 +75,9 @@ def main() -> None:
                 result = learner.fit(
                     idx_lb,
                     labels[idx_lb],
-                    np.setdiff1d(pool, idx_lb),
-                    split.idx_val,
-                    labels[split.idx_val],
+                    idx_ulb=np.setdiff1d(pool, idx_lb),
+                    idx_val=split.idx_val,
+                    y_val=labels[split.idx_val],
                     init_seed=round_seed(seed, 0, "init"),
                     seed=round_seed(seed, 0, "train"),
                 )

@@ -165,9 +165,9 @@ class ActiveLearningRun:
         result = learner.fit(
             idx_lb,
             labels[idx_lb],
-            idx_ulb,
-            data.idx_val,
-            labels[data.idx_val],
+            idx_ulb=idx_ulb,
+            idx_val=data.idx_val,
+            y_val=labels[data.idx_val],
             init_seed=round_seed(self.cfg.seed, round_, "init"),
             seed=round_seed(self.cfg.seed, round_, "train"),
         )

@@ -80,9 +80,9 @@ def train_supervised_reference(
     result = learner.fit(
         idx_lb,
         cat.labels[idx_lb],
-        np.array([], np.int64),
-        data.idx_val,
-        cat.labels[data.idx_val],
+        idx_ulb=np.array([], np.int64),
+        idx_val=data.idx_val,
+        y_val=cat.labels[data.idx_val],
         init_seed=round_seed(cfg.seed, round_, "init"),
         seed=round_seed(cfg.seed, round_, "train"),
     )

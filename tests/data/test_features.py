@@ -45,8 +45,8 @@ def build(store: ImageStore, tmp_path: Path, spec: ViewSpec = D8, **kwargs: obje
     return build_feature_cache(
         store,
         kwargs.pop("model", LITE0),
-        spec,
-        CPU,
+        spec=spec,
+        device=CPU,
         cache_dir=tmp_path,
         progress=False,
         log=lambda _: None,

@@ -71,7 +71,13 @@ def fit(model: Learner, data: PreparedData, seed: int = 0):
     labels = data.catalogue.labels
     idx_lb, idx_ulb, idx_val = np.arange(12), np.arange(12, 36), np.arange(36, 48)
     return model.fit(
-        idx_lb, labels[idx_lb], idx_ulb, idx_val, labels[idx_val], init_seed=seed, seed=seed + 100
+        idx_lb,
+        labels[idx_lb],
+        idx_ulb=idx_ulb,
+        idx_val=idx_val,
+        y_val=labels[idx_val],
+        init_seed=seed,
+        seed=seed + 100,
     )
 
 

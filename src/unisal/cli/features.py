@@ -37,8 +37,8 @@ def features(config_file: str | None, preset: str | None, quiet: bool, **flags: 
         store = build_feature_cache(
             data.store,
             cfg.model,
-            ViewSpec.from_config(cfg.features),
-            device,
+            spec=ViewSpec.from_config(cfg.features),
+            device=device,
             cache_dir=cfg.data.cache_dir,
             batch_size=cfg.features.batch_size,
             progress=not quiet,

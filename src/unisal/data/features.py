@@ -207,9 +207,9 @@ def _extract(
 def build_feature_cache(
     store: ImageStore,
     model: ModelConfig,
+    *,
     spec: ViewSpec,
     device: torch.device,
-    *,
     cache_dir: str | Path | None = None,
     batch_size: int = 64,
     progress: bool = True,

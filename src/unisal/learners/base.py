@@ -97,10 +97,10 @@ class Learner(ABC):
         self,
         idx_lb: np.ndarray,
         y_lb: np.ndarray,
+        *,
         idx_ulb: np.ndarray,
         idx_val: np.ndarray,
         y_val: np.ndarray,
-        *,
         init_seed: int,
         seed: int,
     ) -> FitResult:

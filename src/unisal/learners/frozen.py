@@ -36,8 +36,8 @@ class FrozenLearner(Learner):
         self.features = build_feature_cache(
             data.store,
             self.cfg.model,
-            ViewSpec.from_config(self.cfg.features),
-            self.device,
+            spec=ViewSpec.from_config(self.cfg.features),
+            device=self.device,
             cache_dir=self.cfg.data.cache_dir,
             batch_size=self.cfg.features.batch_size,
             progress=self.progress,
