@@ -20,6 +20,7 @@ from unisal.data.catalogue import load_catalogue
 from unisal.models.network import build_network
 from unisal.train.evaluate import predict
 from unisal.train.fit import fit
+from unisal.train.inputs import ImageInputs
 
 
 def main() -> None:
@@ -45,30 +46,31 @@ def main() -> None:
         n_classes = len(catalogue.class_names)
         model = ModelConfig(backbone=args.backbone, pretrained=True)
         nets = [build_network(model, n_classes, seed) for seed in range(2)]
+        images = ImageInputs(store, nets[0].mean, nets[0].std)
         rng = np.random.default_rng(0)
         idx = rng.permutation(len(catalogue))
         lb, ulb = idx[:60], idx[60:5060]
         empty = np.array([], dtype=np.int64)
         cfg = TrainConfig(epochs=1, steps_per_epoch=args.steps, batch_size=args.batch_size)
         fit(
-            nets, store, lb, catalogue.labels[lb], ulb, empty, empty, cfg, device, seed=0, progress=False
+            nets, images, lb, catalogue.labels[lb], ulb, empty, empty, cfg, device, seed=0, progress=False
         )  # warm-up
         result = fit(
-            nets, store, lb, catalogue.labels[lb], ulb, empty, empty, cfg, device, seed=1, progress=False
+            nets, images, lb, catalogue.labels[lb], ulb, empty, empty, cfg, device, seed=1, progress=False
         )
         per_step = result.seconds / result.steps
         print(f"co-training (2 networks, batch {args.batch_size} = half labelled): {per_step * 1000:.0f} ms/step, "
               f"{args.batch_size / per_step:.0f} images/s per network")  # fmt: skip
         one = nets[:1]
         result = fit(
-            one, store, lb, catalogue.labels[lb], None, empty, empty, cfg, device, seed=1, progress=False
+            one, images, lb, catalogue.labels[lb], None, empty, empty, cfg, device, seed=1, progress=False
         )
         per_step = result.seconds / result.steps
         print(f"supervised (1 network, batch {args.batch_size}): {per_step * 1000:.0f} ms/step, "
               f"{args.batch_size / per_step:.0f} images/s")  # fmt: skip
         sample = idx[:2000]
         start = time.perf_counter()
-        predict(nets, store, sample, device, 128, progress=False)
+        predict(nets, images, sample, device, 128, progress=False)
         seconds = time.perf_counter() - start
         print(f"inference (2 networks): {len(sample) / seconds:.0f} images/s")
 

@@ -210,6 +210,7 @@ def plot(summary: dict[str, object], path: Path, full: float | None) -> None:
         ax.fill_between(labels, mean - std, mean + std, color=colour, alpha=0.15)
     if full is not None:
         ax.axhline(full, color="k", ls="--", lw=1, label=f"full supervision, 10,500 labels ({full:.3f})")
+        ax.set_ylim(top=full + 0.008)
     ax.set_xlabel("labelled images (pool: 10,500)")
     ax.set_ylabel("test accuracy")
     ax.set_title(f"LC25000 lung, frozen Lite0 features, seeds {summary['seeds']} (mean ± std)")
