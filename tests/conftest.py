@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,3 +89,21 @@ def make_image_folder(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+def sigkill_when(args: list[str], ready: Callable[[], bool], timeout: float = 300) -> None:
+    """Start the command ``args``; SIGKILL it as soon as ``ready()`` holds (checked every 50 ms).
+
+    Fails if the command ends by itself first (it printed why) or ``ready`` never holds.
+    """
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + timeout
+    try:
+        while not ready():
+            assert time.time() < deadline, f"{args[:4]} never reached the point to kill it at"
+            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL

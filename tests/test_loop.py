@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from tests.conftest import sigkill_when
 from tests.lung_subset import LUNG, write_lung_subset
 from unisal.config import RunConfig, build_config
 from unisal.loop import NOT_LABELLED, ActiveLearningRun, ALState, RunError
@@ -234,20 +232,11 @@ def test_sigkilled_cli_run_resumes_to_the_same_result(
     config_file.write_text("train:\n  eval_every: 1\n  eval_batch_size: 64\n")
     args += ["--config", str(config_file)]
     state_file = Path(cfg.out) / "state.json"
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline:
-            if state_file.is_file():
-                state = json.loads(state_file.read_text())
-                if state["round"] == 1:  # round 0 done; killed while selecting or training round 1
-                    break
-            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
-            time.sleep(0.05)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.wait()
-    assert process.returncode == -signal.SIGKILL
+
+    def in_round_one() -> bool:  # round 0 done: killed while selecting or training round 1
+        return state_file.is_file() and json.loads(state_file.read_text())["round"] == 1
+
+    sigkill_when(args, in_round_one)
     resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout

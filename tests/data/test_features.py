@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import synthetic_tile
+from tests.conftest import sigkill_when, synthetic_tile
 from unisal.config import ModelConfig
 from unisal.data import features as features_module
 from unisal.data.cache import ImageStore, build_cache, cache_key
@@ -224,19 +222,12 @@ def test_sigkilled_features_command_resumes(tmp_path: Path, make_image_folder) -
     config = tmp_path / "small-batches.yaml"
     config.write_text("features:\n  batch_size: 2\n")
     args += ["--config", str(config)]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline:
-            progress = list((tmp_path / "cache").glob("features/*/progress.json"))
-            if progress and json.loads(progress[0].read_text())["done"] >= 4:
-                break
-            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
-            time.sleep(0.05)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.wait()
-    assert process.returncode == -signal.SIGKILL
+
+    def four_images_done() -> bool:
+        progress = list((tmp_path / "cache").glob("features/*/progress.json"))
+        return bool(progress) and json.loads(progress[0].read_text())["done"] >= 4
+
+    sigkill_when(args, four_images_done)
     (folder,) = (tmp_path / "cache" / "features").iterdir()
     assert not (folder / "complete.json").exists()
     done = json.loads((folder / "progress.json").read_text())["done"]

@@ -21,6 +21,7 @@ import torch
 from unisal.config import ConfigError, RunConfig
 from unisal.data.prepare import PreparedData
 from unisal.models.network import UniSALNet
+from unisal.registry import Registry
 from unisal.train.evaluate import Predictions, evaluate, predict
 from unisal.train.fit import FitResult, fit
 from unisal.train.inputs import NetworkInputs
@@ -177,28 +178,19 @@ class Learner(ABC):
         self.nets = nets
 
 
-_LEARNERS: dict[str, type[Learner]] = {}
+LEARNERS: Registry[type[Learner]] = Registry("learner")
 
 
 def register_learner(name: str) -> Callable[[type[Learner]], type[Learner]]:
-    def decorator(cls: type[Learner]) -> type[Learner]:
-        if name in _LEARNERS:
-            raise KeyError(f"learner '{name}' is already registered")
-        cls.name = name
-        _LEARNERS[name] = cls
-        return cls
-
-    return decorator
+    return LEARNERS.register(name)
 
 
 def learner_names() -> list[str]:
-    return sorted(_LEARNERS)
+    return LEARNERS.names()
 
 
 def learner_class(name: str) -> type[Learner]:
-    if name not in _LEARNERS:
-        raise ConfigError(f"unknown learner '{name}'; expected one of {learner_names()}")
-    return _LEARNERS[name]
+    return LEARNERS.get(name)
 
 
 def create_learner(

@@ -29,9 +29,10 @@ from torch import nn
 
 from unisal.config import ConfigError
 from unisal.data.cache import default_cache_dir
+from unisal.registry import Registry
 
 OfflineLoader = Callable[[nn.Module], None]
-_OFFLINE_WEIGHTS: dict[str, OfflineLoader] = {}
+OFFLINE_WEIGHTS: Registry[OfflineLoader] = Registry("offline weights")
 
 
 class WeightsError(RuntimeError):
@@ -40,18 +41,11 @@ class WeightsError(RuntimeError):
 
 def register_offline_weights(name: str) -> Callable[[OfflineLoader], OfflineLoader]:
     """Register a loader that fills a freshly created ``name`` backbone with bundled weights."""
-
-    def decorator(fn: OfflineLoader) -> OfflineLoader:
-        if name in _OFFLINE_WEIGHTS:
-            raise KeyError(f"offline weights for '{name}' are already registered")
-        _OFFLINE_WEIGHTS[name] = fn
-        return fn
-
-    return decorator
+    return OFFLINE_WEIGHTS.register(name)
 
 
 def has_offline_weights(name: str) -> bool:
-    return name in _OFFLINE_WEIGHTS
+    return name in OFFLINE_WEIGHTS
 
 
 def load_state_in_order(model: nn.Module, source: dict[str, torch.Tensor]) -> None:
@@ -263,7 +257,7 @@ def create_backbone(
     if weights is not None:
         load_weights(model, weights)
     elif pretrained and has_offline_weights(name):
-        _OFFLINE_WEIGHTS[name](model)
+        OFFLINE_WEIGHTS.get(name)(model)
     return spec.pool(model) if spec and spec.pool else model
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from unisal.config import ConfigError
+from unisal.registry import Registry
 from unisal.train.evaluate import Predictions
 
 
@@ -46,28 +46,19 @@ class Strategy:
         raise NotImplementedError
 
 
-_STRATEGIES: dict[str, type[Strategy]] = {}
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 
 
 def register_strategy(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
-    def decorator(cls: type[Strategy]) -> type[Strategy]:
-        if name in _STRATEGIES:
-            raise KeyError(f"strategy '{name}' is already registered")
-        cls.name = name
-        _STRATEGIES[name] = cls
-        return cls
-
-    return decorator
+    return STRATEGIES.register(name)
 
 
 def strategy_names() -> list[str]:
-    return sorted(_STRATEGIES)
+    return STRATEGIES.names()
 
 
 def strategy_class(name: str) -> type[Strategy]:
-    if name not in _STRATEGIES:
-        raise ConfigError(f"unknown strategy '{name}'; expected one of {strategy_names()}")
-    return _STRATEGIES[name]
+    return STRATEGIES.get(name)
 
 
 def create_strategy(name: str, **kwargs: Any) -> Strategy:
