@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from unisal.data.images import BadImageError, load_rgb, resize_square
+from unisal.io import atomic_path, write_json_atomic
 
 
 def default_cache_dir() -> Path:
@@ -107,25 +108,21 @@ def build_cache(
     target, bad_file = folder / f"{key}.npy", folder / f"{key}.bad.json"
     if target.is_file() and bad_file.is_file():
         bad_records = json.loads(bad_file.read_text())
-        bad = [BadImageError(r["path"], r["reason"]) for r in bad_records]
-        return np.load(target, mmap_mode="r"), bad
-    tmp = folder / f"{key}.npy.tmp-{os.getpid()}"
-    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
-    bad = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(lambda p: _decode(p, size), paths, chunksize=32)
-        for i, result in enumerate(
-            tqdm(results, total=len(paths), desc=f"decoding images to {size}px", disable=not progress)
-        ):
-            if isinstance(result, BadImageError):
-                bad.append(result)
-                array[i] = 0
-            else:
-                array[i] = result
-    array.flush()
-    del array
-    bad_tmp = folder / f"{key}.bad.json.tmp-{os.getpid()}"
-    bad_tmp.write_text(json.dumps([{"path": e.path, "reason": e.reason} for e in bad]))
-    os.replace(tmp, target)
-    os.replace(bad_tmp, bad_file)
+        return np.load(target, mmap_mode="r"), [BadImageError(r["path"], r["reason"]) for r in bad_records]
+    bad: list[BadImageError] = []
+    with atomic_path(target) as tmp:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = pool.map(lambda p: _decode(p, size), paths, chunksize=32)
+            for i, result in enumerate(
+                tqdm(results, total=len(paths), desc=f"decoding images to {size}px", disable=not progress)
+            ):
+                if isinstance(result, BadImageError):
+                    bad.append(result)
+                    array[i] = 0
+                else:
+                    array[i] = result
+        array.flush()
+        del array
+    write_json_atomic(bad_file, [{"path": e.path, "reason": e.reason} for e in bad])
     return np.load(target, mmap_mode="r"), bad

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from torch import nn
 
 from unisal.config import ConfigError
 from unisal.data.cache import default_cache_dir
+from unisal.io import atomic_path
 from unisal.registry import Registry
 
 OfflineLoader = Callable[[nn.Module], None]
@@ -90,13 +90,11 @@ def download_weights(url: str, cache_dir: str | Path | None = None) -> Path:
     target = folder / f"{hashlib.sha1(url.encode()).hexdigest()[:12]}-{name}"
     if target.is_file():
         return target
-    tmp = target.with_suffix(target.suffix + f".tmp-{os.getpid()}")
     try:
-        torch.hub.download_url_to_file(url, str(tmp), progress=False)
+        with atomic_path(target) as tmp:
+            torch.hub.download_url_to_file(url, str(tmp), progress=False)
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
         raise WeightsError(f"could not download weights from {url}: {exc}") from exc
-    os.replace(tmp, target)
     return target
 
 
