@@ -18,7 +18,7 @@ class FeatureHeadNet(UniSALNet):
     """
 
     def __init__(
-        self, in_features: int, num_classes: int, hidden: int = 512, proj_dim: int = 128, dropout: float = 0.0
+        self, in_features: int, num_classes: int, hidden: int = 256, proj_dim: int = 128, dropout: float = 0.0
     ):
         super().__init__()
         self.num_classes, self.proj_dim = num_classes, proj_dim
