@@ -4,7 +4,7 @@
         --groups ../shared/data/lc25000-lung/groups.csv --out runs/bench-frozen
 
 1. ``unisal features`` builds the multi-view cache (or finds it built): its build time and
-   images/s are those recorded when it was built (``meta.json``), as the cache is built once.
+   images/s are those recorded when it was built (its ``complete.json``), as the cache is built once.
 2. ``unisal simulate`` (frozen ``cpu`` preset; 30 initial labels + 10 rounds of 30 unless told
    otherwise) runs in a fresh process with the cache in place; its wall time includes start-up,
    reading the data, every training, test evaluation, pool scoring and selection.

@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from unisal.config import VIEW_SETS, FeatureConfig, ModelConfig
-from unisal.data.cache import ImageStore, default_cache_dir
+from unisal.data.cache import ImageStore, default_cache_dir, read_rows
 from unisal.data.views import apply_affine, normalise, to_float, weak_view_params
 from unisal.io import write_json_atomic
 
@@ -119,11 +119,7 @@ class FeatureStore:
 
     def get_all(self, idx: np.ndarray) -> np.ndarray:
         """float32 (B, V, F): every view of the images ``idx`` (B,)."""
-        rows = self.rows[np.asarray(idx)]
-        order = np.argsort(rows)  # sorted reads are kinder to the page cache
-        out = np.empty((len(rows), self.n_views, self.dim), np.float32)
-        out[order] = self.array[rows[order]]
-        return out
+        return read_rows(self.array, self.rows[np.asarray(idx)], np.float32)
 
 
 def feature_cache_key(image_key: str, model: ModelConfig, spec: ViewSpec) -> str:
@@ -292,8 +288,7 @@ def build_feature_cache(
             "views_per_second": round(n_images * spec.n_views / seconds, 2) if seconds > 0 else None,
             "device": str(device),
         }
-        write_json_atomic(folder / "meta.json", meta, indent=2)
-        write_json_atomic(folder / "complete.json", meta)
+        write_json_atomic(folder / "complete.json", meta, indent=2)
         progress_file.unlink(missing_ok=True)
         built = _open_complete(folder, key, store.rows)
         assert built is not None, "a feature cache just written must open"
