@@ -93,7 +93,8 @@ class QueryConfig:
     strategy: str = "unisal"  # registered strategy name (unisal, random, ...)
     budget: int = 30  # images labelled per round
     pool_subset: int | None = None  # score a random subset of the pool per round (speed)
-    kmeans_n_init: int = 3  # k-means restarts in the compact selector
+    kmeans_n_init: int = 3  # k-means restarts of every strategy that runs k-means (unisal, cs_only, kmeans)
+    params: dict[str, Any] = field(default_factory=dict)  # the strategy's own hyper-parameters
 
 
 @dataclass

@@ -13,6 +13,7 @@ and the learner prepared (weights loaded, feature cache built).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -20,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from unisal.config import ConfigError, RunConfig, to_dict
+from unisal.config import ConfigError, RunConfig, from_dict, to_dict
 from unisal.data.prepare import PreparedData, prepare_data
 from unisal.device import resolve_device
 from unisal.errors import RunError
 from unisal.learners import Learner, create_learner, learner_class
-from unisal.query import Strategy, create_strategy, strategy_class
+from unisal.query import QueryContext, Strategy, create_strategy, strategy_class
 from unisal.run_folder import RunFolder
 from unisal.seeds import round_seed
 from unisal.state import NOT_LABELLED, ALState
@@ -36,16 +37,23 @@ __all__ = ["NOT_LABELLED", "ALState", "ActiveLearningRun", "RunError", "check_ru
 def check_run_settings(cfg: RunConfig) -> None:
     """Learner, backbone, strategy and their combination, checked without any I/O."""
     learner_class(cfg.learner.name).check(cfg)
-    strategy = strategy_class(cfg.query.strategy)
-    if cfg.learner.networks < strategy.min_networks:
+    strategy_class(cfg.query.strategy).check(cfg)
+    make_strategy(cfg)
+    if cfg.query.pool_subset is not None and cfg.query.pool_subset < cfg.query.budget:
         raise ConfigError(
-            f"strategy '{cfg.query.strategy}' compares {strategy.min_networks} networks, but the learner "
-            f"trains {cfg.learner.networks}; use learner.networks {strategy.min_networks} or another strategy"
+            f"query.pool_subset ({cfg.query.pool_subset}) must be at least the budget ({cfg.query.budget})"
         )
+
+
+def make_strategy(cfg: RunConfig) -> Strategy:
+    """The run's strategy with its parameters (``query.params``) checked."""
+    return create_strategy(cfg.query.strategy, cfg.query.params, kmeans_n_init=cfg.query.kmeans_n_init)
 
 
 def _comparable(values: dict[str, Any]) -> dict[str, Any]:
     """Settings that must not change when a run is resumed."""
+    with contextlib.suppress(ConfigError, TypeError):  # settings added since: their defaults
+        values = to_dict(from_dict(values))
     values = json.loads(json.dumps(values))
     for key in ("device", "out", "rounds"):  # a resumed run may be extended by more rounds
         values.pop(key, None)
@@ -135,19 +143,23 @@ class ActiveLearningRun:
         folder.write_state(state)
         return state
 
-    def setup(self) -> None:
-        """Read the data and prepare the learner; the first write to ``--out`` comes last."""
+    def setup(self, data: PreparedData | None = None) -> None:
+        """Read the data and prepare the learner; the first write to ``--out`` comes last.
+
+        Args:
+            data: the data already prepared with this run's data settings and seed (a benchmark
+                shares them between the runs of a seed); read here when None.
+        """
         cfg = self.cfg
         self._check_folder()
-        data = prepare_data(cfg.data, cfg.seed, self.progress)
+        if data is None:
+            data = prepare_data(cfg.data, cfg.seed, self.progress)
         self._check_sizes(data)
         self.learner = create_learner(
             cfg, len(data.catalogue.class_names), self.device, progress=self.progress, log=self.log
         )
         self.learner.prepare(data)
-        self.strategy = create_strategy(
-            cfg.query.strategy, kmeans_n_init=cfg.query.kmeans_n_init, class_names=data.catalogue.class_names
-        )
+        self.strategy = make_strategy(cfg)
         self.data = data
         self.state = self._load_or_start(data)
 
@@ -194,28 +206,35 @@ class ActiveLearningRun:
         if cfg.query.pool_subset and len(unlabelled) > cfg.query.pool_subset:
             rng_subset = np.random.default_rng(round_seed(cfg.seed, round_, "subset"))
             unlabelled = np.sort(rng_subset.choice(unlabelled, size=cfg.query.pool_subset, replace=False))
-        preds = None
-        if strategy.needs_predictions:
-            if not learner.nets:  # resumed between training and selection
-                learner.load_state_dict(self.folder.load_checkpoint(round_))
-            preds = learner.predict(unlabelled, with_features=strategy.needs_features, desc="scoring pool")
-        rng = np.random.default_rng(round_seed(cfg.seed, round_, "select"))
-        selection = strategy.select(preds, len(unlabelled), cfg.query.budget, rng)
+        if strategy.needs_learner and not learner.nets:  # resumed between training and selection
+            learner.load_state_dict(self.folder.load_checkpoint(round_))
+        labelled = state.labelled()
+        ctx = QueryContext(
+            pool=unlabelled,
+            labelled=labelled,
+            labels=cat.labels[labelled],
+            budget=cfg.query.budget,
+            rng=np.random.default_rng(round_seed(cfg.seed, round_, "select")),
+            class_names=cat.class_names,
+            learner=learner if strategy.needs_learner else None,
+        )
+        selection = strategy.select(ctx)
         chosen = unlabelled[selection.positions]
-        if len(np.unique(chosen)) != len(chosen):
-            raise RunError(f"strategy '{strategy.name}' returned duplicate images")
+        scores = selection.scores
         self.folder.write_queries(
             round_ + 1,
             [
-                (cat.relative(i), cat.class_names[cat.labels[i]], why)
-                for i, why in zip(chosen, selection.reasons, strict=True)
+                (
+                    cat.relative(i),
+                    cat.class_names[cat.labels[i]],
+                    why,
+                    "" if scores is None else f"{scores[p]:.6g}",
+                )
+                for i, p, why in zip(chosen, selection.positions, selection.reasons, strict=True)
             ],
         )
         state.label(chosen, round_ + 1)  # the oracle: simulation reveals the true labels
-        return {
-            "n_candidates": selection.n_candidates,
-            "select_seconds": round(time.perf_counter() - start, 2),
-        }
+        return {**selection.stats, "select_seconds": round(time.perf_counter() - start, 2)}
 
     def run(self) -> list[dict[str, Any]]:
         """Set up (unless done), then train and select until the last round; the results per round."""

@@ -24,12 +24,19 @@ ROUND_COLUMNS = [
     "macro_f1",
     "macro_precision",
     "macro_recall",
-    "n_candidates",
     "train_seconds",
     "select_seconds",
     "best_epoch",
     "val_accuracy",
 ]
+
+
+def round_columns(results: list[dict[str, Any]]) -> list[str]:
+    """The fixed columns, then any statistic a strategy reported (e.g. ``n_candidates``)."""
+    extra = [k for r in results for k in r if k not in ROUND_COLUMNS]
+    return ROUND_COLUMNS + list(dict.fromkeys(extra))
+
+
 SUBFOLDERS = ("queries", "confusion", "checkpoints", "history")
 
 
@@ -71,8 +78,9 @@ class RunFolder:
     def write_state(self, state: ALState) -> None:
         """``state.json`` and ``rounds.csv`` (one row per finished round)."""
         write_json_atomic(self.state_file, state.state_dict())
-        rows = [[r.get(c, "") for c in ROUND_COLUMNS] for r in state.results]
-        write_csv_atomic(self.root / "rounds.csv", ROUND_COLUMNS, rows)
+        columns = round_columns(state.results)
+        rows = [[r.get(c, "") for c in columns] for r in state.results]
+        write_csv_atomic(self.root / "rounds.csv", columns, rows)
 
     def write_splits(self, data: PreparedData) -> None:
         cat = data.catalogue
@@ -106,8 +114,9 @@ class RunFolder:
             ([name, *row.tolist()] for name, row in zip(class_names, matrix, strict=True)),
         )
 
-    def write_queries(self, round_: int, rows: list[tuple[str, str, str]]) -> None:
-        write_csv_atomic(self.round_file("queries", round_), ["path", "label", "reason"], rows)
+    def write_queries(self, round_: int, rows: list[tuple[str, str, str, str]]) -> None:
+        """One row per queried image: path, label, why it was picked, and its score (or blank)."""
+        write_csv_atomic(self.round_file("queries", round_), ["path", "label", "reason", "score"], rows)
 
     def save_checkpoint(self, round_: int, state: dict[str, Any]) -> None:
         save_torch_atomic(state, self.round_file("checkpoints", round_))

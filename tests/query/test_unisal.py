@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from tests.query.helpers import select
+from unisal.errors import RunError
 from unisal.query import create_strategy
 from unisal.query.unisal import (
     UniSALStrategy,
@@ -104,18 +106,17 @@ def test_select_chooses_only_candidates_when_there_are_enough():
     disagree = np.sort(rng.choice(n, size=20, replace=False))
     pred_b[disagree] = (pred_a[disagree] + 1) % 3
     preds = _predictions(pred_a, pred_b, n_classes=3)
-    selection = UniSALStrategy().select(preds, pool_size=n, budget=budget, rng=np.random.default_rng(0))
+    selection = select(UniSALStrategy(), preds, budget, 0)
     _check_unique(selection.positions, budget, n)
     assert set(selection.positions.tolist()) <= set(disagree.tolist())
-    assert selection.n_candidates == 20
+    assert selection.stats["n_candidates"] == 20
     assert len(selection.reasons) == budget
     assert all(r.startswith("networks disagree") for r in selection.reasons)
 
 
 def test_select_names_classes_in_reasons():
     preds = _predictions(np.array([0, 1, 1]), np.array([1, 1, 1]), n_classes=2)
-    strategy = create_strategy("unisal", class_names=["benign", "tumour"])
-    selection = strategy.select(preds, pool_size=3, budget=1, rng=np.random.default_rng(0))
+    selection = select(create_strategy("unisal"), preds, 1, class_names=["benign", "tumour"])
     assert selection.positions.tolist() == [0]
     assert selection.reasons[0].startswith("networks disagree (benign vs tumour)")
 
@@ -144,15 +145,13 @@ def test_select_fallback_takes_all_candidates_then_high_entropy():
     assert set(others[np.argsort(-entropy[others])][:6].tolist()) == set(high.tolist())  # setup check
     budget = 5  # remainder 3 -> shortlist of the 6 highest-entropy non-candidates
     for seed in range(4):
-        selection = UniSALStrategy().select(
-            preds, pool_size=40, budget=budget, rng=np.random.default_rng(seed)
-        )
+        selection = select(UniSALStrategy(), preds, budget, seed)
         _check_unique(selection.positions, budget, 40)
         chosen = set(selection.positions.tolist())
         assert set(candidates.tolist()) <= chosen
         assert chosen - set(candidates.tolist()) <= set(high.tolist())
         assert runner_up not in chosen
-        assert selection.n_candidates == 2
+        assert selection.stats["n_candidates"] == 2
         assert [r.startswith("networks disagree") for r in selection.reasons] == [True] * 2 + [False] * 3
         assert all(r.startswith("fallback") for r in selection.reasons[2:])
 
@@ -160,17 +159,18 @@ def test_select_fallback_takes_all_candidates_then_high_entropy():
 def test_select_without_candidates_still_fills_the_budget():
     preds, _, high, _ = _fallback_pool()
     preds.logits[1] = preds.logits[0]  # now the networks agree everywhere
-    selection = UniSALStrategy().select(preds, pool_size=40, budget=3, rng=np.random.default_rng(0))
+    selection = select(UniSALStrategy(), preds, 3, 0)
     _check_unique(selection.positions, 3, 40)
-    assert selection.n_candidates == 0
+    assert selection.stats["n_candidates"] == 0
     assert set(selection.positions.tolist()) <= set(high.tolist())  # the top 2 x 3 by entropy
 
 
-def test_select_budget_larger_than_pool_returns_the_pool():
+def test_select_budget_larger_than_pool_is_a_clear_error():
     pred_a = np.array([0, 1, 2, 0, 1, 2])
     pred_b = np.array([0, 2, 2, 1, 1, 2])  # 2 candidates
     preds = _predictions(pred_a, pred_b, n_classes=3)
-    selection = UniSALStrategy().select(preds, pool_size=6, budget=10, rng=np.random.default_rng(0))
+    with pytest.raises(RunError, match=r"budget \(10\) exceeds the 6 unlabelled images"):
+        select(UniSALStrategy(), preds, 10)
+    selection = select(UniSALStrategy(), preds, 6)
     assert sorted(selection.positions.tolist()) == list(range(6))
-    assert len(selection.reasons) == 6
-    assert selection.n_candidates == 2
+    assert selection.stats["n_candidates"] == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from unisal import __version__
+from unisal.cli.benchmark import benchmark, report
 from unisal.cli.features import features
 from unisal.cli.simulate import simulate
 from unisal.cli.supervised import supervised
@@ -19,3 +20,5 @@ def cli() -> None:
 cli.add_command(simulate)
 cli.add_command(features)
 cli.add_command(supervised)
+cli.add_command(benchmark)
+cli.add_command(report)

@@ -25,9 +25,13 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(paths: list[str], size: int) -> str:
-    """Changes when any file is added, removed, resized or touched, or the size changes."""
+    """Changes when any file is added, removed, resized or touched, or the size changes.
+
+    Paths count as absolute paths, so the same files give the same key from any directory.
+    """
     digest = hashlib.sha1(f"v1 size={size}".encode())
     for p in paths:
+        p = os.path.abspath(p)
         try:
             st = os.stat(p)
             digest.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())

@@ -22,7 +22,7 @@ from unisal.config import ConfigError, RunConfig
 from unisal.data.prepare import PreparedData
 from unisal.models.network import UniSALNet
 from unisal.registry import Registry
-from unisal.train.evaluate import Predictions, evaluate, predict
+from unisal.train.evaluate import Predictions, evaluate, predict, predict_mc_dropout
 from unisal.train.fit import FitResult, fit
 from unisal.train.inputs import NetworkInputs
 
@@ -146,6 +146,19 @@ class Learner(ABC):
             self.progress,
             desc=desc,
             with_features=with_features,
+        )
+
+    def predict_mc(self, idx: np.ndarray, *, n_samples: int, seed: int) -> np.ndarray:
+        """MC-dropout probabilities (K * n_samples, N, C) on images ``idx`` (N,); seeded."""
+        return predict_mc_dropout(
+            self._trained(),
+            self.inputs,
+            idx,
+            self.device,
+            n_samples=n_samples,
+            seed=seed,
+            batch_size=self.cfg.train.eval_batch_size,
+            progress=self.progress,
         )
 
     def evaluate(self, idx: np.ndarray, y_true: np.ndarray) -> tuple[dict[str, float], np.ndarray]:

@@ -37,6 +37,7 @@ class FeatureHeadNet(UniSALNet):
             logits=self.classifier(hidden),
             embedding=F.normalize(self.projector(hidden), dim=1),
             features=x,
+            hidden=hidden,
         )
 
 

@@ -17,6 +17,7 @@ class NetOutput:
     logits: torch.Tensor  # (B, C)
     embedding: torch.Tensor  # (B, P), L2-normalised projection for the contrastive loss
     features: torch.Tensor  # (B, F), pooled backbone features
+    hidden: torch.Tensor | None = None  # (B, H), the classifier's input (gradient embeddings)
 
 
 class UniSALNet(nn.Module):
@@ -50,6 +51,7 @@ class TwoHeadNet(UniSALNet):
             logits=self.classifier(features),
             embedding=F.normalize(self.projector(features), dim=1),
             features=features,
+            hidden=features,
         )
 
 

@@ -1,55 +1,173 @@
-"""Strategy contract and registry.
+"""Strategy contract, the query context, and the registry.
 
-A strategy turns the networks' outputs on the unlabelled pool into a batch of positions to
-label. Scoring pieces are pure functions (see ``unisal.query.unisal``); strategies are thin.
+A strategy sees one :class:`QueryContext` per round: the unlabelled pool and the labelled set
+as absolute catalogue indices, the labels, the budget, a seeded generator and, lazily, what the
+learner can say about those images (predictions, embeddings, backbone features, MC-dropout
+passes, gradient embeddings). It returns a :class:`Selection`: ``budget`` unique positions into
+the pool, a reason for each, per-item scores where it has them, and per-round statistics that
+the loop writes to ``rounds.csv``.
+
+Strategies are dataclasses whose fields are their hyper-parameters (set through
+``query.params``); the scoring itself lives in pure functions (:mod:`unisal.query.scores`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from unisal.config import ConfigError, RunConfig
+from unisal.errors import RunError
 from unisal.registry import Registry
 from unisal.train.evaluate import Predictions
+
+if TYPE_CHECKING:
+    from unisal.learners.base import Learner
 
 
 @dataclass
 class Selection:
-    """Positions into the scored pool, (budget,), and why each was chosen."""
+    """What a strategy chose in one round.
+
+    Attributes:
+        positions: (budget,) unique positions into ``QueryContext.pool``.
+        reasons: one line per chosen item: why it was picked.
+        scores: (N,) per-pool-item score, higher = more wanted, where the strategy has one.
+        stats: per-round numbers (e.g. ``n_candidates``), written to ``rounds.csv``.
+    """
 
     positions: np.ndarray
     reasons: list[str]
-    n_candidates: int  # size of the candidate set the strategy chose from
+    scores: np.ndarray | None = None
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class QueryContext:
+    """Everything a strategy may ask about one round; model outputs are computed on first use.
+
+    Attributes:
+        pool: (N,) absolute catalogue indices of the unlabelled images that may be chosen.
+        labelled: (L,) absolute indices of the labelled images; ``labels`` (L,) their classes.
+        budget: how many images to choose.
+        rng: the round's seeded generator; strategies draw every random number from it.
+        class_names: the C class names.
+        learner: the trained learner (None for strategies that need no model).
+    """
+
+    pool: np.ndarray
+    labelled: np.ndarray
+    labels: np.ndarray
+    budget: int
+    rng: np.random.Generator
+    class_names: list[str]
+    learner: Learner | None = None
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def class_name(self, k: int) -> str:
+        return self.class_names[int(k)]
+
+    def _learner(self) -> Learner:
+        if self.learner is None:
+            raise RuntimeError("this query context has no learner; the strategy cannot ask for predictions")
+        return self.learner
+
+    def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def pool_predictions(self) -> Predictions:
+        """Per-network logits, embeddings, backbone features and classifier inputs on the pool."""
+        return self._cached(
+            "pool", lambda: self._learner().predict(self.pool, with_features=True, desc="scoring pool")
+        )
+
+    def labelled_predictions(self) -> Predictions:
+        """The same outputs on the labelled images."""
+        return self._cached(
+            "labelled",
+            lambda: self._learner().predict(self.labelled, with_features=True, desc="scoring labelled"),
+        )
+
+    def mc_dropout_probs(self, n_samples: int) -> np.ndarray:
+        """(K * n_samples, N, C) MC-dropout probabilities on the pool, seeded from ``rng``."""
+        seed = int(self.rng.integers(2**31 - 1))
+        return self._cached(
+            f"mc{n_samples}", lambda: self._learner().predict_mc(self.pool, n_samples=n_samples, seed=seed)
+        )
 
 
 class Strategy:
-    """Base class: ``select(preds, budget, rng)`` returns ``budget`` unique pool positions."""
+    """Base class of query strategies: ``select(ctx)`` checks the request and the answer.
 
-    name = "base"
-    needs_predictions = True  # the learner's outputs on the pool
-    needs_features = False  # backbone features too (diversity strategies)
-    min_networks = 1  # networks the learner must train (DUS compares two)
+    Subclasses are dataclasses (their fields are hyper-parameters) and implement ``choose``.
+    Class attributes say what a strategy needs, so a run can refuse a combination before it
+    starts: ``needs_learner`` (model outputs), ``min_networks`` (DUS compares two) and
+    ``needs_dropout`` (MC dropout).
+    """
 
-    def __init__(self, kmeans_n_init: int = 3, class_names: list[str] | None = None):
-        self.kmeans_n_init = kmeans_n_init
-        self.class_names = class_names
+    name: ClassVar[str] = "base"
+    needs_learner: ClassVar[bool] = True
+    min_networks: ClassVar[int] = 1
+    needs_dropout: ClassVar[bool] = False
 
-    def class_name(self, k: int) -> str:
-        return self.class_names[k] if self.class_names else str(k)
+    @classmethod
+    def check(cls, cfg: RunConfig) -> None:
+        """Raise ConfigError when the run's learner cannot give what this strategy needs. No I/O."""
+        if cfg.learner.networks < cls.min_networks:
+            raise ConfigError(
+                f"strategy '{cls.name}' compares {cls.min_networks} networks, but the learner trains "
+                f"{cfg.learner.networks}; use learner.networks {cls.min_networks} or another strategy"
+            )
+        if cls.needs_dropout and not cfg.model.drop_rate > 0:
+            raise ConfigError(
+                f"strategy '{cls.name}' uses MC dropout, but model.drop_rate is {cfg.model.drop_rate}; "
+                "set --drop-rate above 0 (the cpu preset uses 0.2)"
+            )
 
-    def select(
-        self, preds: Predictions | None, pool_size: int, budget: int, rng: np.random.Generator
-    ) -> Selection:
+    def choose(self, ctx: QueryContext) -> Selection:
         raise NotImplementedError
+
+    def select(self, ctx: QueryContext) -> Selection:
+        """``ctx.budget`` unique pool positions; a clear error when the pool is too small."""
+        n = len(ctx.pool)
+        if ctx.budget < 1:
+            raise RunError(f"the query budget must be at least 1, not {ctx.budget}")
+        if ctx.budget > n:
+            raise RunError(
+                f"strategy '{self.name}': the budget ({ctx.budget}) exceeds the {n} unlabelled images left"
+            )
+        selection = self.choose(ctx)
+        positions = np.asarray(selection.positions, dtype=np.int64)
+        if (
+            len(positions) != ctx.budget
+            or len(np.unique(positions)) != len(positions)
+            or (len(positions) and (positions.min() < 0 or positions.max() >= n))
+            or len(selection.reasons) != len(positions)
+        ):
+            raise RuntimeError(
+                f"strategy '{self.name}' broke the contract: {len(positions)} positions "
+                f"({len(np.unique(positions))} unique) for a budget of {ctx.budget} in a pool of {n}"
+            )
+        selection.positions = positions
+        return selection
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 
 
 def register_strategy(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
+    """Register a strategy dataclass under ``name`` (also set as its ``name``)."""
     return STRATEGIES.register(name)
 
 
@@ -61,5 +179,47 @@ def strategy_class(name: str) -> type[Strategy]:
     return STRATEGIES.get(name)
 
 
-def create_strategy(name: str, **kwargs: Any) -> Strategy:
-    return strategy_class(name)(**kwargs)
+def strategy_params(cls: type[Strategy]) -> dict[str, Any]:
+    """A strategy's hyper-parameters and their defaults."""
+    if not dataclasses.is_dataclass(cls):
+        return {}
+    return {f.name: f.default for f in dataclasses.fields(cls)}
+
+
+def _checked(name: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` with the type of ``default``; positive numbers only (every parameter is a count,
+    a size or a weight)."""
+    where = f"strategy '{name}' parameter '{key}'"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, not {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be a whole number, not {value!r}")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ConfigError(f"{where} must be a number, not {value!r}")
+        value = float(value)
+    if isinstance(value, int | float) and value <= 0:
+        raise ConfigError(f"{where} must be positive, not {value!r}")
+    return value
+
+
+def create_strategy(name: str, params: dict[str, Any] | None = None, **shared: Any) -> Strategy:
+    """The strategy ``name`` with its hyper-parameters checked.
+
+    Args:
+        params: this strategy's own values; an unknown key is an error.
+        shared: run-wide values (e.g. ``kmeans_n_init``) given to the strategies that have them.
+    """
+    cls = strategy_class(name)
+    known = strategy_params(cls)
+    unknown = sorted(set(params or {}) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"strategy '{name}' has no parameter {', '.join(map(repr, unknown))}; "
+            f"its parameters: {', '.join(sorted(known)) or 'none'}"
+        )
+    values = {k: v for k, v in shared.items() if k in known} | dict(params or {})
+    return cls(**{k: _checked(name, k, v, known[k]) for k, v in values.items()})

@@ -1,48 +1,25 @@
-"""UniSAL selection: Disagreement-aware Uncertainty Selector (DUS) + Compact Selector (CS)."""
+"""UniSAL selection, Disagreement-aware Uncertainty Selector (DUS) + Compact Selector (CS), and its
+two ablations: DUS without CS (``dus_random``) and CS without DUS (``cs_only``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import KMeans
 
-from unisal.query.base import Selection, Strategy, register_strategy
-from unisal.train.evaluate import Predictions
+from unisal.query.base import QueryContext, Selection, Strategy, register_strategy
+from unisal.query.scores import compact_selection, disagreement_candidates, mean_entropy
 
-
-def disagreement_candidates(pred_a: np.ndarray, pred_b: np.ndarray) -> np.ndarray:
-    """Positions (M,) where two networks' predicted classes (N,) differ, ascending."""
-    return np.flatnonzero(np.asarray(pred_a) != np.asarray(pred_b))
+# Re-exported: the pure pieces of UniSAL's selection.
+__all__ = ["compact_selection", "disagreement_candidates", "mean_entropy"]
 
 
-def mean_entropy(probs: np.ndarray) -> np.ndarray:
-    """Entropy of the networks' averaged probabilities: probs (K, N, C) -> (N,)."""
-    p = np.clip(probs.mean(axis=0), 1e-12, 1.0)
-    return -(p * np.log(p)).sum(axis=1)
-
-
-def compact_selection(
-    features: np.ndarray, budget: int, rng: np.random.Generator, n_init: int = 3
-) -> np.ndarray:
-    """k-means with k = ``budget`` on features (M, D); the point nearest each centre.
-
-    Points are matched to centres one-to-one by minimum total distance (Hungarian), which is
-    each centre's own nearest point whenever those are distinct, and never picks a point twice.
-
-    Returns:
-        ``budget`` unique row positions into ``features`` (all rows when M <= budget).
-    """
-    m = len(features)
-    if budget >= m:
-        return np.arange(m)
-    seed = int(rng.integers(2**31 - 1))
-    km = KMeans(n_clusters=budget, n_init=n_init, random_state=seed).fit(features.astype(np.float64))
-    distances = ((km.cluster_centers_[:, None, :] - features[None, :, :].astype(np.float64)) ** 2).sum(-1)
-    _, columns = linear_sum_assignment(distances)  # rows are centres 0..budget-1 in order
-    return np.asarray(columns)
+def _disagreement(ctx: QueryContext, a: int, b: int) -> str:
+    return f"networks disagree ({ctx.class_name(a)} vs {ctx.class_name(b)})"
 
 
 @register_strategy("unisal")
+@dataclass
 class UniSALStrategy(Strategy):
     """DUS candidates, then CS; documented fallback when candidates are fewer than the budget.
 
@@ -51,31 +28,68 @@ class UniSALStrategy(Strategy):
     the remainder by CS on that shortlist (uncertain, yet not redundant).
     """
 
+    kmeans_n_init: int = 3
     min_networks = 2
 
-    def _disagreement(self, a: int, b: int) -> str:
-        return f"networks disagree ({self.class_name(a)} vs {self.class_name(b)})"
-
-    def select(
-        self, preds: Predictions | None, pool_size: int, budget: int, rng: np.random.Generator
-    ) -> Selection:
-        assert preds is not None
-        budget = min(budget, pool_size)
+    def choose(self, ctx: QueryContext) -> Selection:
+        preds = ctx.pool_predictions()
         probs = preds.probs()
         pred_a, pred_b = probs[0].argmax(1), probs[-1].argmax(1)
         embedding = preds.mean_embedding()
         candidates = disagreement_candidates(pred_a, pred_b)
-        if len(candidates) >= budget:
-            chosen = candidates[compact_selection(embedding[candidates], budget, rng, self.kmeans_n_init)]
-            reasons = [
-                f"{self._disagreement(pred_a[i], pred_b[i])}; nearest a k-means centre" for i in chosen
+        stats: dict[str, float] = {"n_candidates": len(candidates)}
+        score = (pred_a != pred_b).astype(np.float64)
+        if len(candidates) >= ctx.budget:
+            chosen = candidates[
+                compact_selection(embedding[candidates], ctx.budget, ctx.rng, self.kmeans_n_init)
             ]
-            return Selection(chosen, reasons, len(candidates))
-        remainder = budget - len(candidates)
-        others = np.setdiff1d(np.arange(pool_size), candidates)
+            reasons = [
+                f"{_disagreement(ctx, pred_a[i], pred_b[i])}; nearest a k-means centre" for i in chosen
+            ]
+            return Selection(chosen, reasons, scores=score, stats=stats)
+        remainder = ctx.budget - len(candidates)
+        others = np.setdiff1d(np.arange(len(ctx.pool)), candidates)
         entropy = mean_entropy(probs[:, others])
         shortlist = others[np.argsort(-entropy, kind="stable")[: 2 * remainder]]
-        filled = shortlist[compact_selection(embedding[shortlist], remainder, rng, self.kmeans_n_init)]
-        reasons = [self._disagreement(pred_a[i], pred_b[i]) for i in candidates]
+        filled = shortlist[compact_selection(embedding[shortlist], remainder, ctx.rng, self.kmeans_n_init)]
+        reasons = [_disagreement(ctx, pred_a[i], pred_b[i]) for i in candidates]
         reasons += ["fallback: high entropy, nearest a k-means centre" for _ in filled]
-        return Selection(np.concatenate([candidates, filled]), reasons, len(candidates))
+        return Selection(np.concatenate([candidates, filled]), reasons, scores=score, stats=stats)
+
+
+@register_strategy("dus_random")
+@dataclass
+class DUSRandomStrategy(Strategy):
+    """Ablation without CS: DUS candidates, then a uniform sample of them. With fewer candidates
+    than the budget, all of them plus a uniform sample of the rest."""
+
+    min_networks = 2
+
+    def choose(self, ctx: QueryContext) -> Selection:
+        probs = ctx.pool_predictions().probs()
+        pred_a, pred_b = probs[0].argmax(1), probs[-1].argmax(1)
+        candidates = disagreement_candidates(pred_a, pred_b)
+        stats: dict[str, float] = {"n_candidates": len(candidates)}
+        if len(candidates) >= ctx.budget:
+            chosen = np.sort(ctx.rng.choice(candidates, size=ctx.budget, replace=False))
+            reasons = [f"{_disagreement(ctx, pred_a[i], pred_b[i])}; drawn at random" for i in chosen]
+            return Selection(chosen, reasons, stats=stats)
+        others = np.setdiff1d(np.arange(len(ctx.pool)), candidates)
+        filled = np.sort(ctx.rng.choice(others, size=ctx.budget - len(candidates), replace=False))
+        reasons = [_disagreement(ctx, pred_a[i], pred_b[i]) for i in candidates]
+        reasons += ["fallback: drawn at random"] * len(filled)
+        return Selection(np.concatenate([candidates, filled]), reasons, stats=stats)
+
+
+@register_strategy("cs_only")
+@dataclass
+class CSOnlyStrategy(Strategy):
+    """Ablation without DUS: CS (k-means with k = budget on the networks' averaged contrastive
+    embedding) over the whole unlabelled pool."""
+
+    kmeans_n_init: int = 3
+
+    def choose(self, ctx: QueryContext) -> Selection:
+        embedding = ctx.pool_predictions().mean_embedding()
+        chosen = compact_selection(embedding, ctx.budget, ctx.rng, self.kmeans_n_init)
+        return Selection(chosen, ["nearest a k-means centre of the whole pool"] * len(chosen))

@@ -22,11 +22,13 @@ class Predictions:
         logits: (K, N, C) float32.
         embeddings: (K, N, P) float32, L2-normalised projections.
         features: (K, N, F) float32 backbone features, when asked for (None otherwise).
+        hidden: (K, N, H) float32 inputs of each network's classifier, asked for with the features.
     """
 
     logits: np.ndarray
     embeddings: np.ndarray
     features: np.ndarray | None = None
+    hidden: np.ndarray | None = None
 
     def mean_logits(self) -> np.ndarray:
         """(N, C): the networks' averaged logits, used for every reported prediction."""
@@ -61,7 +63,8 @@ def predict(
     for net in nets:
         net.eval()
     idx = np.asarray(idx)
-    parts: dict[str, list[list[np.ndarray]]] = {key: [[] for _ in nets] for key in ("logits", "emb", "feat")}
+    keys = ("logits", "emb", "feat", "hidden")
+    parts: dict[str, list[list[np.ndarray]]] = {key: [[] for _ in nets] for key in keys}
     use_amp = device.type == "cuda"
     for start in tqdm(range(0, len(idx), batch_size), desc=desc, disable=not progress, leave=False):
         views = inputs.eval_views(idx[start : start + batch_size], device)
@@ -76,6 +79,8 @@ def predict(
             parts["emb"][k].append(embedding.cpu().numpy())
             if with_features:
                 parts["feat"][k].append(torch.stack([o.features.float() for o in outs]).mean(0).cpu().numpy())
+                hidden = [o.hidden if o.hidden is not None else o.features for o in outs]
+                parts["hidden"][k].append(torch.stack([h.float() for h in hidden]).mean(0).cpu().numpy())
 
     def stacked(key: str, width: int) -> np.ndarray:
         return np.stack([np.concatenate(x) if x else np.zeros((0, width), np.float32) for x in parts[key]])
@@ -85,7 +90,57 @@ def predict(
         logits=stacked("logits", n_classes),
         embeddings=stacked("emb", n_proj),
         features=stacked("feat", 0) if with_features else None,
+        hidden=stacked("hidden", 0) if with_features else None,
     )
+
+
+def has_dropout(nets: list[UniSALNet]) -> bool:
+    """Whether any network holds a dropout layer with p > 0 (MC dropout needs one)."""
+    return any(isinstance(m, torch.nn.Dropout) and m.p > 0 for net in nets for m in net.modules())
+
+
+@torch.no_grad()
+def predict_mc_dropout(
+    nets: list[UniSALNet],
+    inputs: NetworkInputs,
+    idx: np.ndarray,
+    device: torch.device,
+    *,
+    n_samples: int,
+    seed: int,
+    batch_size: int = 128,
+    progress: bool = True,
+) -> np.ndarray:
+    """Softmax outputs with dropout left on (MC dropout), every other layer in eval mode.
+
+    Returns:
+        (K * n_samples, N, C) float32 probabilities: ``n_samples`` stochastic passes per network,
+        each pass averaged over the evaluation views. Deterministic for a ``seed``.
+    """
+    if not has_dropout(nets):
+        raise ValueError("MC dropout needs a dropout layer with p > 0 (set model.drop_rate > 0)")
+    idx = np.asarray(idx)
+    out = np.zeros((len(nets) * n_samples, len(idx), int(nets[0].num_classes)), np.float32)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for net in nets:
+            net.eval()
+            for m in net.modules():
+                if isinstance(m, torch.nn.Dropout):
+                    m.train()
+        try:
+            for start in tqdm(
+                range(0, len(idx), batch_size), desc="MC dropout", disable=not progress, leave=False
+            ):
+                views = inputs.eval_views(idx[start : start + batch_size], device)
+                for k, net in enumerate(nets):
+                    for s in range(n_samples):
+                        probs = torch.stack([net(v).logits.float().softmax(1) for v in views]).mean(0)
+                        out[k * n_samples + s, start : start + len(probs)] = probs.cpu().numpy()
+        finally:
+            for net in nets:
+                net.eval()
+    return out
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, float]:

@@ -1,0 +1,359 @@
+"""From ``results.csv`` alone to ``summary.md``, ``curves.png`` and ``curves.svg``.
+
+Statistics (each seed is one paired replicate: every arm of a seed shares its split and initial
+labelled set):
+
+- mean ± sample std (ddof = 1) over seeds of test accuracy and macro-F1 at each label count;
+- AUBC: area under the accuracy (or macro-F1) curve against the number of labels, divided by
+  the label range (trapezoids), per seed, then mean ± std;
+- labels to reach 95 / 98 / 99 % of that seed's full-supervision accuracy: the first label
+  count at which the curve reaches it, mean ± std over the seeds that reached it;
+- the pairwise penalty matrix of Lüth et al. (NeurIPS 2023): arm A beats arm B at a label count
+  when a two-sided paired t-test over seeds gives p < 0.05 and A's mean is higher; the entry is
+  the number of label counts (of those where both have at least two seeds) at which A beats B.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from unisal.benchmark.spec import FULL
+from unisal.errors import RunError
+from unisal.io import atomic_path, write_text_atomic
+
+RESULT_COLUMNS = [
+    "arm",
+    "strategy",
+    "learner",
+    "seed",
+    "round",
+    "n_labeled",
+    "accuracy",
+    "macro_f1",
+    "macro_precision",
+    "macro_recall",
+    "train_seconds",
+    "select_seconds",
+    "n_candidates",
+]
+METRICS = ("accuracy", "macro_f1")
+TARGETS = (0.95, 0.98, 0.99)
+ALPHA = 0.05
+
+
+@dataclass
+class Curve:
+    """One arm and seed: label counts (R,) ascending and each metric (R,)."""
+
+    n_labeled: np.ndarray
+    values: dict[str, np.ndarray]
+
+
+@dataclass
+class Results:
+    """``results.csv`` read back: curves by arm and seed, full supervision by seed."""
+
+    curves: dict[str, dict[int, Curve]] = field(default_factory=dict)
+    full: dict[int, dict[str, float]] = field(default_factory=dict)
+    full_n_labeled: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def arms(self) -> list[str]:
+        return list(self.curves)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({s for by_seed in self.curves.values() for s in by_seed} | set(self.full))
+
+    def budgets(self) -> list[int]:
+        return sorted(
+            {int(n) for by_seed in self.curves.values() for c in by_seed.values() for n in c.n_labeled}
+        )
+
+
+def read_results(path: str | Path) -> Results:
+    path = Path(path)
+    try:
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as exc:
+        raise RunError(f"cannot read {path}: {exc}") from exc
+    missing = {"arm", "seed", "n_labeled", *METRICS} - set(rows[0] if rows else {})
+    if not rows or missing:
+        raise RunError(
+            f"{path} holds no benchmark results" + (f" (missing {sorted(missing)})" if rows else "")
+        )
+    points: dict[str, dict[int, list[tuple[int, dict[str, float]]]]] = defaultdict(lambda: defaultdict(list))
+    results = Results()
+    try:
+        for row in rows:
+            seed, n = int(row["seed"]), int(row["n_labeled"])
+            values = {m: float(row[m]) for m in METRICS}
+            if row["arm"] == FULL:
+                results.full[seed], results.full_n_labeled[seed] = values, n
+            else:
+                points[row["arm"]][seed].append((n, values))
+    except ValueError as exc:
+        raise RunError(f"{path}: a row has a malformed number ({exc})") from exc
+    for arm, by_seed in points.items():
+        results.curves[arm] = {}
+        for seed, pts in sorted(by_seed.items()):
+            pts.sort(key=lambda p: p[0])
+            results.curves[arm][seed] = Curve(
+                np.array([p[0] for p in pts]), {m: np.array([p[1][m] for p in pts]) for m in METRICS}
+            )
+    return results
+
+
+# ---- statistics (pure)
+def mean_std(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    x = np.asarray(values, np.float64)
+    return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0
+
+
+def aubc(n_labeled: np.ndarray, values: np.ndarray) -> float:
+    """Area under the curve (trapezoids) over the label range, divided by that range."""
+    n, y = np.asarray(n_labeled, np.float64), np.asarray(values, np.float64)
+    if len(n) == 1 or n[-1] == n[0]:
+        return float(y.mean())
+    return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(n)) / (n[-1] - n[0]))
+
+
+def labels_to_reach(n_labeled: np.ndarray, values: np.ndarray, target: float) -> int | None:
+    """First label count whose value reaches ``target``; None when the curve never does."""
+    hits = np.flatnonzero(np.asarray(values) >= target)
+    return int(np.asarray(n_labeled)[hits[0]]) if len(hits) else None
+
+
+def paired_win(a: np.ndarray, b: np.ndarray, alpha: float = ALPHA) -> bool | None:
+    """Whether ``a`` beats ``b`` (paired seeds, (S,) each): two-sided paired t-test p < alpha and a
+    higher mean. None when fewer than two pairs; identical pairs never win."""
+    if len(a) < 2:
+        return None
+    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    if np.allclose(diff, 0.0):
+        return False
+    if np.allclose(diff, diff[0]):  # no spread: the t statistic is infinite
+        return bool(diff[0] > 0)
+    p = stats.ttest_rel(a, b).pvalue
+    return bool(p < alpha and diff.mean() > 0)
+
+
+def values_at(results: Results, arm: str, n: int, metric: str) -> dict[int, float]:
+    """Seed -> value of ``arm`` at label count ``n``."""
+    out = {}
+    for seed, curve in results.curves[arm].items():
+        hit = np.flatnonzero(curve.n_labeled == n)
+        if len(hit):
+            out[seed] = float(curve.values[metric][hit[0]])
+    return out
+
+
+def penalty_matrix(results: Results, metric: str = "accuracy") -> tuple[np.ndarray, np.ndarray]:
+    """(A, A) wins of row over column, and (A, A) label counts compared, over common seeds."""
+    arms = results.arms
+    wins = np.zeros((len(arms), len(arms)), np.int64)
+    compared = np.zeros_like(wins)
+    for n in results.budgets():
+        at = {arm: values_at(results, arm, n, metric) for arm in arms}
+        for i, a in enumerate(arms):
+            for j, b in enumerate(arms):
+                seeds = sorted(set(at[a]) & set(at[b]))
+                if i == j or len(seeds) < 2:
+                    continue
+                won = paired_win(np.array([at[a][s] for s in seeds]), np.array([at[b][s] for s in seeds]))
+                compared[i, j] += 1
+                wins[i, j] += int(bool(won))
+    return wins, compared
+
+
+# ---- formatting
+def fmt(mean: float, std: float, digits: int = 3) -> str:
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _order(results: Results) -> list[str]:
+    """Arms by mean accuracy AUBC, best first."""
+    score = {
+        arm: np.mean([aubc(c.n_labeled, c.values["accuracy"]) for c in by_seed.values()])
+        for arm, by_seed in results.curves.items()
+    }
+    return sorted(results.arms, key=lambda a: -score[a])
+
+
+def metric_table(results: Results, metric: str) -> list[str]:
+    budgets = results.budgets()
+    lines = ["| arm | " + " | ".join(str(n) for n in budgets) + " |", "|---" * (len(budgets) + 1) + "|"]
+    for arm in _order(results):
+        cells = []
+        for n in budgets:
+            v = list(values_at(results, arm, n, metric).values())
+            cells.append(fmt(*mean_std(v)) if v else "")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    if results.full:
+        v = [f[metric] for f in results.full.values()]
+        n_full = sorted(set(results.full_n_labeled.values()))
+        lines.append(
+            f"| {FULL} ({'/'.join(map(str, n_full))} labels) | {fmt(*mean_std(v))} |"
+            + " |" * (len(budgets) - 1)
+        )
+    return lines
+
+
+def aubc_table(results: Results) -> list[str]:
+    lines = ["| arm | seeds | AUBC accuracy | AUBC macro-F1 |", "|---|---|---|---|"]
+    for arm in _order(results):
+        by_seed = results.curves[arm]
+        cells = [
+            fmt(*mean_std([aubc(c.n_labeled, c.values[m]) for c in by_seed.values()]), 4) for m in METRICS
+        ]
+        lines.append(f"| {arm} | {len(by_seed)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def target_table(results: Results) -> list[str]:
+    heads = " | ".join(f"{round(t * 100)} % of full" for t in TARGETS)
+    lines = [f"| arm | {heads} |", "|---" * (len(TARGETS) + 1) + "|"]
+    for arm in _order(results):
+        cells = []
+        for t in TARGETS:
+            reached, tried = [], 0
+            for seed, curve in results.curves[arm].items():
+                if seed not in results.full:
+                    continue
+                tried += 1
+                n = labels_to_reach(
+                    curve.n_labeled, curve.values["accuracy"], t * results.full[seed]["accuracy"]
+                )
+                if n is not None:
+                    reached.append(n)
+            if not tried:
+                cells.append("no reference")
+            elif not reached:
+                cells.append(f"not reached (0/{tried})")
+            else:
+                m, s = mean_std(reached)
+                cells.append(f"{m:.0f} ± {s:.0f} ({len(reached)}/{tried})")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def penalty_table(results: Results, metric: str = "accuracy") -> list[str]:
+    arms = _order(results)
+    index = {a: i for i, a in enumerate(results.arms)}
+    wins, compared = penalty_matrix(results, metric)
+    short = [f"{k + 1}" for k in range(len(arms))]
+    lines = [
+        "| row beats column | " + " | ".join(short) + " | total wins | total losses |",
+        "|---" * (len(arms) + 3) + "|",
+    ]
+    for k, a in enumerate(arms):
+        i = index[a]
+        cells = ["·" if a == b else str(wins[i, index[b]]) for b in arms]
+        lost = sum(wins[index[b], i] for b in arms)
+        lines.append(f"| {k + 1}. {a} | " + " | ".join(cells) + f" | {wins[i].sum()} | {lost} |")
+    n_max = int(compared.max()) if compared.size else 0
+    lines.append("")
+    lines.append(
+        f"Each entry counts the label counts (of {n_max}) at which the row arm's {metric} beats the "
+        f"column arm's: paired t-test over seeds, two-sided, p < {ALPHA}, higher mean."
+    )
+    return lines
+
+
+def summary_markdown(results: Results, *, title: str = "Benchmark", settings: list[str] | None = None) -> str:
+    seeds = results.seeds
+    lines = [f"# {title}", ""]
+    lines += settings or []
+    lines += [
+        f"Seeds: {', '.join(map(str, seeds))} ({len(seeds)}). Every arm of a seed shares its split and "
+        "initial labelled set, so comparisons are paired. Values are mean ± sample std over seeds.",
+        "",
+        "## Test accuracy by number of labels",
+        "",
+        *metric_table(results, "accuracy"),
+        "",
+        "## Test macro-F1 by number of labels",
+        "",
+        "Macro-F1 averages over every class; a class absent from the test split counts as 0.",
+        "",
+        *metric_table(results, "macro_f1"),
+        "",
+        "## Area under the budget curve (AUBC)",
+        "",
+        "Trapezoids over the label range, divided by that range; per seed, then mean ± std.",
+        "",
+        *aubc_table(results),
+        "",
+        "## Labels needed to reach a fraction of full-supervision accuracy",
+        "",
+        "Per seed, the first label count at which test accuracy reaches the fraction of that seed's "
+        "full-supervision accuracy; mean ± std over the seeds that reached it (reached/total).",
+        "",
+        *target_table(results),
+        "",
+        "## Pairwise penalty matrix (test accuracy)",
+        "",
+        *penalty_table(results, "accuracy"),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ---- plots
+def plot_curves(results: Results, out_stem: Path) -> list[Path]:
+    """``out_stem``.png and .svg: accuracy and macro-F1 against labels, mean ± std per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = _order(results)
+    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(arms), 2)))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), constrained_layout=True)
+    for ax, metric in zip(axes, METRICS, strict=True):
+        for k, arm in enumerate(arms):
+            budgets = sorted({int(n) for c in results.curves[arm].values() for n in c.n_labeled})
+            stats_ = [mean_std(list(values_at(results, arm, n, metric).values())) for n in budgets]
+            mean = np.array([m for m, _ in stats_])
+            std = np.array([s for _, s in stats_])
+            bold = arm.startswith("unisal") and " (" not in arm
+            style = "--" if arm in ("dus_random", "cs_only") else "-"
+            ax.plot(
+                budgets, mean, style, color=colours[k], lw=2.6 if bold else 1.4, label=arm, marker="o", ms=3
+            )
+            ax.fill_between(budgets, mean - std, mean + std, color=colours[k], alpha=0.15, lw=0)
+        if results.full:
+            m, s = mean_std([f[metric] for f in results.full.values()])
+            ax.axhline(m, color="black", ls=":", lw=1.2, label=f"{FULL} {m:.3f}")
+            ax.axhspan(m - s, m + s, color="black", alpha=0.07, lw=0)
+        ax.set_xlabel("labelled images")
+        ax.set_ylabel("test " + metric.replace("_", "-").replace("macro-f1", "macro-F1"))
+        ax.grid(alpha=0.3)
+    axes[1].legend(loc="lower right", fontsize=8, ncol=2)
+    fig.suptitle(f"mean ± std over {len(results.seeds)} seeds")
+    paths = [out_stem.with_suffix(".png"), out_stem.with_suffix(".svg")]
+    for path in paths:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=130, format=path.suffix[1:])
+    plt.close(fig)
+    return paths
+
+
+def write_report(folder: str | Path, *, title: str = "Benchmark", settings: list[str] | None = None) -> Path:
+    """Rebuild ``summary.md`` and the curves of a benchmark folder from its ``results.csv``."""
+    folder = Path(folder)
+    results = read_results(folder / "results.csv")
+    if not settings and (folder / "settings.md").is_file():
+        settings = (folder / "settings.md").read_text().splitlines() + [""]
+    write_text_atomic(folder / "summary.md", summary_markdown(results, title=title, settings=settings))
+    plot_curves(results, folder / "curves")
+    return folder / "summary.md"

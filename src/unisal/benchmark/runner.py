@@ -1,0 +1,281 @@
+"""``unisal benchmark``: every arm x seed as a resumable run folder, then one table and one plot.
+
+Layout of ``--out``::
+
+    benchmark.yaml          the settings; a later call must match them (arms and seeds may grow)
+    settings.md             what was run, with the command line
+    runs/<arm>/seed<k>/     an ordinary ``unisal simulate`` run folder per arm and seed
+    reference/seed<k>/      full supervision on the same split (metrics.json)
+    results.csv             one row per arm, seed and round, plus the references
+    summary.md, curves.png, curves.svg
+
+Runs go seed by seed, so that an interrupted benchmark has whole seeds; a new call skips
+finished runs, resumes a half-done one and goes on. Data are read and split once per seed, and
+the frozen learner's feature cache is built once for all.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from unisal.benchmark.report import RESULT_COLUMNS, write_report
+from unisal.benchmark.spec import (
+    FULL,
+    Arm,
+    LearnerSpec,
+    reference_folder,
+    run_config,
+)
+from unisal.config import RunConfig, to_dict
+from unisal.data.prepare import PreparedData, prepare_data
+from unisal.device import resolve_device
+from unisal.errors import RunError
+from unisal.io import write_csv_atomic, write_json_atomic, write_text_atomic
+from unisal.learners import create_learner
+from unisal.loop import ActiveLearningRun, _comparable, check_run_settings
+from unisal.run_folder import RunFolder
+from unisal.seeds import round_seed
+
+
+@dataclass
+class BenchmarkPlan:
+    """What to run. ``base`` holds every setting but the strategy, learner, seed and folder."""
+
+    base: RunConfig
+    arms: list[Arm]
+    seeds: list[int]
+    out: Path
+    default_learner: LearnerSpec
+    reference: bool = True
+    command: str = ""
+
+    def configs(self) -> list[tuple[Arm, int, RunConfig]]:
+        """Every run, seed by seed; each config checked (no I/O)."""
+        runs = [
+            (arm, seed, run_config(self.base, arm, seed, self.out))
+            for seed in self.seeds
+            for arm in self.arms
+        ]
+        for _, _, cfg in runs:
+            check_run_settings(cfg)
+        return runs
+
+    def reference_config(self, seed: int) -> RunConfig:
+        cfg = run_config(self.base, Arm("random", self.default_learner), seed, self.out)
+        cfg.learner.mode = "supervised"
+        cfg.out = str(reference_folder(self.out, seed))
+        return cfg
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "base": to_dict(self.base),
+            "arms": [f"{a.strategy}@{a.learner}" for a in self.arms],
+            "seeds": self.seeds,
+            "reference": self.reference,
+        }
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class Benchmark:
+    """Runs a :class:`BenchmarkPlan`; nothing is written to ``out`` before every check passed."""
+
+    def __init__(self, plan: BenchmarkPlan, *, progress: bool = False, log: Callable[[str], Any] = print):
+        self.plan = plan
+        self.runs = plan.configs()
+        self.progress = progress
+        self.log = log
+        self.device = resolve_device(plan.base.device)
+        self.spent: list[float] = []
+
+    # ---- the folder
+    def check_folder(self) -> None:
+        out = self.plan.out
+        if out.exists() and not out.is_dir():
+            raise RunError(f"--out {out} is a file, not a folder")
+        settings_file = out / "benchmark.yaml"
+        if not settings_file.is_file():
+            if out.is_dir() and any(out.iterdir()):
+                raise RunError(f"--out {out} is not empty and holds no benchmark; choose another folder")
+            return
+        try:
+            saved = yaml.safe_load(settings_file.read_text())["base"]
+        except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+            raise RunError(f"cannot read {settings_file}: {exc}") from exc
+        if _comparable(saved) != _comparable(to_dict(self.plan.base)):
+            raise RunError(
+                f"the settings differ from those of the benchmark in {out} (see its benchmark.yaml); "
+                "only the strategies, learners, seeds and rounds may change: use the same settings or another --out"
+            )
+
+    def write_settings(self) -> None:
+        out, plan = self.plan.out, self.plan
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / "benchmark.yaml", yaml.safe_dump(plan.settings(), sort_keys=False))
+        b = plan.base
+        lines = [
+            f"Command: `{plan.command}`" if plan.command else "",
+            "",
+            f"Data: `{b.data.path}`"
+            + (f", groups `{b.data.groups}`" if b.data.groups else "")
+            + f"; split val {b.data.val_fraction} / test {b.data.test_fraction} by group, per seed.",
+            f"Learner: {plan.default_learner} ({b.model.backbone}, {b.data.image_size} px, preset `{b.preset}`); "
+            f"{b.initial} random initial labels, then {b.rounds} rounds of {b.query.budget}.",
+        ]
+        write_text_atomic(out / "settings.md", "\n".join(lines) + "\n")
+
+    # ---- one run
+    def _run_one(self, arm: Arm, seed: int, cfg: RunConfig, data: PreparedData) -> None:
+        folder = RunFolder(cfg.out)
+        resume = folder.holds_run()
+        if resume:
+            state = folder.read_state()
+            if state.stage == "done" and state.round == cfg.rounds:
+                return
+        run = ActiveLearningRun(cfg, resume=resume, progress=self.progress, log=self._quiet_log)
+        run.setup(data)
+        run.run()
+
+    def _quiet_log(self, line: str) -> None:
+        if not line.startswith("round "):
+            self.log(line)
+
+    def _reference(self, seed: int, data: PreparedData) -> None:
+        path = reference_folder(self.plan.out, seed) / "metrics.json"
+        if path.is_file():
+            return
+        cfg = self.plan.reference_config(seed)
+        learner = create_learner(
+            cfg, len(data.catalogue.class_names), self.device, progress=self.progress, log=self._quiet_log
+        )
+        learner.prepare(data)
+        labels = data.catalogue.labels
+        result = learner.fit(
+            data.idx_pool,
+            labels[data.idx_pool],
+            idx_ulb=np.array([], np.int64),
+            idx_val=data.idx_val,
+            y_val=labels[data.idx_val],
+            init_seed=round_seed(seed, 0, "init"),
+            seed=round_seed(seed, 0, "train"),
+        )
+        metrics, _ = learner.evaluate(data.idx_test, labels[data.idx_test])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(
+            path,
+            {
+                "seed": seed,
+                "n_labeled": int(len(data.idx_pool)),
+                **metrics,
+                "train_seconds": round(result.seconds, 2),
+                "learner": str(self.plan.default_learner) + ":supervised",
+                "networks": cfg.learner.networks,
+            },
+            indent=2,
+        )
+
+    # ---- results
+    def collect(self) -> list[list[Any]]:
+        """Rows of results.csv from every finished round of every run folder, and the references."""
+        rows: list[list[Any]] = []
+        for arm, seed, cfg in self.runs:
+            folder = RunFolder(cfg.out)
+            if not folder.holds_run():
+                continue
+            for r in folder.read_state().results:
+                row = {
+                    "arm": arm.label(self.plan.default_learner),
+                    "strategy": arm.strategy,
+                    "learner": str(arm.learner),
+                    "seed": seed,
+                    **r,
+                }
+                rows.append([row.get(c, "") for c in RESULT_COLUMNS])
+        for seed in self.plan.seeds:
+            path = reference_folder(self.plan.out, seed) / "metrics.json"
+            if path.is_file():
+                m = json.loads(path.read_text())
+                row = {"arm": FULL, "strategy": "", "learner": m["learner"], "seed": seed, "round": "", **m}
+                rows.append([row.get(c, "") for c in RESULT_COLUMNS])
+        return rows
+
+    def write_results(self) -> None:
+        write_csv_atomic(self.plan.out / "results.csv", RESULT_COLUMNS, self.collect())
+
+    # ---- all of it
+    def _done(self, cfg: RunConfig) -> bool:
+        folder = RunFolder(cfg.out)
+        if not folder.holds_run():
+            return False
+        state = folder.read_state()
+        return state.stage == "done" and state.round == cfg.rounds
+
+    def run(self) -> Path:
+        """Run (or resume) everything; returns the path of summary.md."""
+        plan = self.plan
+        self.check_folder()
+        total = len(self.runs) + (len(plan.seeds) if plan.reference else 0)
+        left = [(a, s, c) for a, s, c in self.runs if not self._done(c)]
+        refs_left = [
+            s
+            for s in plan.seeds
+            if plan.reference and not (reference_folder(plan.out, s) / "metrics.json").is_file()
+        ]
+        done = total - len(left) - len(refs_left)
+        self.log(
+            f"benchmark: {len(plan.arms)} arms x {len(plan.seeds)} seeds = {len(self.runs)} runs"
+            + (f" + {len(plan.seeds)} full-supervision references" if plan.reference else "")
+            + (f"; {done} already done" if done else "")
+        )
+        written = False
+        for seed in plan.seeds:
+            todo = [(a, c) for a, s, c in left if s == seed]
+            if not todo and seed not in refs_left:
+                continue
+            data = prepare_data(plan.base.data, seed, self.progress)
+            if not written:  # the data are readable: now the folder may be written
+                self.write_settings()
+                written = True
+            for arm, cfg in todo:
+                start = time.perf_counter()
+                self._run_one(arm, seed, cfg, data)
+                done += 1
+                self._finished(f"{arm.label(plan.default_learner)}, seed {seed}", start, cfg, done, total)
+                self.write_results()
+            if seed in refs_left:
+                start = time.perf_counter()
+                self._reference(seed, data)
+                done += 1
+                self._finished(f"{FULL}, seed {seed}", start, None, done, total)
+                self.write_results()
+        if not written:
+            self.write_settings()
+        self.write_results()
+        return write_report(plan.out, title="Benchmark")
+
+    def _finished(self, what: str, start: float, cfg: RunConfig | None, done: int, total: int) -> None:
+        seconds = time.perf_counter() - start
+        self.spent.append(seconds)
+        detail = ""
+        if cfg is not None:
+            results = RunFolder(cfg.out).read_state().results
+            if results:
+                last = results[-1]
+                detail = f": {last['n_labeled']} labels, accuracy {last['accuracy']:.4f}"
+        eta = float(np.mean(self.spent)) * (total - done)
+        self.log(f"[{done}/{total}] {what}{detail} ({_duration(seconds)}; about {_duration(eta)} left)")

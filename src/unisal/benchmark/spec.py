@@ -1,0 +1,108 @@
+"""What a benchmark runs: arms (a strategy with a learner) x seeds, each an ordinary run folder.
+
+An arm is written ``STRATEGY`` (with every learner of ``--learners``) or
+``STRATEGY@LEARNER[:MODE]``, e.g. ``unisal@frozen:supervised``: UniSAL's selection with networks
+trained on the labels only.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+from unisal.config import LEARNER_MODES, ConfigError, RunConfig
+from unisal.learners import learner_class
+from unisal.query import strategy_class
+
+FULL = "full supervision"  # the ``arm`` of the reference rows in results.csv
+
+
+@dataclass(frozen=True)
+class LearnerSpec:
+    name: str
+    mode: str = "cotrain"
+
+    @classmethod
+    def parse(cls, text: str) -> LearnerSpec:
+        name, _, mode = text.strip().partition(":")
+        learner_class(name)  # unknown learner: ConfigError naming the known ones
+        mode = mode or "cotrain"
+        if mode not in LEARNER_MODES:
+            raise ConfigError(f"learner '{text}': the mode must be one of {list(LEARNER_MODES)}")
+        return cls(name, mode)
+
+    def __str__(self) -> str:
+        return self.name if self.mode == "cotrain" else f"{self.name}:{self.mode}"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One curve of the benchmark: a query strategy with a learner."""
+
+    strategy: str
+    learner: LearnerSpec
+
+    def label(self, default: LearnerSpec) -> str:
+        """How tables and plots name the arm: the strategy alone with the default learner."""
+        return self.strategy if self.learner == default else f"{self.strategy} ({self.learner})"
+
+    @property
+    def key(self) -> str:
+        """Folder name: ``strategy@learner[-mode]``."""
+        return f"{self.strategy}@{str(self.learner).replace(':', '-')}"
+
+
+def parse_arms(strategies: str, learners: list[LearnerSpec]) -> list[Arm]:
+    """Arms of ``--strategies`` (comma-separated) crossed with ``learners``; no duplicates."""
+    arms: list[Arm] = []
+    for item in (s.strip() for s in strategies.split(",")):
+        if not item:
+            continue
+        name, at, learner = item.partition("@")
+        strategy_class(name)  # unknown strategy: ConfigError naming the known ones
+        for spec in [LearnerSpec.parse(learner)] if at else learners:
+            arm = Arm(name, spec)
+            if arm not in arms:
+                arms.append(arm)
+    if not arms:
+        raise ConfigError("--strategies names no strategy")
+    return arms
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``0-4``, ``0,2,5`` or a mix (``0-2,7``) -> sorted unique seeds >= 0."""
+    seeds: set[int] = set()
+    try:
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            low, dash, high = part.partition("-")
+            first, last = int(low), int(high) if dash else int(low)
+            if first < 0 or last < first:
+                raise ValueError
+            seeds.update(range(first, last + 1))
+    except ValueError as exc:
+        raise ConfigError(f"--seeds '{text}': expected seeds >= 0 like 0-4 or 0,2,5") from exc
+    if not seeds:
+        raise ConfigError("--seeds names no seed")
+    return sorted(seeds)
+
+
+def run_config(base: RunConfig, arm: Arm, seed: int, out: Path) -> RunConfig:
+    """The settings of one run: ``base`` with the arm's strategy and learner, the seed and folder."""
+    cfg = copy.deepcopy(base)
+    cfg.query.strategy = arm.strategy
+    cfg.learner.name, cfg.learner.mode = arm.learner.name, arm.learner.mode
+    cfg.learner.networks = 2 if arm.learner.mode == "cotrain" else max(cfg.learner.networks, 1)
+    cfg.seed = seed
+    cfg.out = str(run_folder(out, arm, seed))
+    return cfg
+
+
+def run_folder(out: Path, arm: Arm, seed: int) -> Path:
+    return out / "runs" / arm.key / f"seed{seed}"
+
+
+def reference_folder(out: Path, seed: int) -> Path:
+    return out / "reference" / f"seed{seed}"

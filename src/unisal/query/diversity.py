@@ -1,0 +1,121 @@
+"""Diversity and hybrid strategies: core-set, BADGE, k-means representatives and TypiClust.
+
+Feature spaces (``space``): ``features``, the backbone's pooled features (fixed when the backbone
+is frozen); ``hidden``, the classifier's input of the trained networks (concatenated over
+networks); ``embedding``, the networks' averaged 128-d contrastive projection. All are
+L2-normalised per item, so that distances compare directions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from unisal.config import ConfigError
+from unisal.query import scores
+from unisal.query.base import QueryContext, Selection, Strategy, register_strategy
+from unisal.train.evaluate import Predictions
+
+SPACES = ("features", "hidden", "embedding")
+
+
+def feature_space(preds: Predictions, space: str) -> np.ndarray:
+    """(N, D) L2-normalised representation ``space`` of the predicted items."""
+    if space == "embedding":
+        x = preds.mean_embedding()
+    elif space == "hidden":
+        assert preds.hidden is not None
+        x = np.concatenate(list(preds.hidden), axis=1)
+    else:
+        assert preds.features is not None
+        x = preds.features.mean(axis=0)
+    return scores.l2_normalise(x)
+
+
+class _InSpace(Strategy):
+    space: str
+
+    def __post_init__(self) -> None:
+        if self.space not in SPACES:
+            raise ConfigError(f"strategy '{self.name}' parameter 'space' must be one of {list(SPACES)}")
+
+
+@register_strategy("coreset")
+@dataclass
+class CoresetStrategy(_InSpace):
+    """Core-set (Sener & Savarese 2018): k-center greedy in the trained networks' penultimate
+    space; each pick is the pool item farthest from everything labelled or picked."""
+
+    space: str = "hidden"
+
+    def choose(self, ctx: QueryContext) -> Selection:
+        pool = feature_space(ctx.pool_predictions(), self.space)
+        labelled = feature_space(ctx.labelled_predictions(), self.space) if len(ctx.labelled) else pool[:0]
+        chosen, distance = scores.k_center_greedy(pool, labelled, ctx.budget, ctx.rng)
+        reasons = [f"k-center greedy pick {r + 1}: far from the labelled set" for r in range(len(chosen))]
+        return Selection(
+            chosen, reasons, scores=distance, stats={"max_distance": round(float(distance.max()), 4)}
+        )
+
+
+@register_strategy("badge")
+@dataclass
+class BADGEStrategy(Strategy):
+    """BADGE (Ash et al. 2020): k-means++ seeding on gradient embeddings of the last layer at the
+    predicted label, which are large where the model is unsure and spread where items differ.
+    Network 0's classifier gives the embedding."""
+
+    def choose(self, ctx: QueryContext) -> Selection:
+        preds = ctx.pool_predictions()
+        assert preds.hidden is not None
+        grads = scores.gradient_embeddings(preds.logits[0], preds.hidden[0])
+        chosen = scores.kmeans_pp_seeds(grads, ctx.budget, ctx.rng)
+        norms = np.linalg.norm(grads, axis=1)
+        reasons = [
+            f"k-means++ seed {r + 1} on gradient embeddings (norm {norms[i]:.3f})"
+            for r, i in enumerate(chosen)
+        ]
+        return Selection(chosen, reasons, scores=norms)
+
+
+@register_strategy("kmeans")
+@dataclass
+class KMeansStrategy(_InSpace):
+    """Representative sampling: k-means with k = budget on the pool's backbone features, and the
+    item nearest each centre (no model uncertainty)."""
+
+    space: str = "features"
+    kmeans_n_init: int = 3
+
+    def choose(self, ctx: QueryContext) -> Selection:
+        x = feature_space(ctx.pool_predictions(), self.space)
+        chosen = scores.compact_selection(x, ctx.budget, ctx.rng, self.kmeans_n_init, np.float32)
+        return Selection(chosen, [f"nearest a k-means centre ({self.space})"] * len(chosen))
+
+
+@register_strategy("typiclust")
+@dataclass
+class TypiClustStrategy(_InSpace):
+    """TypiClust (Hacohen et al. 2022): the most typical item of the least-covered large cluster,
+    clusters from k-means on backbone features of pool and labelled images."""
+
+    space: str = "features"
+    max_clusters: int = 500
+    min_cluster_size: int = 5
+    knn: int = 20
+
+    def choose(self, ctx: QueryContext) -> Selection:
+        pool = feature_space(ctx.pool_predictions(), self.space)
+        labelled = feature_space(ctx.labelled_predictions(), self.space) if len(ctx.labelled) else pool[:0]
+        chosen, clusters = scores.typiclust_select(
+            pool,
+            labelled,
+            ctx.budget,
+            ctx.rng,
+            max_clusters=self.max_clusters,
+            min_cluster_size=self.min_cluster_size,
+            knn=self.knn,
+        )
+        reasons = [f"most typical item of a least-covered cluster ({c})" for c in clusters]
+        return Selection(chosen, reasons)

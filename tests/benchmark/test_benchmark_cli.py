@@ -1,0 +1,113 @@
+"""``unisal benchmark`` end to end on synthetic tiles (never skips): every arm, resume, refusals."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from unisal.cli.main import cli
+
+SMALL = ["--image-size", "32", "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "8"]
+SMALL += ["--initial", "6", "--budget", "3", "--rounds", "2"]
+
+
+@pytest.fixture
+def tiles(make_image_folder) -> Path:
+    return make_image_folder(classes={"red": 14, "green": 14, "blue": 14}, size=32)
+
+
+def bench(root: Path, tmp_path: Path, out: str, *extra: str) -> tuple[int, str]:
+    args = [
+        "benchmark",
+        "--data",
+        str(root),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        *SMALL,
+        "--out",
+        str(tmp_path / out),
+    ]
+    result = CliRunner().invoke(cli, [*args, *extra])
+    return result.exit_code, result.output
+
+
+def rows(folder: Path) -> list[dict[str, str]]:
+    with (folder / "results.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_every_strategy_runs_and_the_report_follows(tiles: Path, tmp_path: Path) -> None:
+    from unisal.query import strategy_names
+
+    arms = ",".join([*strategy_names(), "unisal@frozen:supervised"])
+    code, output = bench(tiles, tmp_path, "all", "--strategies", arms, "--seeds", "0-1")
+    assert code == 0, output
+    n_arms = len(strategy_names()) + 1
+    assert f"{n_arms} arms x 2 seeds = {2 * n_arms} runs + 2 full-supervision references" in output
+    assert f"[{2 * n_arms + 2}/{2 * n_arms + 2}]" in output and "left)" in output
+    out = tmp_path / "all"
+    table = rows(out)
+    per_arm = Counter(r["arm"] for r in table)
+    assert per_arm["full supervision"] == 2
+    assert all(per_arm[name] == 2 * 3 for name in strategy_names())  # 2 seeds x 3 trained rounds
+    assert per_arm["unisal (frozen:supervised)"] == 6
+    # paired: every arm of a seed starts from the same labelled set, so round 0 of the co-trained
+    # arms is the same model and the same accuracy
+    for seed in ("0", "1"):
+        first = {
+            r["accuracy"]
+            for r in table
+            if r["seed"] == seed and r["round"] == "0" and r["learner"] == "frozen"
+        }
+        assert len(first) == 1
+    assert {r["n_candidates"] for r in table if r["arm"] == "unisal" and r["round"] != "2"} != {""}
+    summary = (out / "summary.md").read_text()
+    for heading in ("Test accuracy", "macro-F1", "AUBC", "full-supervision accuracy", "penalty matrix"):
+        assert heading in summary
+    assert "Command: `unisal benchmark --data" in summary
+    assert (out / "curves.png").stat().st_size > 10_000 and (out / "curves.svg").is_file()
+    queries = (out / "runs" / "entropy@frozen" / "seed0" / "queries" / "round_1.csv").read_text().splitlines()
+    assert queries[0] == "path,label,reason,score" and len(queries) == 4 and "entropy" in queries[1]
+
+    (out / "summary.md").unlink()
+    (out / "curves.png").unlink()
+    result = CliRunner().invoke(cli, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "summary.md").read_text() == summary and (out / "curves.png").is_file()
+
+
+def test_a_second_call_skips_finished_runs_and_adds_seeds(tiles: Path, tmp_path: Path) -> None:
+    code, output = bench(tiles, tmp_path, "grow", "--strategies", "random,unisal", "--seeds", "0")
+    assert code == 0, output
+    before = (tmp_path / "grow" / "runs" / "unisal@frozen" / "seed0" / "state.json").stat().st_mtime_ns
+    code, output = bench(tiles, tmp_path, "grow", "--strategies", "random,unisal", "--seeds", "0-1")
+    assert code == 0, output
+    assert "3 already done" in output and "[6/6]" in output
+    assert (
+        tmp_path / "grow" / "runs" / "unisal@frozen" / "seed0" / "state.json"
+    ).stat().st_mtime_ns == before
+    assert sorted({r["seed"] for r in rows(tmp_path / "grow")}) == ["0", "1"]
+
+
+def test_refusals_name_the_problem_and_write_nothing(tiles: Path, tmp_path: Path) -> None:
+    code, output = bench(tiles, tmp_path, "x", "--strategies", "random,entropyy")
+    assert code != 0 and "unknown strategy 'entropyy'" in output and not (tmp_path / "x").exists()
+    code, output = bench(tiles, tmp_path, "x", "--strategies", "unisal@frozen:supervised", "--networks", "1")
+    assert code != 0 and "no such option" in output.lower()
+    code, output = bench(tiles, tmp_path, "x", "--strategies", "bald", "--seeds", "3-1")
+    assert code != 0 and "--seeds '3-1'" in output and not (tmp_path / "x").exists()
+    code, output = bench(tiles, tmp_path, "x", "--strategies", "random", "--learners", "frozen:semi")
+    assert code != 0 and "the mode must be one of" in output
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    code, output = bench(tiles, tmp_path, "busy", "--strategies", "random", "--seeds", "0")
+    assert code != 0 and "is not empty and holds no benchmark" in output
+    assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == ["notes.txt"]
+    code, output = bench(tiles, tmp_path, "done", "--strategies", "random", "--seeds", "0", "--no-reference")
+    assert code == 0, output
+    code, output = bench(tiles, tmp_path, "done", "--strategies", "random", "--seeds", "0", "--lr", "0.01")
+    assert code != 0 and "settings differ" in output
