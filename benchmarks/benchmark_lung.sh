@@ -4,7 +4,7 @@
 # UniSAL co-training heads), 5 seeds, every strategy plus UniSAL with the supervised learner, and
 # full supervision on the same split.
 #   large: 50 initial labels + 10 rounds of 100 = 1,050 labels (10 % of the 10,500-image pool)
-#   small: 10 initial labels + 15 rounds of 10  =   160 labels (1.5 % of the pool)
+#   small: 10 initial labels + 10 rounds of 10  =   110 labels (1 % of the pool)
 # Usage: PATH=$PWD/.venv/bin:$PATH bash benchmarks/benchmark_lung.sh large|small [OUT]
 # Resumable: run it again after an interruption. The tables and curves are copied into docs/results/.
 set -euo pipefail
@@ -15,7 +15,7 @@ OUT=${2:-runs/benchmark-lung-$SETTING}
 STRATEGIES=random,entropy,margin,bald,coreset,badge,typiclust,unisal,dus_random,cs_only,unisal@frozen:supervised
 case $SETTING in
   large) sizes=(--initial 50 --budget 100 --rounds 10) ;;
-  small) sizes=(--initial 10 --budget 10 --rounds 15) ;;
+  small) sizes=(--initial 10 --budget 10 --rounds 10) ;;
   *) echo "unknown setting $SETTING: large or small" >&2; exit 2 ;;
 esac
 start=$(date +%s)

@@ -18,6 +18,7 @@ import yaml
 # implements them): the image as is, its four 90-degree rotations, or all eight flips/rotations.
 VIEW_SETS: dict[str, int] = {"identity": 1, "rot4": 4, "d8": 8}
 LEARNER_MODES = ("cotrain", "supervised")
+DATA_FORMATS = ("auto", "folder", "prefix", "csv", "npz", "json")  # readers in unisal.data.catalogue
 OPTIMIZERS = ("sgd", "adamw")
 SCORE_VIEWS = ("mean", "tta", "first")
 
@@ -25,7 +26,7 @@ SCORE_VIEWS = ("mean", "tta", "first")
 @dataclass
 class DataConfig:
     path: str = ""  # image folder, flat prefix folder, or CSV of path,label
-    format: str = "auto"  # folder | prefix | csv | auto (guess from the path)
+    format: str = "auto"  # folder | prefix | csv | npz | json | auto (guess from the path)
     groups: str | None = None  # CSV path,group: splits never separate a group
     image_size: int = 64  # side of the cached, decoded square images
     val_fraction: float = 0.1  # of all labelled images, used for model selection
@@ -240,7 +241,7 @@ def validate(cfg: RunConfig) -> None:
             cfg.data.val_fraction + cfg.data.test_fraction < 0.9,
             "val_fraction + test_fraction leave too little to train on",
         ),
-        (cfg.data.format in {"auto", "folder", "prefix", "csv"}, "format must be auto|folder|prefix|csv"),
+        (cfg.data.format in DATA_FORMATS, f"format must be one of {list(DATA_FORMATS)}"),
         (cfg.learner.mode in LEARNER_MODES, f"learner.mode must be one of {list(LEARNER_MODES)}"),
         (cfg.learner.networks in (1, 2), "learner.networks must be 1 or 2"),
         (

@@ -6,6 +6,7 @@ import click
 
 from unisal import __version__
 from unisal.cli.benchmark import benchmark, report
+from unisal.cli.data import data
 from unisal.cli.features import features
 from unisal.cli.simulate import simulate
 from unisal.cli.supervised import supervised
@@ -22,3 +23,4 @@ cli.add_command(features)
 cli.add_command(supervised)
 cli.add_command(benchmark)
 cli.add_command(report)
+cli.add_command(data)

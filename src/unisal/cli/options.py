@@ -54,17 +54,19 @@ def overrides_from_flags(flags: dict[str, Any]) -> dict[str, Any]:
 
 
 def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    from unisal.config import DATA_FORMATS
+
     for option in reversed(
         [
             click.option(
-                "--data", type=click.Path(), help="Image folder, flat prefix folder, or CSV path,label."
+                "--data",
+                type=click.Path(),
+                help="Image folder, flat prefix folder, CSV path,label, MedMNIST .npz, or JSON label files.",
             ),
             click.option(
                 "--groups", type=click.Path(), help="CSV path,group: splits never separate a group."
             ),
-            click.option(
-                "--format", type=click.Choice(["auto", "folder", "prefix", "csv"]), help="Data layout."
-            ),
+            click.option("--format", type=click.Choice(list(DATA_FORMATS)), help="Data layout."),
             click.option("--image-size", type=int, help="Side of the decoded square images (px)."),
             click.option(
                 "--skip-bad-images", is_flag=True, default=None, help="Skip unreadable files and list them."

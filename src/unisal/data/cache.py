@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from unisal.data.images import BadImageError, load_rgb, resize_square
+from unisal.data.images import NPZ_SEPARATOR, BadImageError, load_rgb, resize_square
 from unisal.io import atomic_path, write_json_atomic
 
 
@@ -33,7 +33,7 @@ def cache_key(paths: list[str], size: int) -> str:
     for p in paths:
         p = os.path.abspath(p)
         try:
-            st = os.stat(p)
+            st = os.stat(p.partition(NPZ_SEPARATOR)[0])  # an image inside an .npz: the file's stat
             digest.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         except OSError:
             digest.update(f"{p}|missing\n".encode())

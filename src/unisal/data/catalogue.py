@@ -5,6 +5,9 @@ Three layouts are understood:
 * ``folder``: one sub-folder per class (Kather 2016, NCT-CRC-HE-100K, LC25000);
 * ``prefix``: a flat folder whose file names start with the class (``ADI-TCGA-AAA.png``);
 * ``csv``: a CSV with columns ``path,label`` (label may be empty for unlabelled rows);
+* ``npz``: a MedMNIST-style ``.npz`` file (``train_images``, ``train_labels``, ``val_…``, ``test_…``);
+* ``json``: JSON label files (Chaoyang): a list of ``{"name": path, "label": class}``, or a folder
+  holding such files;
 
 and an optional groups CSV (``path,group``) ties images that must stay in one split.
 """
@@ -12,13 +15,15 @@ and an optional groups CSV (``path,group``) ties images that must stay in one sp
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from unisal.data.images import is_image_file
+from unisal.data.images import NPZ_SEPARATOR, is_image_file
+from unisal.datasets.catalog import CHAOYANG_CLASSES, PATHMNIST_CLASSES
 
 UNLABELLED = -1
 
@@ -159,6 +164,86 @@ def read_csv_list(csv_path: str | Path, class_names: list[str] | None = None) ->
     return Catalogue(paths, labels, _own_groups(len(paths)), names, str(root))
 
 
+# file or folder name prefix -> class names of integer labels
+KNOWN_CLASS_NAMES: dict[str, list[str]] = {"pathmnist": PATHMNIST_CLASSES, "chaoyang": CHAOYANG_CLASSES}
+
+
+def _class_names_for(path: Path, n_classes: int) -> list[str]:
+    """Class names of a known data set (by file or folder name), else ``0 .. C-1``."""
+    for prefix, names in KNOWN_CLASS_NAMES.items():
+        if path.name.lower().startswith(prefix) and len(names) >= n_classes:
+            return list(names)
+    return [str(k) for k in range(n_classes)]
+
+
+def read_npz(npz_path: str | Path) -> Catalogue:
+    """A MedMNIST-style .npz file: every ``<split>_images`` with its ``<split>_labels``.
+
+    The file's own splits are merged (unisal makes its own grouped split); each image is
+    addressed as ``<file>::<split>/<index>``. Classes are named when the data set is known
+    (PathMNIST), else ``0 .. C-1``.
+    """
+    npz_path = Path(npz_path).resolve()
+    if not npz_path.is_file():
+        raise DataError(f".npz file not found: {npz_path}")
+    try:
+        with np.load(npz_path) as npz:
+            splits = [k[: -len("_labels")] for k in npz.files if k.endswith("_labels")]
+            labels = {s: np.asarray(npz[f"{s}_labels"]).reshape(-1).astype(np.int64) for s in splits}
+            missing = [s for s in splits if f"{s}_images" not in npz.files]
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{npz_path} is not a readable .npz file: {exc}") from exc
+    if not splits or missing:
+        raise DataError(f"{npz_path} must hold <split>_images and <split>_labels arrays (MedMNIST layout)")
+    order = [s for s in ("train", "val", "test") if s in splits] + sorted(
+        set(splits) - {"train", "val", "test"}
+    )
+    paths = [f"{npz_path}{NPZ_SEPARATOR}{s}/{i}" for s in order for i in range(len(labels[s]))]
+    all_labels = np.concatenate([labels[s] for s in order])
+    if len(all_labels) == 0 or all_labels.min() < 0:
+        raise DataError(f"{npz_path} holds no images or negative labels")
+    names = _class_names_for(npz_path, int(all_labels.max()) + 1)
+    return Catalogue(paths, all_labels, _own_groups(len(paths)), names, str(npz_path.parent))
+
+
+def read_json_labels(path: str | Path) -> Catalogue:
+    """JSON label files: each a list of ``{"name" or "path": image path, "label": class}``.
+
+    ``path`` is one .json file or a folder whose .json files are all read (Chaoyang's
+    ``train.json`` and ``test.json``); image paths are relative to the JSON file's folder.
+    Integer labels are named when the data set is known (Chaoyang), else ``0 .. C-1``.
+    """
+    path = Path(path).resolve()
+    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+    if not files or not files[0].is_file():
+        raise DataError(f"no JSON label files found at {path}")
+    rows: list[tuple[str, object]] = []
+    for file in files:
+        try:
+            entries = json.loads(file.read_text())
+            rows += [
+                (str((file.parent / (e.get("name") or e["path"])).resolve()), e["label"]) for e in entries
+            ]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DataError(f'{file} is not a JSON list of {{"name": path, "label": class}}: {exc}') from exc
+    if not rows:
+        raise DataError(f"the JSON label files at {path} list no images")
+    missing = [p for p, _ in rows if not Path(p).is_file()]
+    if missing:
+        raise DataError(
+            f"{len(missing)} image(s) listed in the JSON files at {path} do not exist, e.g. {missing[0]}"
+        )
+    if all(isinstance(lab, int) for _, lab in rows):
+        ints = [int(lab) for _, lab in rows]  # type: ignore[call-overload]
+        names = _class_names_for(path, max(ints) + 1)
+        labels = np.asarray(ints, np.int64)
+    else:
+        names = sorted({str(lab) for _, lab in rows})
+        labels = np.asarray([names.index(str(lab)) for _, lab in rows], np.int64)
+    root = path if path.is_dir() else path.parent
+    return Catalogue([p for p, _ in rows], labels, _own_groups(len(rows)), names, str(root))
+
+
 def attach_groups(catalogue: Catalogue, groups_csv: str | Path) -> Catalogue:
     """Set group ids from a CSV ``path,group`` (paths relative to the catalogue root or absolute).
 
@@ -193,8 +278,10 @@ def attach_groups(catalogue: Catalogue, groups_csv: str | Path) -> Catalogue:
 def detect_format(path: str | Path) -> str:
     """Guess the layout: ``csv`` for a .csv file, ``folder`` if it holds class sub-folders."""
     path = Path(path)
-    if path.is_file() and path.suffix.lower() == ".csv":
-        return "csv"
+    if path.is_file() and path.suffix.lower() in (".csv", ".npz", ".json"):
+        return path.suffix.lower()[1:]
+    if path.is_dir() and any(path.glob("*.json")) and not any(path.glob("*.csv")):
+        return "json"
     if not path.is_dir():
         raise DataError(f"data path not found: {path}")
     if any(d.is_dir() and any(is_image_file(p) for p in d.iterdir()) for d in path.iterdir()):
@@ -211,6 +298,8 @@ def load_catalogue(path: str | Path, fmt: str = "auto", groups: str | Path | Non
         "folder": read_image_folder,
         "prefix": read_prefix_folder,
         "csv": read_csv_list,
+        "npz": read_npz,
+        "json": read_json_labels,
     }
     if fmt not in readers:
         raise DataError(f"unknown data format '{fmt}'; expected one of {sorted(readers)}")
