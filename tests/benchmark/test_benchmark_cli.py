@@ -93,6 +93,33 @@ def test_a_second_call_skips_finished_runs_and_adds_seeds(tiles: Path, tmp_path:
     assert sorted({r["seed"] for r in rows(tmp_path / "grow")}) == ["0", "1"]
 
 
+def test_strategy_parameters_reach_their_runs(tiles: Path, tmp_path: Path) -> None:
+    code, output = bench(
+        tiles,
+        tmp_path,
+        "p",
+        "--strategies",
+        "bald,coreset",
+        "--seeds",
+        "0",
+        "--no-reference",
+        "--param",
+        "bald.mc_samples=3",
+        "--param",
+        "coreset.space=features",
+    )
+    assert code == 0, output
+    import yaml
+
+    runs = tmp_path / "p" / "runs"
+    assert yaml.safe_load((runs / "bald@frozen" / "seed0" / "config.yaml").read_text())["query"][
+        "params"
+    ] == {"mc_samples": 3}
+    assert yaml.safe_load((runs / "coreset@frozen" / "seed0" / "config.yaml").read_text())["query"][
+        "params"
+    ] == {"space": "features"}
+
+
 def test_refusals_name_the_problem_and_write_nothing(tiles: Path, tmp_path: Path) -> None:
     code, output = bench(tiles, tmp_path, "x", "--strategies", "random,entropyy")
     assert code != 0 and "unknown strategy 'entropyy'" in output and not (tmp_path / "x").exists()
@@ -102,6 +129,14 @@ def test_refusals_name_the_problem_and_write_nothing(tiles: Path, tmp_path: Path
     assert code != 0 and "--seeds '3-1'" in output and not (tmp_path / "x").exists()
     code, output = bench(tiles, tmp_path, "x", "--strategies", "random", "--learners", "frozen:semi")
     assert code != 0 and "the mode must be one of" in output
+    for param, message in (
+        ("bald.mc_samples=0", "parameter 'mc_samples' must be positive"),
+        ("entropy.mc_samples=3", "strategy 'entropy' has no parameter 'mc_samples'"),
+        ("typiclust.knn=5", "--param names typiclust, which is not among --strategies"),
+        ("mc_samples=3", "expected STRATEGY.KEY=VALUE"),
+    ):
+        code, output = bench(tiles, tmp_path, "x", "--strategies", "bald,entropy", "--param", param)
+        assert code != 0 and message in output and not (tmp_path / "x").exists(), output
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     code, output = bench(tiles, tmp_path, "busy", "--strategies", "random", "--seeds", "0")

@@ -104,6 +104,7 @@ def test_report_is_rebuilt_from_results_csv_alone(tmp_path: Path):
     assert "| good | 30 ± 0 (4/4) |" in summary
     assert "| bad | not reached (0/4) |" in summary
     assert "| 1. good | · | 3 | 3 | 6 | 0 |" in summary
+    assert "## Time per round" in summary
 
 
 def test_a_malformed_results_file_is_a_clear_error(tmp_path: Path):

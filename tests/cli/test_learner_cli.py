@@ -112,3 +112,40 @@ def test_bad_settings_fail_before_anything_is_written(
     assert "Traceback" not in result.output
     assert not out.exists()
     assert not (tmp_path / "c").exists()  # refused before even decoding the images
+
+
+def test_strategy_needs_are_checked_before_anything_is_written(colours: Path, tmp_path: Path) -> None:
+    common = ["--data", str(colours), "--cache-dir", str(tmp_path / "cache"), *FAST]
+    result = invoke(
+        "simulate", *common, "--strategy", "bald", "--drop-rate", "0", "--out", str(tmp_path / "a")
+    )
+    assert result.exit_code != 0 and "uses MC dropout, but model.drop_rate is 0.0" in result.output
+    result = invoke(
+        "simulate",
+        *common,
+        "--strategy",
+        "unisal",
+        "--mode",
+        "supervised",
+        "--networks",
+        "1",
+        "--out",
+        str(tmp_path / "b"),
+    )
+    assert result.exit_code != 0 and "compares 2 networks, but the learner trains 1" in result.output
+    result = invoke(
+        "simulate", *common, "--strategy", "bald", "--param", "mc_samples=0", "--out", str(tmp_path / "c")
+    )
+    assert result.exit_code != 0 and "'mc_samples' must be positive" in result.output
+    assert not any((tmp_path / name).exists() for name in "abc")
+    result = invoke(
+        "simulate", *common, "--strategy", "bald", "--param", "mc_samples=2", "--initial", "6", "--budget", "3",
+        "--rounds", "1", "--out", str(tmp_path / "d"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "d" / "config.yaml").read_text())["query"]["params"] == {
+        "mc_samples": 2
+    }
+    queries = rows(tmp_path / "d" / "queries" / "round_1.csv")
+    assert len(queries) == 3 and all(q["reason"].startswith("BALD mutual information") for q in queries)
+    assert all(float(q["score"]) >= 0 for q in queries)

@@ -141,3 +141,16 @@ def test_badge_prefers_uncertain_and_spread_items():
     assert hits >= 2.0  # chance would be 3 x 3 / 90 = 0.1
     blobs_hit = [len({blob[i] for i in p if i in unsure}) for p in picks]
     assert min(blobs_hit) >= 2  # uncertain items of different blobs, not the same one twice
+
+
+def test_the_context_computes_each_prediction_once_and_only_when_asked():
+    outputs, _ = _table()
+    learner = TableLearner(outputs)
+    labelled = np.array([0, 1])
+    ctx = context(learner, np.arange(2, 90), 3, labelled=labelled)
+    assert learner.calls == []  # nothing before a strategy asks
+    create_strategy("coreset").select(ctx)
+    assert learner.calls == ["predict", "predict"]  # the pool and the labelled set, once each
+    ctx.pool_predictions()
+    ctx.labelled_predictions()
+    assert learner.calls == ["predict", "predict"]

@@ -63,6 +63,9 @@ class Results:
     curves: dict[str, dict[int, Curve]] = field(default_factory=dict)
     full: dict[int, dict[str, float]] = field(default_factory=dict)
     full_n_labeled: dict[int, int] = field(default_factory=dict)
+    seconds: dict[str, dict[str, list[float]]] = field(
+        default_factory=dict
+    )  # arm -> train/select -> per round
 
     @property
     def arms(self) -> list[str]:
@@ -100,6 +103,10 @@ def read_results(path: str | Path) -> Results:
                 results.full[seed], results.full_n_labeled[seed] = values, n
             else:
                 points[row["arm"]][seed].append((n, values))
+                timing = results.seconds.setdefault(row["arm"], {"train": [], "select": []})
+                for kind in ("train", "select"):
+                    if row.get(f"{kind}_seconds"):
+                        timing[kind].append(float(row[f"{kind}_seconds"]))
     except ValueError as exc:
         raise RunError(f"{path}: a row has a malformed number ({exc})") from exc
     for arm, by_seed in points.items():
@@ -269,6 +276,15 @@ def penalty_table(results: Results, metric: str = "accuracy") -> list[str]:
     return lines
 
 
+def timing_table(results: Results) -> list[str]:
+    lines = ["| arm | training s / round | selection s / round |", "|---|---|---|"]
+    for arm in _order(results):
+        timing = results.seconds.get(arm, {})
+        cells = [fmt(*mean_std(timing[k]), 2) if timing.get(k) else "" for k in ("train", "select")]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def summary_markdown(results: Results, *, title: str = "Benchmark", settings: list[str] | None = None) -> str:
     seeds = results.seeds
     lines = [f"# {title}", ""]
@@ -303,6 +319,12 @@ def summary_markdown(results: Results, *, title: str = "Benchmark", settings: li
         "## Pairwise penalty matrix (test accuracy)",
         "",
         *penalty_table(results, "accuracy"),
+        "",
+        "## Time per round",
+        "",
+        "Mean ± std over rounds and seeds, as measured in the runs (selection includes scoring the pool).",
+        "",
+        *timing_table(results),
         "",
     ]
     return "\n".join(lines)

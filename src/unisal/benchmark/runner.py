@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class BenchmarkPlan:
     default_learner: LearnerSpec
     reference: bool = True
     command: str = ""
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # strategy -> its hyper-parameters
 
     def configs(self) -> list[tuple[Arm, int, RunConfig]]:
         """Every run, seed by seed; each config checked (no I/O)."""
@@ -67,6 +68,11 @@ class BenchmarkPlan:
         for _, _, cfg in runs:
             check_run_settings(cfg)
         return runs
+
+    def _config(self, arm: Arm, seed: int) -> RunConfig:
+        cfg = run_config(self.base, arm, seed, self.out)
+        cfg.query.params = dict(self.params.get(arm.strategy, {}))
+        return cfg
 
     def reference_config(self, seed: int) -> RunConfig:
         cfg = run_config(self.base, Arm("random", self.default_learner), seed, self.out)
@@ -80,6 +86,7 @@ class BenchmarkPlan:
             "arms": [f"{a.strategy}@{a.learner}" for a in self.arms],
             "seeds": self.seeds,
             "reference": self.reference,
+            "params": self.params,
         }
 
 

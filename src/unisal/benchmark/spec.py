@@ -94,7 +94,8 @@ def run_config(base: RunConfig, arm: Arm, seed: int, out: Path) -> RunConfig:
     cfg = copy.deepcopy(base)
     cfg.query.strategy = arm.strategy
     cfg.learner.name, cfg.learner.mode = arm.learner.name, arm.learner.mode
-    cfg.learner.networks = 2 if arm.learner.mode == "cotrain" else max(cfg.learner.networks, 1)
+    if arm.learner.mode == "cotrain":
+        cfg.learner.networks = 2  # a supervised arm keeps the base setting (2 by default: a fair pair)
     cfg.seed = seed
     cfg.out = str(run_folder(out, arm, seed))
     return cfg

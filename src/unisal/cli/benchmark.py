@@ -12,6 +12,7 @@ from unisal.cli.options import (
     data_options,
     feature_options,
     model_train_options,
+    parse_params,
     preset_option,
     resolve_config,
     score_views_option,
@@ -57,6 +58,9 @@ DEFAULT_STRATEGIES = "random,entropy,margin,bald,coreset,badge,typiclust,unisal,
     default=None,
     help="Comma-separated LEARNER[:MODE] run with every unpinned strategy (default: the preset's, cotrain).",
 )
+@click.option(
+    "--param", "params", multiple=True, help="A strategy hyper-parameter STRATEGY.KEY=VALUE (repeatable)."
+)
 @click.option("--seeds", default="0-4", show_default=True, help="Seeds: 0-4, or 0,2,5.")
 @click.option("--initial", type=int, help="Randomly chosen labelled images before round 1.")
 @click.option("--budget", type=int, help="Images queried per round.")
@@ -73,6 +77,7 @@ def benchmark(
     strategies: str,
     learners: str | None,
     seeds: str,
+    params: tuple[str, ...],
     no_reference: bool,
     out: str,
     show_progress: bool,
@@ -97,6 +102,7 @@ def benchmark(
             out=Path(out),
             default_learner=learner_specs[0],
             reference=not no_reference,
+            params=parse_params(params, scoped=True),
             command=command_line(click.get_current_context()),
         )
         summary = Benchmark(plan, progress=show_progress, log=click.echo).run()

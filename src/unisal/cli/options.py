@@ -24,6 +24,7 @@ CONFIG_PATHS: dict[str, tuple[str, ...]] = {
     "backbone": ("model", "backbone"),
     "pretrained": ("model", "pretrained"),
     "weights": ("model", "weights"),
+    "drop_rate": ("model", "drop_rate"),
     "epochs": ("train", "epochs"),
     "steps_per_epoch": ("train", "steps_per_epoch"),
     "batch_size": ("train", "batch_size"),
@@ -129,6 +130,9 @@ def model_train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option("--pretrained/--no-pretrained", default=None, help="Start from ImageNet weights."),
             click.option("--weights", help="Local checkpoint path or http(s) URL of backbone weights."),
+            click.option(
+                "--drop-rate", type=float, help="Dropout before the classifier (bald uses it for MC dropout)."
+            ),
             click.option("--epochs", type=int, help="Epochs per round."),
             click.option("--steps-per-epoch", type=int, help="Optimiser steps per epoch."),
             click.option("--batch-size", type=int, help="Images per step (half labelled when co-training)."),
@@ -160,6 +164,30 @@ def resolve_config(config_file: str | None, preset: str | None, flags: dict[str,
     if not cfg.data.path:
         raise ConfigError("no data given: pass --data PATH or set data.path in --config")
     return cfg
+
+
+def parse_params(items: tuple[str, ...], *, scoped: bool) -> dict[str, Any]:
+    """``KEY=VALUE`` (or, ``scoped``, ``STRATEGY.KEY=VALUE``) -> nested dict; values read as YAML."""
+    import yaml
+
+    from unisal.config import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        scope, dot, leaf = key.partition(".") if scoped else ("", "", key)
+        if not eq or not leaf.strip() or (scoped and not (dot and scope.strip())):
+            form = "STRATEGY.KEY=VALUE" if scoped else "KEY=VALUE"
+            raise ConfigError(
+                f"--param '{item}': expected {form}, e.g. {'bald.' if scoped else ''}mc_samples=10"
+            )
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--param '{item}': cannot read the value ({exc})") from exc
+        target = out.setdefault(scope.strip(), {}) if scoped else out
+        target[leaf.strip()] = value
+    return out
 
 
 def user_errors() -> tuple[type[Exception], ...]:

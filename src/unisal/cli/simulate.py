@@ -10,6 +10,7 @@ from unisal.cli.options import (
     data_options,
     learner_options,
     model_train_options,
+    parse_params,
     preset_option,
     resolve_config,
     user_errors,
@@ -30,19 +31,31 @@ from unisal.cli.options import (
 @click.option("--initial", type=int, help="Randomly chosen labelled images before round 1.")
 @click.option("--budget", type=int, help="Images queried per round.")
 @click.option("--rounds", type=int, help="Query rounds (the model is trained rounds + 1 times).")
-@click.option("--strategy", help="Query strategy: unisal, random, ...")
+@click.option(
+    "--strategy",
+    help="Query strategy: unisal, random, entropy, margin, least_confidence, bald, coreset, badge, kmeans, typiclust, dus_random, cs_only.",
+)
+@click.option("--param", "params", multiple=True, help="A strategy hyper-parameter KEY=VALUE (repeatable).")
 @click.option(
     "--pool-subset", type=int, help="Score only a random subset of this size of the pool per round."
 )
 @click.option("--out", type=click.Path(), help="Output folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out where it stopped.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def simulate(config_file: str | None, preset: str | None, resume: bool, quiet: bool, **flags: Any) -> None:
+def simulate(
+    config_file: str | None,
+    preset: str | None,
+    resume: bool,
+    quiet: bool,
+    params: tuple[str, ...],
+    **flags: Any,
+) -> None:
     """Run UniSAL (or another strategy) with oracle labels and write curves and queries to --out."""
     from unisal.loop import ActiveLearningRun
 
     try:
         cfg = resolve_config(config_file, preset, flags)
+        cfg.query.params.update(parse_params(params, scoped=False))
         results = ActiveLearningRun(cfg, resume=resume, progress=not quiet, log=click.echo).run()
     except user_errors() as error:
         raise click.ClickException(str(error)) from error
