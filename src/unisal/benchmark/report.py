@@ -27,22 +27,9 @@ from scipy import stats
 from unisal.benchmark.spec import FULL
 from unisal.errors import RunError
 from unisal.io import atomic_path, write_text_atomic
+from unisal.run_folder import ROUND_COLUMNS
 
-RESULT_COLUMNS = [
-    "arm",
-    "strategy",
-    "learner",
-    "seed",
-    "round",
-    "n_labeled",
-    "accuracy",
-    "macro_f1",
-    "macro_precision",
-    "macro_recall",
-    "train_seconds",
-    "select_seconds",
-    "n_candidates",
-]
+RESULT_COLUMNS = ["arm", "strategy", "learner", "seed", *ROUND_COLUMNS, "n_candidates"]
 METRICS = ("accuracy", "macro_f1")
 TARGETS = (0.95, 0.98, 0.99)
 ALPHA = 0.05

@@ -38,18 +38,17 @@ def file_digest(path: str | Path, algorithm: str = "md5", progress: bool = False
     digest = hashlib.new(algorithm)
     with (
         path.open("rb") as handle,
-        tqdm(
-            total=path.stat().st_size,
-            unit="B",
-            unit_scale=True,
-            desc=f"checking {path.name}",
-            disable=not progress,
-        ) as bar,
+        byte_bar(path.stat().st_size, f"checking {path.name}", progress) as bar,
     ):
         for block in iter(lambda: handle.read(CHUNK), b""):
             digest.update(block)
             bar.update(len(block))
     return digest.hexdigest()
+
+
+def byte_bar(total: int | None, desc: str, progress: bool, initial: int = 0) -> tqdm:
+    """A progress bar counting bytes."""
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=desc, disable=not progress)
 
 
 def _open(url: str, start: int, timeout: float) -> Any:
@@ -95,14 +94,7 @@ def fetch(
                     total = start + int(length)
                 with (
                     part.open("ab" if start else "wb") as handle,
-                    tqdm(
-                        total=total,
-                        initial=start,
-                        unit="B",
-                        unit_scale=True,
-                        desc=f"downloading {target.name}",
-                        disable=not progress,
-                    ) as bar,
+                    byte_bar(total, f"downloading {target.name}", progress, start) as bar,
                 ):
                     for block in iter(lambda: response.read(CHUNK), b""):
                         handle.write(block)
