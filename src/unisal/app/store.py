@@ -1,0 +1,537 @@
+"""The labelling project's one source of truth: an SQLite database (WAL mode, versioned schema).
+
+It holds the images (path relative to the image root, content hash, size, group, split), the
+classes, the current label of each image with its annotator and time, an audit trail of every
+change (old -> new), labels that disagree with an earlier annotator's (kept for review, never
+written over), the rounds (settings, metrics, checkpoint, status) and the query queue with the
+reason each item was picked and a lease per annotator.
+
+Every change is one transaction: a label the caller was told about is on disk, even if the
+process is killed right after (SQLite's write-ahead log).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from unisal.data.catalogue import UnknownClassError
+
+SCHEMA_VERSION = 1
+DB_NAME = "project.db"
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE classes (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE images (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,          -- relative to the project's image root
+    sha256 TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    grp TEXT NOT NULL,                  -- images of one group stay in one split
+    split TEXT NOT NULL DEFAULT 'pool' CHECK (split IN ('pool', 'test'))
+);
+CREATE TABLE labels (
+    image_id INTEGER PRIMARY KEY REFERENCES images(id),
+    class_id INTEGER NOT NULL REFERENCES classes(id),
+    annotator TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE TABLE label_events (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    old_class_id INTEGER REFERENCES classes(id),
+    new_class_id INTEGER REFERENCES classes(id),
+    annotator TEXT NOT NULL,
+    action TEXT NOT NULL CHECK (action IN ('label', 'relabel', 'undo', 'import')),
+    at TEXT NOT NULL,
+    undone INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX label_events_by_annotator ON label_events(annotator, id);
+CREATE TABLE disagreements (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    class_id INTEGER NOT NULL REFERENCES classes(id),
+    annotator TEXT NOT NULL,
+    at TEXT NOT NULL,
+    resolved INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE rounds (
+    id INTEGER PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    n_labels INTEGER NOT NULL,
+    settings TEXT NOT NULL,
+    metrics TEXT,
+    checkpoint TEXT,
+    error TEXT
+);
+CREATE TABLE queue (
+    image_id INTEGER PRIMARY KEY REFERENCES images(id),
+    round_id INTEGER REFERENCES rounds(id),
+    position INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    score REAL,
+    guess_class_id INTEGER REFERENCES classes(id),
+    guess_confidence REAL,
+    lease_owner TEXT,
+    lease_until TEXT,
+    skipped_by TEXT
+);
+"""
+
+# Version k -> the SQL that brings a version k - 1 database to k. A new column or table is a
+# new entry here; an existing entry is never edited.
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+
+
+class ProjectError(ValueError):
+    """The project folder or a request cannot be used; the message says why."""
+
+
+def now() -> str:
+    """UTC time, ISO 8601 with microseconds (sorts as text)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    """What happened to a submitted label: ``labelled``, ``relabelled``, ``unchanged`` (a double
+    submit) or ``disagreement`` (another annotator's label stays; this one waits for review)."""
+
+    status: str
+    image_id: int
+    label: str
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    image_id: int
+    path: str
+    reason: str
+    score: float | None
+    guess: str | None
+    guess_confidence: float | None
+    position: int
+
+
+class ProjectStore:
+    """One project database. Thread-safe: each thread gets its own connection.
+
+    Open with :meth:`create` (new project) or :meth:`open` (existing; migrated if older).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._local = threading.local()
+
+    # ---- connections and transactions
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # an acknowledged label survives a crash
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any error): all or nothing."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # ---- creation and migration
+    @classmethod
+    def create(cls, path: str | Path, *, classes: list[str], settings: dict[str, Any]) -> ProjectStore:
+        path = Path(path)
+        if path.exists():
+            raise ProjectError(f"{path} already exists")
+        if len(classes) < 2 or len(set(classes)) != len(classes) or any(not c.strip() for c in classes):
+            raise ProjectError(f"a project needs two or more distinct, non-empty class names; got {classes}")
+        store = cls(path)
+        store.migrate()
+        with store.transaction() as conn:
+            conn.executemany("INSERT INTO classes (id, name) VALUES (?, ?)", list(enumerate(classes)))
+            conn.execute("INSERT INTO meta VALUES ('settings', ?)", (json.dumps(settings),))
+            conn.execute("INSERT INTO meta VALUES ('created_at', ?)", (now(),))
+        return store
+
+    @classmethod
+    def open(cls, path: str | Path) -> ProjectStore:
+        path = Path(path)
+        if not path.is_file():
+            raise ProjectError(f"no project database at {path}")
+        store = cls(path)
+        try:
+            store.migrate()
+        except sqlite3.DatabaseError as exc:
+            raise ProjectError(f"{path} is not a readable project database: {exc}") from exc
+        return store
+
+    @property
+    def version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        """Apply every migration above the database's version, each in its own transaction."""
+        version = self.version
+        if version > SCHEMA_VERSION:
+            raise ProjectError(
+                f"{self.path} has schema version {version}, newer than this unisal ({SCHEMA_VERSION}): upgrade unisal"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self.transaction() as conn:
+                for statement in MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {target}")
+
+    # ---- settings and classes
+    def settings(self) -> dict[str, Any]:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
+        return dict(json.loads(row[0])) if row else {}
+
+    def set_settings(self, settings: dict[str, Any]) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('settings', ?)", (json.dumps(settings),))
+
+    def class_names(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT name FROM classes ORDER BY id")]
+
+    def class_id(self, name: str) -> int:
+        row = self.conn.execute("SELECT id FROM classes WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise UnknownClassError(f"'{name}' is not one of the classes {self.class_names()}")
+        return int(row[0])
+
+    # ---- images
+    def add_images(self, rows: Iterable[tuple[str, str, int, str, str]]) -> int:
+        """Insert ``(path, sha256, bytes, group, split)`` rows in one transaction; returns the count."""
+        rows = list(rows)
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO images (path, sha256, bytes, grp, split) VALUES (?, ?, ?, ?, ?)", rows
+            )
+        return len(rows)
+
+    def image_ids(self, paths: list[str]) -> dict[str, int]:
+        """Path -> id for the paths the project holds."""
+        out: dict[str, int] = {}
+        for start in range(0, len(paths), 500):
+            chunk = paths[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                {
+                    r[0]: r[1]
+                    for r in self.conn.execute(f"SELECT path, id FROM images WHERE path IN ({marks})", chunk)
+                }
+            )
+        return out
+
+    def image_path(self, image_id: int) -> str:
+        row = self.conn.execute("SELECT path FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row is None:
+            raise ProjectError(f"no image with id {image_id}")
+        return str(row[0])
+
+    def images(self) -> list[sqlite3.Row]:
+        return self.conn.execute(
+            "SELECT id, path, sha256, bytes, grp, split FROM images ORDER BY id"
+        ).fetchall()
+
+    # ---- labels
+    def _label_row(self, conn: sqlite3.Connection, image_id: int) -> sqlite3.Row | None:
+        return conn.execute(
+            "SELECT class_id, annotator FROM labels WHERE image_id = ?", (image_id,)
+        ).fetchone()
+
+    def set_label(self, image_id: int, label: str, annotator: str) -> LabelResult:
+        """Label an image; audited. A different annotator's differing label is kept as a disagreement."""
+        class_id = self.class_id(label)
+        at = now()
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is None:
+                raise ProjectError(f"no image with id {image_id}")
+            current = self._label_row(conn, image_id)
+            if current is not None and current["class_id"] == class_id:
+                status = "unchanged"
+            elif current is not None and current["annotator"] != annotator:
+                conn.execute(
+                    "INSERT INTO disagreements (image_id, class_id, annotator, at) VALUES (?, ?, ?, ?)",
+                    (image_id, class_id, annotator, at),
+                )
+                status = "disagreement"
+            else:
+                old = None if current is None else current["class_id"]
+                conn.execute(
+                    "INSERT OR REPLACE INTO labels (image_id, class_id, annotator, at) VALUES (?, ?, ?, ?)",
+                    (image_id, class_id, annotator, at),
+                )
+                action = "label" if old is None else "relabel"
+                conn.execute(
+                    "INSERT INTO label_events (image_id, old_class_id, new_class_id, annotator, action, at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (image_id, old, class_id, annotator, action, at),
+                )
+                status = "labelled" if old is None else "relabelled"
+            conn.execute(
+                "UPDATE queue SET lease_owner = NULL, lease_until = NULL WHERE image_id = ?", (image_id,)
+            )
+        return LabelResult(status, image_id, label)
+
+    def undo(self, annotator: str) -> LabelResult | None:
+        """Revert this annotator's latest label change that is still in effect; None if there is none."""
+        with self.transaction() as conn:
+            event = conn.execute(
+                "SELECT id, image_id, old_class_id, new_class_id FROM label_events "
+                "WHERE annotator = ? AND action IN ('label', 'relabel') AND undone = 0 ORDER BY id DESC LIMIT 1",
+                (annotator,),
+            ).fetchone()
+            if event is None:
+                return None
+            current = self._label_row(conn, event["image_id"])
+            if (
+                current is None
+                or current["class_id"] != event["new_class_id"]
+                or current["annotator"] != annotator
+            ):
+                raise ProjectError("the latest label was changed since; nothing was undone")
+            if event["old_class_id"] is None:
+                conn.execute("DELETE FROM labels WHERE image_id = ?", (event["image_id"],))
+            else:
+                conn.execute(
+                    "UPDATE labels SET class_id = ?, at = ? WHERE image_id = ?",
+                    (event["old_class_id"], now(), event["image_id"]),
+                )
+            conn.execute("UPDATE label_events SET undone = 1 WHERE id = ?", (event["id"],))
+            conn.execute(
+                "INSERT INTO label_events (image_id, old_class_id, new_class_id, annotator, action, at) "
+                "VALUES (?, ?, ?, ?, 'undo', ?)",
+                (event["image_id"], event["new_class_id"], event["old_class_id"], annotator, now()),
+            )
+        names = self.class_names()
+        old = event["old_class_id"]
+        return LabelResult("undone", int(event["image_id"]), "" if old is None else names[old])
+
+    def labels(self) -> dict[str, tuple[str, str, str]]:
+        """Path -> (class name, annotator, time) of every labelled image."""
+        rows = self.conn.execute(
+            "SELECT images.path, classes.name, labels.annotator, labels.at FROM labels "
+            "JOIN images ON images.id = labels.image_id JOIN classes ON classes.id = labels.class_id "
+            "ORDER BY images.id"
+        )
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def import_labels(self, rows: list[tuple[str, str]], annotator: str) -> int:
+        """Set ``(path, class name)`` labels all at once, or none: an unknown image or class is an
+        error naming every offender (at most 5 shown). Returns how many labels changed."""
+        names = self.class_names()
+        ids = self.image_ids([p for p, _ in rows])
+        unknown_images = [p for p, _ in rows if p not in ids]
+        unknown_classes = sorted({c for _, c in rows if c not in names})
+        problems = []
+        if unknown_images:
+            problems.append(f"{len(unknown_images)} unknown image(s), e.g. {', '.join(unknown_images[:5])}")
+        if unknown_classes:
+            problems.append(
+                f"unknown class(es) {', '.join(map(repr, unknown_classes[:5]))} (classes: {names})"
+            )
+        seen: dict[str, str] = {}
+        conflicts = sorted({p for p, c in rows if seen.setdefault(p, c) != c})
+        if conflicts:
+            problems.append(
+                f"{len(conflicts)} image(s) with two different labels, e.g. {', '.join(conflicts[:5])}"
+            )
+        if problems:
+            raise ProjectError("nothing imported: " + "; ".join(problems))
+        changed = 0
+        at = now()
+        with self.transaction() as conn:
+            for path, label in dict(rows).items():
+                image_id, class_id = ids[path], names.index(label)
+                current = self._label_row(conn, image_id)
+                old = None if current is None else current["class_id"]
+                if old == class_id:
+                    continue
+                conn.execute(
+                    "INSERT OR REPLACE INTO labels (image_id, class_id, annotator, at) VALUES (?, ?, ?, ?)",
+                    (image_id, class_id, annotator, at),
+                )
+                conn.execute(
+                    "INSERT INTO label_events (image_id, old_class_id, new_class_id, annotator, action, at) "
+                    "VALUES (?, ?, ?, ?, 'import', ?)",
+                    (image_id, old, class_id, annotator, at),
+                )
+                changed += 1
+        return changed
+
+    def disagreements(self) -> list[sqlite3.Row]:
+        return self.conn.execute(
+            "SELECT d.id, images.path, classes.name AS label, d.annotator, d.at FROM disagreements d "
+            "JOIN images ON images.id = d.image_id JOIN classes ON classes.id = d.class_id "
+            "WHERE d.resolved = 0 ORDER BY d.id"
+        ).fetchall()
+
+    def history(self) -> list[sqlite3.Row]:
+        """The audit trail, oldest first."""
+        return self.conn.execute(
+            "SELECT e.id, images.path, old.name AS old, new.name AS new, e.annotator, e.action, e.at "
+            "FROM label_events e JOIN images ON images.id = e.image_id "
+            "LEFT JOIN classes old ON old.id = e.old_class_id LEFT JOIN classes new ON new.id = e.new_class_id "
+            "ORDER BY e.id"
+        ).fetchall()
+
+    # ---- the queue and leases
+    def replace_queue(self, round_id: int | None, items: list[dict[str, Any]]) -> None:
+        """The next batch: ``image_id``, ``reason`` and optionally ``score``, ``guess`` (class
+        name), ``guess_confidence``, in the order to show them."""
+        names = self.class_names()
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM queue")
+            conn.executemany(
+                "INSERT INTO queue (image_id, round_id, position, reason, score, guess_class_id, guess_confidence) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        item["image_id"],
+                        round_id,
+                        k,
+                        item["reason"],
+                        item.get("score"),
+                        names.index(item["guess"]) if item.get("guess") is not None else None,
+                        item.get("guess_confidence"),
+                    )
+                    for k, item in enumerate(items)
+                ],
+            )
+
+    def lease_next(self, annotator: str, *, lease_seconds: float = 600.0) -> QueueItem | None:
+        """The first queued, unlabelled item that no other annotator holds (or whose lease ran
+        out) and this annotator has not skipped; leased to ``annotator``. None when none is left."""
+        t = datetime.now(UTC)
+        until = (t + timedelta(seconds=lease_seconds)).isoformat(timespec="microseconds")
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT q.image_id, images.path, q.reason, q.score, classes.name AS guess, q.guess_confidence, q.position "
+                "FROM queue q JOIN images ON images.id = q.image_id LEFT JOIN classes ON classes.id = q.guess_class_id "
+                "WHERE q.image_id NOT IN (SELECT image_id FROM labels) "
+                "AND (q.skipped_by IS NULL OR q.skipped_by != ?) "
+                "AND (q.lease_owner IS NULL OR q.lease_owner = ? OR q.lease_until < ?) "
+                "ORDER BY (q.lease_owner = ?) DESC, q.position LIMIT 1",
+                (annotator, annotator, t.isoformat(timespec="microseconds"), annotator),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE queue SET lease_owner = ?, lease_until = ? WHERE image_id = ?",
+                (annotator, until, row["image_id"]),
+            )
+        return QueueItem(
+            row["image_id"],
+            row["path"],
+            row["reason"],
+            row["score"],
+            row["guess"],
+            row["guess_confidence"],
+            row["position"],
+        )
+
+    def skip(self, image_id: int, annotator: str) -> None:
+        """Put an item back for the others; this annotator will not be offered it again."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE queue SET lease_owner = NULL, lease_until = NULL, skipped_by = ? WHERE image_id = ?",
+                (annotator, image_id),
+            )
+
+    def queue_length(self) -> int:
+        return int(
+            self.conn.execute(
+                "SELECT COUNT(*) FROM queue WHERE image_id NOT IN (SELECT image_id FROM labels)"
+            ).fetchone()[0]
+        )
+
+    # ---- rounds
+    def start_round(self, settings: dict[str, Any]) -> int:
+        """A new round (status ``running``); refused while another one runs."""
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM rounds WHERE status = 'running'").fetchone():
+                raise ProjectError("a round is already running; wait for it to finish")
+            n = conn.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+            cur = conn.execute(
+                "INSERT INTO rounds (status, started_at, n_labels, settings) VALUES ('running', ?, ?, ?)",
+                (now(), n, json.dumps(settings)),
+            )
+            return int(cur.lastrowid or 0)
+
+    def finish_round(self, round_id: int, *, metrics: dict[str, Any], checkpoint: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE rounds SET status = 'done', finished_at = ?, metrics = ?, checkpoint = ? WHERE id = ?",
+                (now(), json.dumps(metrics), checkpoint, round_id),
+            )
+
+    def fail_round(self, round_id: int, error: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE rounds SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
+                (now(), error, round_id),
+            )
+
+    def rounds(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM rounds ORDER BY id").fetchall()
+        out = []
+        for r in rows:
+            item = dict(r)
+            item["settings"] = json.loads(item["settings"])
+            item["metrics"] = json.loads(item["metrics"]) if item["metrics"] else None
+            out.append(item)
+        return out
+
+    # ---- summary
+    def counts(self) -> dict[str, Any]:
+        """Images, labels per class, queue length and open disagreements."""
+        conn = self.conn
+        per_class = {name: 0 for name in self.class_names()}
+        for name, n in conn.execute(
+            "SELECT classes.name, COUNT(*) FROM labels JOIN classes ON classes.id = labels.class_id GROUP BY classes.name"
+        ):
+            per_class[name] = int(n)
+        return {
+            "images": int(conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]),
+            "test_images": int(
+                conn.execute("SELECT COUNT(*) FROM images WHERE split = 'test'").fetchone()[0]
+            ),
+            "labelled": sum(per_class.values()),
+            "per_class": per_class,
+            "queue": self.queue_length(),
+            "disagreements": len(self.disagreements()),
+        }
