@@ -8,6 +8,7 @@ from unisal import __version__
 from unisal.cli.benchmark import benchmark, report
 from unisal.cli.data import data
 from unisal.cli.features import features
+from unisal.cli.project import project
 from unisal.cli.simulate import simulate
 from unisal.cli.supervised import supervised
 
@@ -24,3 +25,4 @@ cli.add_command(supervised)
 cli.add_command(benchmark)
 cli.add_command(report)
 cli.add_command(data)
+cli.add_command(project)

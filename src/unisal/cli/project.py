@@ -1,0 +1,138 @@
+"""``unisal project``: a labelling project (init, status, export, import)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from unisal.cli.options import user_errors
+
+
+def _errors() -> tuple[type[Exception], ...]:
+    from unisal.app.store import ProjectError
+
+    return (*user_errors(), ProjectError)
+
+
+@click.group()
+def project() -> None:
+    """A labelling project: the images, the labels so far, rounds and the queue (one SQLite file)."""
+
+
+@project.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option(
+    "--images",
+    required=True,
+    type=click.Path(exists=True),
+    help="The images (a folder; or CSV/npz with --format).",
+)
+@click.option("--classes", required=True, help='Class names in shortcut order, e.g. "TUM,STR,NORM".')
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["unlabelled", "folder", "prefix", "csv", "npz", "json"]),
+    default="unlabelled",
+    show_default=True,
+    help="unlabelled: every image under --images; other layouts seed labels from the layout.",
+)
+@click.option(
+    "--labels", "labels_csv", type=click.Path(dir_okay=False), help="CSV path,label: labels to start from."
+)
+@click.option(
+    "--groups",
+    "groups_csv",
+    type=click.Path(dir_okay=False),
+    help="CSV path,group: keep groups in one split.",
+)
+@click.option(
+    "--test", "test_csv", type=click.Path(dir_okay=False), help="CSV path,label: a labelled hold-out set."
+)
+def init(
+    folder: str,
+    images: str,
+    classes: str,
+    fmt: str,
+    labels_csv: str | None,
+    groups_csv: str | None,
+    test_csv: str | None,
+) -> None:
+    """Create a project in FOLDER from the images under --images."""
+    from unisal.app.project import init_project
+
+    names = [c.strip() for c in classes.split(",") if c.strip()]
+    try:
+        store = init_project(
+            folder,
+            images=images,
+            classes=names,
+            fmt=fmt,
+            labels_csv=labels_csv,
+            groups_csv=groups_csv,
+            test_csv=test_csv,
+        )
+    except _errors() as error:
+        raise click.ClickException(str(error)) from error
+    counts = store.counts()
+    click.echo(
+        f"project {folder}: {counts['images']} images ({counts['test_images']} held out for testing), "
+        f"{counts['labelled']} labelled, classes {', '.join(names)}"
+    )
+
+
+@project.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+def status(folder: str) -> None:
+    """Labels per class, the queue, and the rounds with their metrics."""
+    from unisal.app.project import open_project
+
+    try:
+        store = open_project(folder)
+        counts, rounds = store.counts(), store.rounds()
+    except _errors() as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(
+        f"{counts['images']} images, {counts['labelled']} labelled, {counts['queue']} queued, "
+        f"{counts['disagreements']} disagreements to review"
+    )
+    width = max(len(n) for n in counts["per_class"])
+    for name, n in counts["per_class"].items():
+        click.echo(f"  {name:<{width}}  {n}")
+    for r in rounds:
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in (r["metrics"] or {}).items() if isinstance(v, float))
+        click.echo(
+            f"round {r['id']}: {r['status']}, {r['n_labels']} labels"
+            + (f", {metrics}" if metrics else "")
+            + (f" ({r['error']})" if r["error"] else "")
+        )
+
+
+@project.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["csv", "labelstudio"]), default="csv", show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="File to write.")
+def export(folder: str, fmt: str, out: str) -> None:
+    """Write every label as CSV or a Label Studio JSON export."""
+    from unisal.app.project import export_labels, open_project
+
+    try:
+        n = export_labels(open_project(folder), out, fmt)
+    except _errors() as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"{n} labels written to {out}")
+
+
+@project.command("import")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--annotator", default="import", show_default=True, help="Whose labels these are.")
+def import_(folder: str, file: str, annotator: str) -> None:
+    """Import labels from a CSV (path,label) or a Label Studio JSON export: all or nothing."""
+    from unisal.app.project import import_labels, open_project
+
+    try:
+        n = import_labels(open_project(folder), Path(file), annotator=annotator)
+    except _errors() as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"{n} labels imported")
