@@ -154,15 +154,21 @@ def test_the_project_commands(tiles: Path, tmp_path: Path):
 
     runner = CliRunner()
     folder = str(tmp_path / "p")
-    result = runner.invoke(cli, ["project", "init", folder, "--images", str(tiles), "--classes", "red,green,blue"])
+    result = runner.invoke(
+        cli, ["project", "init", folder, "--images", str(tiles), "--classes", "red,green,blue"]
+    )
     assert result.exit_code == 0, result.output
     assert "13 images (0 held out for testing), 0 labelled" in result.output
     (tmp_path / "l.csv").write_text("path,label\nred/red_0.png,red\ngreen/green_0.png,green\n")
-    result = runner.invoke(cli, ["project", "import", folder, str(tmp_path / "l.csv"), "--annotator", "alice"])
+    result = runner.invoke(
+        cli, ["project", "import", folder, str(tmp_path / "l.csv"), "--annotator", "alice"]
+    )
     assert result.exit_code == 0 and "2 labels imported" in result.output
     result = runner.invoke(cli, ["project", "status", folder])
     assert "13 images, 2 labelled, 0 queued" in result.output and "  green  1" in result.output
-    result = runner.invoke(cli, ["project", "export", folder, "--format", "labelstudio", "--out", str(tmp_path / "x.json")])
+    result = runner.invoke(
+        cli, ["project", "export", folder, "--format", "labelstudio", "--out", str(tmp_path / "x.json")]
+    )
     assert result.exit_code == 0 and "2 labels written" in result.output
     (tmp_path / "bad.csv").write_text("path,label\nred/red_1.png,purple\n")
     result = runner.invoke(cli, ["project", "import", folder, str(tmp_path / "bad.csv")])

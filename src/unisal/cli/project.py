@@ -136,3 +136,23 @@ def import_(folder: str, file: str, annotator: str) -> None:
     except _errors() as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"{n} labels imported")
+
+
+@project.command("round")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--progress", "show_progress", is_flag=True, help="Progress bars.")
+def round_(folder: str, show_progress: bool) -> None:
+    """Train on the labels so far, report metrics, and queue the next batch to label."""
+    from unisal.app.rounds import run_round
+
+    try:
+        record = run_round(folder, progress=show_progress, log=click.echo)
+    except _errors() as error:
+        raise click.ClickException(str(error)) from error
+    metrics = record["metrics"] or {}
+    shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("accuracy", "macro_f1") if k in metrics)
+    click.echo(
+        f"round {record['id']}: {metrics.get('n_labels', 0)} labels"
+        + (f", {shown} ({metrics['source']})" if shown else ", no metrics yet")
+        + f"; {metrics.get('seconds', 0):.1f} s; next batch queued"
+    )

@@ -1,0 +1,226 @@
+"""One round of a labelling project: train on the labels so far, measure, queue the next batch.
+
+The round uses the project's learner and strategy (UniSAL with the frozen learner by default)
+through the same interfaces as a simulation. Metrics come from the labelled hold-out when the
+project has one, else from grouped k-fold cross-validation over the labels. A round that fails
+is recorded as failed with its reason; the labels, the previous model and the previous queue
+stay as they were (the new checkpoint and queue are written only at the end).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unisal.app.project import open_project
+from unisal.app.store import ProjectError, ProjectStore
+from unisal.config import RunConfig, build_config
+from unisal.data.cache import ImageStore, build_cache, cache_key
+from unisal.data.catalogue import Catalogue
+from unisal.data.prepare import PreparedData
+from unisal.data.splits import TEST, TRAIN
+from unisal.io import save_torch_atomic
+from unisal.seeds import round_seed
+
+
+@dataclass
+class ProjectSettings:
+    """How a project's rounds train and choose (stored in the project database).
+
+    ``config`` holds any further RunConfig values (nested, as in a YAML config file).
+    """
+
+    preset: str = "cpu"
+    strategy: str = "unisal"
+    budget: int = 20  # images queued per round
+    params: dict[str, Any] = field(default_factory=dict)  # the strategy's hyper-parameters
+    folds: int = 5  # cross-validation folds when there is no labelled hold-out
+    seed: int = 0
+    device: str = "auto"
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_store(cls, store: ProjectStore) -> ProjectSettings:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in store.settings().items() if k in known})
+
+
+def run_config(settings: ProjectSettings, image_root: str) -> RunConfig:
+    values = {
+        **settings.config,
+        "query": {
+            **settings.config.get("query", {}),
+            "strategy": settings.strategy,
+            "budget": settings.budget,
+            "params": settings.params,
+        },
+        "seed": settings.seed,
+        "device": settings.device,
+    }
+    values["data"] = {**settings.config.get("data", {}), "path": image_root}
+    return build_config(settings.preset, values)
+
+
+def project_data(store: ProjectStore, cfg: RunConfig, *, progress: bool) -> tuple[PreparedData, np.ndarray]:
+    """The project's images as a simulation sees them: pool images are ``train``, the labelled
+    hold-out ``test``; labels as they are now (-1 where none). Also each catalogue index's
+    image id (N,)."""
+    root = Path(store.settings()["image_root"])
+    rows = store.images()
+    labels = store.labels()
+    names = store.class_names()
+    paths = [str(root / r["path"]) for r in rows]
+    groups = {g: k for k, g in enumerate(dict.fromkeys(r["grp"] for r in rows))}
+    catalogue = Catalogue(
+        paths=paths,
+        labels=np.asarray(
+            [names.index(labels[r["path"]][0]) if r["path"] in labels else -1 for r in rows], np.int64
+        ),
+        groups=np.asarray([groups[r["grp"]] for r in rows], np.int64),
+        class_names=names,
+        root=str(root),
+    )
+    key = cache_key(paths, cfg.data.image_size)
+    array, bad = build_cache(paths, cfg.data.image_size, cfg.data.cache_dir, progress=progress, key=key)
+    if bad:
+        raise ProjectError(f"{len(bad)} project image(s) cannot be read, e.g. {bad[0].path}: {bad[0].reason}")
+    split = np.asarray([TEST if r["split"] == "test" else TRAIN for r in rows])
+    ids = np.asarray([r["id"] for r in rows], np.int64)
+    return PreparedData(catalogue, ImageStore(array, np.arange(len(paths)), fingerprint=key), split, []), ids
+
+
+def grouped_folds(
+    labels: np.ndarray, groups: np.ndarray, k: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train positions, held-out positions) of up to ``k`` folds that never split a group."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_groups = len(np.unique(groups))
+    k = min(k, n_groups)
+    if k < 2:
+        return []
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [(a, b) for a, b in splitter.split(np.zeros(len(labels)), labels, groups)]
+
+
+def run_round(
+    folder: str | Path, *, progress: bool = False, log: Callable[[str], Any] = print
+) -> dict[str, Any]:
+    """Train, measure and queue the next batch; returns the round's record."""
+    from unisal.device import resolve_device
+    from unisal.learners import create_learner
+    from unisal.loop import check_run_settings, make_strategy
+    from unisal.query import QueryContext
+
+    store = open_project(folder)
+    settings = ProjectSettings.from_store(store)
+    cfg = run_config(settings, store.settings()["image_root"])
+    check_run_settings(cfg)
+    strategy = make_strategy(cfg)
+    device = resolve_device(cfg.device)
+    round_id = store.start_round(asdict(settings))
+    start = time.perf_counter()
+    try:
+        data, image_ids = project_data(store, cfg, progress=progress)
+        cat = data.catalogue
+        labelled = np.flatnonzero((data.split == TRAIN) & (cat.labels >= 0))
+        pool = np.flatnonzero((data.split == TRAIN) & (cat.labels < 0))
+        test = np.flatnonzero((data.split == TEST) & (cat.labels >= 0))
+        budget = min(settings.budget, len(pool))
+        if budget == 0:
+            raise ProjectError("every pool image is labelled: nothing left to queue")
+        rng = np.random.default_rng(round_seed(settings.seed, round_id, "select"))
+        metrics: dict[str, Any] = {"n_labels": int(len(labelled))}
+        n_classes_seen = len(np.unique(cat.labels[labelled]))
+        learner = None
+        if n_classes_seen < 2 or len(labelled) < 4:  # cold start: no model to ask yet
+            positions = np.sort(rng.choice(len(pool), size=budget, replace=False))
+            items = [
+                {
+                    "image_id": int(image_ids[i]),
+                    "reason": "cold start: random (label a few of each class first)",
+                }
+                for i in pool[positions]
+            ]
+        else:
+            learner = create_learner(cfg, len(cat.class_names), device, progress=progress, log=log)
+            learner.prepare(data)
+
+            def fit(train_idx: np.ndarray, tag: str) -> None:
+                assert learner is not None
+                learner.fit(
+                    train_idx,
+                    cat.labels[train_idx],
+                    idx_ulb=pool,
+                    idx_val=np.array([], np.int64),
+                    y_val=np.array([], np.int64),
+                    init_seed=round_seed(settings.seed, round_id, f"init{tag}"),
+                    seed=round_seed(settings.seed, round_id, f"train{tag}"),
+                )
+
+            if len(test):
+                fit(labelled, "")
+                scores, _ = learner.evaluate(test, cat.labels[test])
+                metrics |= {"source": f"hold-out of {len(test)}", **scores}
+            else:
+                folds = grouped_folds(
+                    cat.labels[labelled], cat.groups[labelled], settings.folds, settings.seed
+                )
+                fold_scores = []
+                for k, (a, b) in enumerate(folds):
+                    fit(labelled[a], f"fold{k}")
+                    fold_scores.append(learner.evaluate(labelled[b], cat.labels[labelled[b]])[0])
+                if fold_scores:
+                    for key in ("accuracy", "macro_f1"):
+                        values = [s[key] for s in fold_scores]
+                        metrics[key] = float(np.mean(values))
+                        metrics[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+                    metrics["source"] = f"{len(folds)}-fold cross-validation"
+                fit(labelled, "")
+            ctx = QueryContext(
+                pool=pool,
+                labelled=labelled,
+                labels=cat.labels[labelled],
+                budget=budget,
+                rng=rng,
+                class_names=cat.class_names,
+                learner=learner if strategy.needs_learner else None,
+            )
+            selection = strategy.select(ctx)
+            probs = learner.predict(pool[selection.positions]).probs().mean(axis=0)
+            items = [
+                {
+                    "image_id": int(image_ids[pool[p]]),
+                    "reason": why,
+                    "score": None if selection.scores is None else float(selection.scores[p]),
+                    "guess": cat.class_names[int(probs[k].argmax())],
+                    "guess_confidence": float(probs[k].max()),
+                }
+                for k, (p, why) in enumerate(zip(selection.positions, selection.reasons, strict=True))
+            ]
+        checkpoint = ""
+        if learner is not None:
+            path = Path(folder) / "rounds" / f"round_{round_id}.pt"
+            path.parent.mkdir(exist_ok=True)
+            save_torch_atomic(
+                {
+                    "round": round_id,
+                    "class_names": cat.class_names,
+                    "config": asdict(settings),
+                    **learner.state_dict(),
+                },
+                path,
+            )
+            checkpoint = str(path.relative_to(folder))
+        metrics["seconds"] = round(time.perf_counter() - start, 2)
+        store.replace_queue(round_id, items)
+        store.finish_round(round_id, metrics=metrics, checkpoint=checkpoint)
+    except BaseException as error:
+        store.fail_round(round_id, f"{type(error).__name__}: {error}")
+        raise
+    return store.rounds()[-1]

@@ -1,0 +1,121 @@
+"""Project rounds on synthetic tiles: cold start, cross-validated and hold-out metrics, a queue
+with guesses and reasons, and a failing round that leaves everything as it was."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from unisal.app.project import init_project, open_project
+from unisal.app.rounds import ProjectSettings, run_round
+
+CLASSES = ["red", "green", "blue"]
+
+
+def settings(tmp_path: Path, **values: object) -> dict[str, object]:
+    config = {
+        "data": {"image_size": 32, "cache_dir": str(tmp_path / "cache")},
+        "train": {"epochs": 2, "steps_per_epoch": 2, "batch_size": 8, "eval_every": 1},
+    }
+    return asdict(ProjectSettings(budget=5, config=config, **values))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def tiles(make_image_folder) -> Path:
+    return make_image_folder(classes={"red": 10, "green": 10, "blue": 10}, size=32)
+
+
+def label_queue(folder: Path, annotator: str = "alice") -> int:
+    store = open_project(folder)
+    n = 0
+    while (item := store.lease_next(annotator)) is not None:
+        store.set_label(item.image_id, item.path.split("/")[0], annotator)  # the folder is the truth
+        n += 1
+    return n
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def test_rounds_go_from_cold_start_to_a_model_with_cross_validated_metrics(tiles: Path, tmp_path: Path):
+    folder = tmp_path / "p"
+    init_project(folder, images=tiles, classes=CLASSES, settings=settings(tmp_path))
+    first = run_round(folder, log=quiet)
+    assert first["status"] == "done" and first["checkpoint"] == "" and first["metrics"]["n_labels"] == 0
+    store = open_project(folder)
+    assert store.queue_length() == 5
+    assert label_queue(folder) == 5
+    ids = {r["path"]: r["id"] for r in store.images()}
+    for path in (
+        "red/red_9.png",
+        "green/green_9.png",
+        "blue/blue_9.png",
+        "red/red_8.png",
+        "green/green_8.png",
+        "blue/blue_8.png",
+    ):
+        if path not in store.labels():
+            store.set_label(ids[path], path.split("/")[0], "alice")
+    second = run_round(folder, log=quiet)
+    metrics = second["metrics"]
+    assert second["status"] == "done" and (folder / second["checkpoint"]).is_file()
+    assert metrics["source"].endswith("fold cross-validation") and 0.0 <= metrics["accuracy"] <= 1.0
+    assert "accuracy_std" in metrics and metrics["n_labels"] == len(store.labels())
+    item = store.lease_next("bob")
+    assert item is not None and item.guess in CLASSES and 0 < item.guess_confidence <= 1  # type: ignore[operator]
+    assert item.reason.startswith(("networks disagree", "fallback"))
+    assert item.path not in store.labels()
+
+
+def test_a_labelled_hold_out_gives_the_metrics(tiles: Path, tmp_path: Path):
+    (tmp_path / "test.csv").write_text(
+        "path,label\n" + "".join(f"{c}/{c}_{i}.png,{c}\n" for c in CLASSES for i in (0, 1))
+    )
+    (tmp_path / "labels.csv").write_text(
+        "path,label\n" + "".join(f"{c}/{c}_{i}.png,{c}\n" for c in CLASSES for i in (2, 3))
+    )
+    folder = tmp_path / "p"
+    init_project(folder, images=tiles, classes=CLASSES, labels_csv=tmp_path / "labels.csv",
+                 test_csv=tmp_path / "test.csv", settings=settings(tmp_path, strategy="entropy"))  # fmt: skip
+    record = run_round(folder, log=quiet)
+    assert record["metrics"]["source"] == "hold-out of 6" and record["metrics"]["n_labels"] == 6
+    store = open_project(folder)
+    queued = []
+    while (item := store.lease_next("x")) is not None:
+        queued.append(item)
+        store.skip(item.image_id, "x")
+    assert len(queued) == 5 and all(q.reason.startswith("entropy") for q in queued)
+    test_paths = {f"{c}/{c}_{i}.png" for c in CLASSES for i in (0, 1)}
+    assert not test_paths & {q.path for q in queued}  # the hold-out is never queued
+
+
+def test_a_failing_round_keeps_labels_model_and_queue(
+    tiles: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    (tmp_path / "labels.csv").write_text(
+        "path,label\n" + "".join(f"{c}/{c}_{i}.png,{c}\n" for c in CLASSES for i in (2, 3))
+    )
+    folder = tmp_path / "p"
+    init_project(
+        folder, images=tiles, classes=CLASSES, labels_csv=tmp_path / "labels.csv", settings=settings(tmp_path)
+    )
+    good = run_round(folder, log=quiet)
+    store = open_project(folder)
+    before = ((folder / good["checkpoint"]).read_bytes(), store.labels(), store.queue_length())
+
+    from unisal.learners.base import Learner
+
+    def broken_fit(self: Learner, *args: object, **kwargs: object) -> None:
+        raise MemoryError("simulated: out of memory")
+
+    monkeypatch.setattr(Learner, "fit", broken_fit)
+    with pytest.raises(MemoryError):
+        run_round(folder, log=quiet)
+    rounds = store.rounds()
+    assert [r["status"] for r in rounds] == ["done", "failed"]
+    assert rounds[1]["error"] == "MemoryError: simulated: out of memory"
+    assert ((folder / good["checkpoint"]).read_bytes(), store.labels(), store.queue_length()) == before
+    assert not (folder / "rounds" / "round_2.pt").exists()
