@@ -9,6 +9,7 @@ from unisal.cli.benchmark import benchmark, report
 from unisal.cli.data import data
 from unisal.cli.features import features
 from unisal.cli.project import project
+from unisal.cli.serve import serve
 from unisal.cli.simulate import simulate
 from unisal.cli.supervised import supervised
 
@@ -26,3 +27,4 @@ cli.add_command(benchmark)
 cli.add_command(report)
 cli.add_command(data)
 cli.add_command(project)
+cli.add_command(serve)

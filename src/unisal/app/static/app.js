@@ -1,0 +1,135 @@
+// The labelling page: one patch at a time, class buttons and keys, progress and rounds.
+"use strict";
+const params = new URLSearchParams(location.search);
+const token = params.get("token") || sessionStorage.getItem("unisal-token") || "";
+sessionStorage.setItem("unisal-token", token);
+if (params.has("token")) history.replaceState(null, "", location.pathname);  // keep the token out of the address bar
+const $ = (id) => document.getElementById(id);
+let classes = [];
+let current = null;
+
+async function api(path, body) {
+  const response = await fetch(path, {
+    method: body === undefined ? "GET" : "POST",
+    headers: { "Content-Type": "application/json", "X-Unisal-Token": token },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!response.ok) {
+    const detail = await response.json().catch(() => ({}));
+    throw new Error(typeof detail.detail === "string" ? detail.detail : `HTTP ${response.status}`);
+  }
+  return response.json();
+}
+
+function annotator() {
+  const name = $("annotator").value.trim() || "annotator";
+  localStorage.setItem("unisal-annotator", name);
+  return name;
+}
+
+function say(text) { $("message").textContent = text; }
+
+function drawButtons() {
+  const box = $("buttons");
+  box.innerHTML = "";
+  classes.forEach((name, k) => {
+    const b = document.createElement("button");
+    b.dataset.label = name;
+    b.innerHTML = `<kbd>${k + 1}</kbd>`;
+    b.append(name);
+    b.addEventListener("click", () => label(name));
+    box.append(b);
+  });
+}
+
+function drawCurve(rounds) {
+  const svg = $("curve");
+  const points = rounds.filter((r) => r.metrics && typeof r.metrics.accuracy === "number");
+  svg.innerHTML = "";
+  if (!points.length) {
+    svg.innerHTML = '<text x="10" y="80" font-size="12">no metrics yet</text>';
+    return;
+  }
+  const maxN = Math.max(...points.map((r) => r.n_labels), 1);
+  const x = (n) => 30 + (260 * n) / maxN;
+  const y = (a) => 140 - 120 * a;
+  const path = points.map((r, i) => `${i ? "L" : "M"}${x(r.n_labels)},${y(r.metrics.accuracy)}`).join(" ");
+  svg.innerHTML =
+    `<line x1="30" y1="140" x2="290" y2="140" stroke="#999"/><line x1="30" y1="20" x2="30" y2="140" stroke="#999"/>` +
+    `<text x="2" y="24" font-size="10">1.0</text><text x="2" y="144" font-size="10">0</text>` +
+    `<text x="240" y="156" font-size="10">labels</text>` +
+    `<path d="${path}" fill="none" stroke="#1565c0" stroke-width="2"/>` +
+    points.map((r) => `<circle cx="${x(r.n_labels)}" cy="${y(r.metrics.accuracy)}" r="3" fill="#1565c0"><title>${r.n_labels} labels: ${r.metrics.accuracy.toFixed(3)}</title></circle>`).join("");
+}
+
+async function refresh() {
+  const state = await api("/api/state");
+  if (!classes.length) { classes = state.classes; drawButtons(); }
+  const c = state.counts;
+  $("progress").textContent = `${c.labelled} labelled of ${c.images} · ${c.queue} queued` + (c.disagreements ? ` · ${c.disagreements} to review` : "");
+  $("per-class").innerHTML = Object.entries(c.per_class).map(([k, v]) => `<tr><td>${k}</td><td>${v}</td></tr>`).join("");
+  $("rounds").innerHTML = state.rounds.map((r) => {
+    const m = r.metrics && typeof r.metrics.accuracy === "number" ? `, accuracy ${r.metrics.accuracy.toFixed(3)}` : "";
+    return `<li>${r.status}, ${r.n_labels} labels${m}${r.error ? " — " + r.error : ""}</li>`;
+  }).join("");
+  drawCurve(state.rounds);
+  $("round").disabled = state.round_running;
+  $("round-status").textContent = state.round_running ? "training…" : (state.last_error || "");
+  return state;
+}
+
+async function next() {
+  current = await api("/api/next", { annotator: annotator() });
+  document.querySelectorAll("#buttons button").forEach((b) => b.classList.toggle("guess", !!current && b.dataset.label === current.guess));
+  if (!current) {
+    $("patch").removeAttribute("src");
+    $("why").textContent = "The queue is empty: run a round to queue the next batch.";
+    $("guess").textContent = "";
+    return;
+  }
+  $("patch").src = `/api/image/${current.image_id}?token=${encodeURIComponent(token)}`;
+  $("why").textContent = `Why: ${current.reason}`;
+  $("guess").textContent = current.guess ? `Model's guess: ${current.guess} (${(100 * current.guess_confidence).toFixed(0)} %)` : "";
+}
+
+async function label(name) {
+  if (!current) return;
+  try {
+    const result = await api("/api/label", { image_id: current.image_id, label: name, annotator: annotator() });
+    say(result.status === "disagreement" ? `Kept for review: another annotator chose differently.` : `${name} ✓`);
+    await next();
+    await refresh();
+  } catch (error) { say(error.message); }
+}
+
+async function skip() {
+  if (!current) return;
+  await api("/api/skip", { image_id: current.image_id, annotator: annotator() });
+  say("skipped");
+  await next();
+}
+
+async function undo() {
+  const result = await api("/api/undo", { annotator: annotator() });
+  say(result.status === "undone" ? "undone" : "nothing to undo");
+  await refresh();
+  await next();
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.target.tagName === "INPUT") return;
+  const k = Number(event.key);
+  if (k >= 1 && k <= classes.length) label(classes[k - 1]);
+  else if (event.key === "s") skip();
+  else if (event.key === "u") undo();
+  else if (event.key === "z") $("frame").classList.toggle("zoomed");
+});
+$("frame").addEventListener("click", () => $("frame").classList.toggle("zoomed"));
+$("round").addEventListener("click", async () => {
+  try { await api("/api/round", {}); say("round started: keep labelling"); } catch (error) { say(error.message); }
+  await refresh();
+});
+$("annotator").value = localStorage.getItem("unisal-annotator") || "";
+$("annotator").addEventListener("change", () => next());
+refresh().then(next).catch((error) => say(error.message));
+setInterval(() => refresh().catch(() => {}), 3000);

@@ -1,0 +1,26 @@
+"""``unisal serve``: the labelling web app over a project."""
+
+from __future__ import annotations
+
+import click
+
+from unisal.cli.options import user_errors
+
+
+@click.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: every one)."
+)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--token", default=None, help="Access token (default: a new random one, printed with the URL).")
+def serve(folder: str, host: str, port: int, token: str | None) -> None:
+    """Label the queued patches of project FOLDER in a browser; prints the URL with its access token."""
+    from unisal.app.server import serve as run
+    from unisal.app.store import ProjectError
+
+    errors: tuple[type[Exception], ...] = (*user_errors(), ProjectError)
+    try:
+        run(folder, host=host, port=port, token=token)
+    except errors as error:
+        raise click.ClickException(str(error)) from error
