@@ -1,0 +1,141 @@
+"""A real server process on 127.0.0.1: the printed URL, the token, and a kill -9 in the middle of
+a burst of label posts after which every acknowledged label is still there."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unisal.app.project import init_project, open_project
+
+CLASSES = ["a", "b", "c"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(folder: Path, port: int, token: str) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "unisal", "serve", str(folder), "--port", str(port), "--token", token],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return process, line
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError(f"the server did not start: {line}")
+
+
+def post(port: int, path: str, body: dict[str, object], token: str) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "X-Unisal-Token": token},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, {}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(300):
+        Image.fromarray(np.full((8, 8, 3), i % 250, np.uint8)).save(images / f"tile_{i:03d}.png")
+    init_project(tmp_path / "p", images=images, classes=CLASSES)
+    return tmp_path / "p"
+
+
+def test_serve_prints_the_url_with_its_token_and_guards_the_api(project: Path):
+    port = free_port()
+    process, line = start_server(project, port, "tok-123")
+    try:
+        assert line.strip() == f"unisal: open http://127.0.0.1:{port}/?token=tok-123"
+        status, _ = post(port, "/api/undo", {"annotator": "x"}, "wrong")
+        assert status == 401
+        status, body = post(port, "/api/undo", {"annotator": "x"}, "tok-123")
+        assert status == 200 and body["status"] == "nothing to undo"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_kill_9_during_a_burst_keeps_every_acknowledged_label(project: Path):
+    port, token = free_port(), "tok"
+    process, _ = start_server(project, port, token)
+    acknowledged: dict[int, str] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def annotate(worker: int) -> None:
+        for image_id in range(1 + worker, 301, 6):
+            if stop.is_set():
+                return
+            label = CLASSES[image_id % 3]
+            try:
+                status, body = post(
+                    port,
+                    "/api/label",
+                    {"image_id": image_id, "label": label, "annotator": f"w{worker}"},
+                    token,
+                )
+            except OSError:
+                return  # the server is gone
+            if status == 200 and body.get("status") == "labelled":
+                with lock:
+                    acknowledged[image_id] = label
+
+    threads = [threading.Thread(target=annotate, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    while len(acknowledged) < 60:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(10)
+    stop.set()
+    for t in threads:
+        t.join(20)
+    assert 60 <= len(acknowledged) < 300  # killed in the middle of the burst
+    conn = sqlite3.connect(project / "project.db")
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    process, _ = start_server(project, port, token)  # restarts on the same database
+    try:
+        labels = open_project(project).labels()
+        by_id = {r["id"]: r["path"] for r in open_project(project).images()}
+        for image_id, label in acknowledged.items():
+            assert labels[by_id[image_id]][0] == label
+        status, _ = post(port, "/api/label", {"image_id": 299, "label": "a", "annotator": "after"}, token)
+        assert status == 200
+    finally:
+        process.terminate()
+        process.wait(10)
