@@ -22,8 +22,8 @@ async function api(path, body) {
 }
 
 function annotator() {
-  const name = $("annotator").value.trim() || "annotator";
-  localStorage.setItem("unisal-annotator", name);
+  const name = $("annotator").value.trim();
+  if (name) localStorage.setItem("unisal-annotator", name);
   return name;
 }
 
@@ -79,6 +79,12 @@ async function refresh() {
 }
 
 async function next() {
+  if (!annotator()) {  // leases are personal: no name, no lease
+    current = null;
+    $("why").textContent = "Type your name (annotator) to start.";
+    $("annotator").focus();
+    return;
+  }
   current = await api("/api/next", { annotator: annotator() });
   document.querySelectorAll("#buttons button").forEach((b) => b.classList.toggle("guess", !!current && b.dataset.label === current.guess));
   if (!current) {

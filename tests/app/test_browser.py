@@ -1,0 +1,91 @@
+"""End to end in a real browser: Debian's chromium driven by Playwright labels patches with the
+keyboard (1-9, s, u) against a live server; then the database is checked."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unisal.app.project import init_project, open_project
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install -y chromium)"
+)
+CLASSES = ["tumour", "stroma", "normal"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(images / f"patch_{i}.png")
+    store = init_project(tmp_path / "p", images=images, classes=CLASSES)
+    store.replace_queue(None, [{"image_id": r["id"], "reason": f"networks disagree ({i})", "guess": "stroma",
+                                "guess_confidence": 0.55} for i, r in enumerate(store.images())])  # fmt: skip
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "unisal", "serve", str(tmp_path / "p"), "--port", str(port), "--token", "browser-token"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield tmp_path / "p", f"http://127.0.0.1:{port}/?token=browser-token"
+    process.terminate()
+    process.wait(10)
+
+
+def test_label_with_the_keyboard_in_chromium(server: tuple[Path, str], tmp_path: Path):
+    from playwright.sync_api import expect, sync_playwright
+
+    folder, url = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1100, "height": 760})
+        page.goto(url)
+        page.fill("#annotator", "dr-alice")
+        page.keyboard.press("Tab")
+        expect(page.locator("#why")).to_contain_text("networks disagree")
+        expect(page.locator("#guess")).to_contain_text("stroma (55 %)")
+        expect(page.locator("#patch")).to_have_attribute("src", "/api/image/1?token=browser-token")
+        for key, done in (("1", 1), ("2", 2), ("3", 3)):
+            page.keyboard.press(key)
+            expect(page.locator("#progress")).to_contain_text(f"{done} labelled of 8")
+        page.keyboard.press("s")  # skip patch 4
+        expect(page.locator("#message")).to_have_text("skipped")
+        page.keyboard.press("1")
+        expect(page.locator("#progress")).to_contain_text("4 labelled of 8")
+        page.keyboard.press("u")  # undo the last label
+        expect(page.locator("#progress")).to_contain_text("3 labelled of 8")
+        page.keyboard.press("z")
+        expect(page.locator("#frame")).to_have_class("zoomed")
+        page.screenshot(path=str(tmp_path / "page.png"))
+        browser.close()
+    labels = open_project(folder).labels()
+    assert {p: v[:2] for p, v in labels.items()} == {
+        "patch_0.png": ("tumour", "dr-alice"),
+        "patch_1.png": ("stroma", "dr-alice"),
+        "patch_2.png": ("normal", "dr-alice"),
+    }
+    assert (tmp_path / "page.png").stat().st_size > 10_000
