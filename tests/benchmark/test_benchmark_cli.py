@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -44,7 +45,9 @@ def test_every_strategy_runs_and_the_report_follows(tiles: Path, tmp_path: Path)
     from unisal.query import strategy_names
 
     arms = ",".join([*strategy_names(), "unisal@frozen:supervised"])
-    code, output = bench(tiles, tmp_path, "all", "--strategies", arms, "--seeds", "0-1")
+    code, output = bench(
+        tiles, tmp_path, "all", "--strategies", arms, "--seeds", "0-1", "--reference-passes", "3"
+    )
     assert code == 0, output
     n_arms = len(strategy_names()) + 1
     assert f"{n_arms} arms x 2 seeds = {2 * n_arms} runs + 2 full-supervision references" in output
@@ -65,6 +68,9 @@ def test_every_strategy_runs_and_the_report_follows(tiles: Path, tmp_path: Path)
         }
         assert len(first) == 1
     assert {r["n_candidates"] for r in table if r["arm"] == "unisal" and r["round"] != "2"} != {""}
+    reference = json.loads((out / "reference" / "seed0" / "metrics.json").read_text())
+    full_seed0 = [r for r in table if r["arm"] == "full supervision" and r["seed"] == "0"]
+    assert reference["passes"] == 3 and reference["n_labeled"] == int(full_seed0[0]["n_labeled"])
     summary = (out / "summary.md").read_text()
     for heading in ("Test accuracy", "macro-F1", "AUBC", "full-supervision accuracy", "penalty matrix"):
         assert heading in summary

@@ -34,7 +34,7 @@ from unisal.benchmark.spec import (
     reference_folder,
     run_config,
 )
-from unisal.config import RunConfig, to_dict
+from unisal.config import ConfigError, RunConfig, to_dict
 from unisal.data.prepare import PreparedData, prepare_data
 from unisal.device import resolve_device
 from unisal.errors import RunError
@@ -57,14 +57,16 @@ class BenchmarkPlan:
     reference: bool = True
     command: str = ""
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # strategy -> its hyper-parameters
+    # The full-supervision reference trains to convergence: this many passes over all pool labels
+    # (a run's fixed step budget is a few passes over thousands of labels, and under-trains it).
+    reference_passes: int = 30
 
     def configs(self) -> list[tuple[Arm, int, RunConfig]]:
         """Every run, seed by seed; each config checked (no I/O)."""
-        runs = [
-            (arm, seed, run_config(self.base, arm, seed, self.out))
-            for seed in self.seeds
-            for arm in self.arms
-        ]
+        unused = sorted(set(self.params) - {a.strategy for a in self.arms})
+        if unused:
+            raise ConfigError(f"--param names {', '.join(unused)}, which is not among --strategies")
+        runs = [(arm, seed, self._config(arm, seed)) for seed in self.seeds for arm in self.arms]
         for _, _, cfg in runs:
             check_run_settings(cfg)
         return runs
@@ -78,6 +80,7 @@ class BenchmarkPlan:
         cfg = run_config(self.base, Arm("random", self.default_learner), seed, self.out)
         cfg.learner.mode = "supervised"
         cfg.out = str(reference_folder(self.out, seed))
+        cfg.train.epochs, cfg.train.steps_per_epoch = self.reference_passes, None  # one pass per epoch
         return cfg
 
     def settings(self) -> dict[str, Any]:
@@ -87,6 +90,7 @@ class BenchmarkPlan:
             "seeds": self.seeds,
             "reference": self.reference,
             "params": self.params,
+            "reference_passes": self.reference_passes,
         }
 
 
@@ -143,6 +147,8 @@ class Benchmark:
             + f"; split val {b.data.val_fraction} / test {b.data.test_fraction} by group, per seed.",
             f"Learner: {plan.default_learner} ({b.model.backbone}, {b.data.image_size} px, preset `{b.preset}`); "
             f"{b.initial} random initial labels, then {b.rounds} rounds of {b.query.budget}.",
+            f"Full supervision: the same learner in supervised mode ({b.learner.networks} networks) on every pool "
+            f"label, {plan.reference_passes} passes over them.",
         ]
         write_text_atomic(out / "settings.md", "\n".join(lines) + "\n")
 
@@ -192,6 +198,7 @@ class Benchmark:
                 "train_seconds": round(result.seconds, 2),
                 "learner": str(self.plan.default_learner) + ":supervised",
                 "networks": cfg.learner.networks,
+                "passes": self.plan.reference_passes,
             },
             indent=2,
         )

@@ -69,6 +69,13 @@ DEFAULT_STRATEGIES = "random,entropy,margin,bald,coreset,badge,typiclust,unisal,
     "--pool-subset", type=int, help="Score only a random subset of this size of the pool per round."
 )
 @click.option("--no-reference", is_flag=True, help="Skip the full-supervision reference.")
+@click.option(
+    "--reference-passes",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Passes over all pool labels of the full-supervision reference.",
+)
 @click.option("--out", required=True, type=click.Path(), help="Benchmark folder (resumable).")
 @click.option("--progress", "show_progress", is_flag=True, help="Progress bars inside each run.")
 def benchmark(
@@ -79,6 +86,7 @@ def benchmark(
     seeds: str,
     params: tuple[str, ...],
     no_reference: bool,
+    reference_passes: int,
     out: str,
     show_progress: bool,
     **flags: Any,
@@ -102,6 +110,7 @@ def benchmark(
             out=Path(out),
             default_learner=learner_specs[0],
             reference=not no_reference,
+            reference_passes=reference_passes,
             params=parse_params(params, scoped=True),
             command=command_line(click.get_current_context()),
         )
