@@ -101,7 +101,7 @@ def grouped_folds(
     from sklearn.model_selection import StratifiedGroupKFold
 
     n_groups = len(np.unique(groups))
-    k = min(k, n_groups)
+    k = min(k, n_groups, int(np.bincount(labels).max()))  # no more folds than the largest class has items
     if k < 2:
         return []
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
@@ -151,7 +151,7 @@ def run_round(
             learner = create_learner(cfg, len(cat.class_names), device, progress=progress, log=log)
             learner.prepare(data)
 
-            def fit(train_idx: np.ndarray, tag: str) -> None:
+            def fit(train_idx: np.ndarray, part: int) -> None:
                 assert learner is not None
                 learner.fit(
                     train_idx,
@@ -159,12 +159,12 @@ def run_round(
                     idx_ulb=pool,
                     idx_val=np.array([], np.int64),
                     y_val=np.array([], np.int64),
-                    init_seed=round_seed(settings.seed, round_id, f"init{tag}"),
-                    seed=round_seed(settings.seed, round_id, f"train{tag}"),
+                    init_seed=round_seed(settings.seed, round_id, "init", part),
+                    seed=round_seed(settings.seed, round_id, "train", part),
                 )
 
             if len(test):
-                fit(labelled, "")
+                fit(labelled, 0)
                 scores, _ = learner.evaluate(test, cat.labels[test])
                 metrics |= {"source": f"hold-out of {len(test)}", **scores}
             else:
@@ -173,7 +173,7 @@ def run_round(
                 )
                 fold_scores = []
                 for k, (a, b) in enumerate(folds):
-                    fit(labelled[a], f"fold{k}")
+                    fit(labelled[a], k + 1)
                     fold_scores.append(learner.evaluate(labelled[b], cat.labels[labelled[b]])[0])
                 if fold_scores:
                     for key in ("accuracy", "macro_f1"):
@@ -181,7 +181,7 @@ def run_round(
                         metrics[key] = float(np.mean(values))
                         metrics[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
                     metrics["source"] = f"{len(folds)}-fold cross-validation"
-                fit(labelled, "")
+                fit(labelled, 0)
             ctx = QueryContext(
                 pool=pool,
                 labelled=labelled,

@@ -8,6 +8,7 @@ from unisal import __version__
 from unisal.cli.benchmark import benchmark, report
 from unisal.cli.data import data
 from unisal.cli.features import features
+from unisal.cli.predict import export_model, predict
 from unisal.cli.project import project
 from unisal.cli.serve import serve
 from unisal.cli.simulate import simulate
@@ -28,3 +29,5 @@ cli.add_command(report)
 cli.add_command(data)
 cli.add_command(project)
 cli.add_command(serve)
+cli.add_command(predict)
+cli.add_command(export_model)

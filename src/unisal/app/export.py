@@ -1,0 +1,188 @@
+"""Use a project's latest model: predict new images, or export it as one TorchScript file.
+
+The exported model takes RGB images as a float tensor (B, 3, H, W) in [0, 1], resizes them to
+the project's image size, and returns class probabilities (B, C), averaged over the networks,
+exactly as the project's rounds predict (for the frozen learner: the backbone's features
+averaged over the cached fixed views, then the heads). The class names and settings ride
+along in the file (``unisal.json``)::
+
+    import json, torch
+    extra = {"unisal.json": ""}
+    model = torch.jit.load("model.pt", _extra_files=extra)
+    info = json.loads(extra["unisal.json"])          # class_names, image_size, ...
+    probs = model(images)                             # images: (B, 3, H, W) float in [0, 1]
+    labels = [info["class_names"][k] for k in probs.argmax(1)]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unisal.app.project import open_project, read_images
+from unisal.app.rounds import ProjectSettings, run_config
+from unisal.app.store import ProjectError
+from unisal.config import VIEW_SETS, RunConfig
+from unisal.data.cache import ImageStore, build_cache, cache_key
+from unisal.data.features import fixed_view
+from unisal.data.prepare import PreparedData
+from unisal.data.splits import TRAIN
+from unisal.io import atomic_path, write_csv_atomic
+from unisal.learners import Learner, create_learner
+
+
+def latest_model(folder: str | Path) -> tuple[RunConfig, list[str], dict[str, Any], int]:
+    """The settings, class names, checkpoint and round of the project's latest trained round."""
+    store = open_project(folder)
+    done = [r for r in store.rounds() if r["status"] == "done" and r["checkpoint"]]
+    if not done:
+        raise ProjectError(
+            f"{folder} has no trained round yet: label some images and run `unisal project round`"
+        )
+    record = done[-1]
+    settings = ProjectSettings(**record["settings"])
+    cfg = run_config(settings, store.settings()["image_root"])
+    path = Path(folder) / record["checkpoint"]
+    try:
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as exc:
+        raise ProjectError(f"cannot read the model of round {record['id']} ({path}): {exc}") from exc
+    return cfg, list(state["class_names"]), state, int(record["id"])
+
+
+def _prepared(images: str | Path, cfg: RunConfig, *, progress: bool) -> PreparedData:
+    catalogue = read_images(images, "unlabelled")
+    key = cache_key(catalogue.paths, cfg.data.image_size)
+    array, bad = build_cache(
+        catalogue.paths, cfg.data.image_size, cfg.data.cache_dir, progress=progress, key=key
+    )
+    if bad:
+        raise ProjectError(f"{len(bad)} image(s) cannot be read, e.g. {bad[0].path}: {bad[0].reason}")
+    split = np.full(len(catalogue), TRAIN)
+    return PreparedData(catalogue, ImageStore(array, np.arange(len(catalogue)), fingerprint=key), split, [])
+
+
+def _learner(cfg: RunConfig, class_names: list[str], state: dict[str, Any], data: PreparedData, progress: bool,
+             log: Callable[[str], Any]) -> Learner:  # fmt: skip
+    from unisal.device import resolve_device
+
+    learner = create_learner(cfg, len(class_names), resolve_device(cfg.device), progress=progress, log=log)
+    learner.prepare(data)
+    learner.load_state_dict(state)
+    return learner
+
+
+def predict_folder(
+    folder: str | Path,
+    images: str | Path,
+    out: str | Path,
+    *,
+    progress: bool = False,
+    log: Callable[[str], Any] = print,
+) -> int:
+    """Write ``out`` CSV: path, predicted class, confidence, whether the networks agree, and the
+    probability of every class. Returns the number of images."""
+    cfg, class_names, state, round_id = latest_model(folder)
+    data = _prepared(images, cfg, progress=progress)
+    learner = _learner(cfg, class_names, state, data, progress, log)
+    preds = learner.predict(np.arange(len(data.catalogue)))
+    probs = preds.probs()
+    mean = probs.mean(axis=0)
+    agree = np.all(probs.argmax(axis=2) == probs[0].argmax(axis=1)[None], axis=0)
+    cat = data.catalogue
+    rows = (
+        [
+            cat.relative(i),
+            class_names[int(mean[i].argmax())],
+            f"{mean[i].max():.4f}",
+            str(bool(agree[i])).lower(),
+            *(f"{p:.4f}" for p in mean[i]),
+        ]  # fmt: skip
+        for i in range(len(cat))
+    )
+    write_csv_atomic(
+        out, ["path", "label", "confidence", "networks_agree", *(f"p_{c}" for c in class_names)], rows
+    )
+    log(f"round {round_id}'s model: {len(cat)} images predicted")
+    return len(cat)
+
+
+class ExportedClassifier(nn.Module):
+    """Images (B, 3, H, W) in [0, 1] -> class probabilities (B, C), as the project predicts."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, learner: Learner, cfg: RunConfig):
+        super().__init__()
+        from unisal.models.backbones import create_backbone, normalisation
+
+        self.size = cfg.data.image_size
+        self.frozen = cfg.learner.name == "frozen"
+        self.heads = nn.ModuleList(learner.nets)
+        if self.frozen:
+            self.backbone = create_backbone(cfg.model.backbone, cfg.model.pretrained, cfg.model.weights)
+            self.n_views = VIEW_SETS[cfg.features.views] if cfg.features.score == "mean" else 1
+            mean, std = normalisation(self.backbone)
+        else:
+            self.backbone = nn.Identity()
+            self.n_views = 1
+            first = learner.nets[0]
+            mean, std = first.mean, first.std  # type: ignore[assignment]
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+        self.eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(
+            images, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
+        )
+        x = (x - self.mean) / self.std
+        if self.frozen:
+            x = torch.stack([self.backbone(fixed_view(x, k)) for k in range(self.n_views)]).mean(0)
+        return torch.stack([head(x).logits.softmax(1) for head in self.heads]).mean(0)
+
+
+def export_model(folder: str | Path, out: str | Path, *, log: Callable[[str], Any] = print) -> dict[str, Any]:
+    """Trace the latest model into one TorchScript file at ``out``; returns its embedded info."""
+    cfg, class_names, state, round_id = latest_model(folder)
+    cfg.device = "cpu"
+    store = open_project(folder)
+    first = store.images()[0]
+    image_root = Path(store.settings()["image_root"])
+    data = _prepared_single(image_root / first["path"], cfg)
+    learner = _learner(cfg, class_names, state, data, False, log)
+    module = ExportedClassifier(learner, cfg).eval()
+    example = torch.rand(2, 3, cfg.data.image_size, cfg.data.image_size)
+    with torch.no_grad():
+        traced = torch.jit.trace(module, example, check_trace=False)
+    info = {
+        "class_names": class_names,
+        "image_size": cfg.data.image_size,
+        "input": "float (B, 3, H, W) RGB in [0, 1]; resized to image_size inside",
+        "output": "class probabilities (B, C), averaged over the networks",
+        "round": round_id,
+        "learner": cfg.learner.name,
+        "backbone": cfg.model.backbone,
+        "views": cfg.features.views if cfg.learner.name == "frozen" else "identity",
+    }
+    with atomic_path(out) as tmp:
+        torch.jit.save(traced, str(tmp), _extra_files={"unisal.json": json.dumps(info)})
+    return info
+
+
+def _prepared_single(path: Path, cfg: RunConfig) -> PreparedData:
+    """A one-image data set: enough for the learner to know its feature width."""
+    from unisal.data.catalogue import Catalogue
+
+    catalogue = Catalogue([str(path)], np.array([-1]), np.array([0]), [], str(path.parent))
+    key = cache_key(catalogue.paths, cfg.data.image_size)
+    array, _ = build_cache(catalogue.paths, cfg.data.image_size, cfg.data.cache_dir, progress=False, key=key)
+    return PreparedData(catalogue, ImageStore(array, np.arange(1), fingerprint=key), np.array([TRAIN]), [])
