@@ -89,3 +89,31 @@ def test_label_with_the_keyboard_in_chromium(server: tuple[Path, str], tmp_path:
         "patch_2.png": ("normal", "dr-alice"),
     }
     assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_label_in_the_grid(server: tuple[Path, str]):
+    from playwright.sync_api import expect, sync_playwright
+
+    folder, url = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(url)
+        page.fill("#annotator", "dr-bob")
+        page.keyboard.press("Tab")
+        expect(page.locator("#patch")).to_have_attribute("src", "/api/image/1?token=browser-token")
+        page.keyboard.press("g")
+        expect(page.locator("#grid figure")).to_have_count(8)  # the whole queue of 8 fits in the grid
+        expect(page.locator("#frame")).to_be_hidden()
+        page.keyboard.press("2")  # the selected (first) patch
+        expect(page.locator("#progress")).to_contain_text("1 labelled of 8")
+        expect(page.locator("#grid figure")).to_have_count(7)
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("3")  # the second remaining patch
+        expect(page.locator("#progress")).to_contain_text("2 labelled of 8")
+        page.locator("#grid figure").nth(0).click()
+        page.keyboard.press("1")
+        expect(page.locator("#progress")).to_contain_text("3 labelled of 8")
+        browser.close()
+    labels = {p: v[0] for p, v in open_project(folder).labels().items()}
+    assert labels == {"patch_0.png": "stroma", "patch_2.png": "normal", "patch_1.png": "tumour"}

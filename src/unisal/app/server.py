@@ -22,7 +22,7 @@ from PIL import Image as PILImage
 from pydantic import BaseModel, Field
 
 from unisal.app.project import open_project
-from unisal.app.store import ProjectError, ProjectStore
+from unisal.app.store import ProjectError, ProjectStore, QueueItem
 from unisal.data.catalogue import UnknownClassError
 from unisal.data.images import NPZ_SEPARATOR, BadImageError, load_rgb
 
@@ -39,6 +39,11 @@ class LabelBody(BaseModel):
     image_id: int = Field(ge=1)
     label: str = Field(min_length=1, max_length=200)
     annotator: Annotated[str, ANNOTATOR]
+
+
+class BatchBody(BaseModel):
+    annotator: Annotated[str, ANNOTATOR]
+    count: int = Field(ge=1, le=24)
 
 
 class SkipBody(BaseModel):
@@ -132,11 +137,7 @@ def create_app(folder: str | Path, token: str) -> FastAPI:
             "last_error": runner.last_error,
         }
 
-    @app.post("/api/next", dependencies=auth)
-    def next_item(body: Who) -> dict[str, Any] | None:
-        item = store.lease_next(body.annotator)
-        if item is None:
-            return None
+    def described(item: QueueItem) -> dict[str, Any]:
         return {
             "image_id": item.image_id,
             "reason": item.reason,
@@ -145,6 +146,16 @@ def create_app(folder: str | Path, token: str) -> FastAPI:
             "guess_confidence": item.guess_confidence,
             "position": item.position,
         }
+
+    @app.post("/api/next", dependencies=auth)
+    def next_item(body: Who) -> dict[str, Any] | None:
+        item = store.lease_next(body.annotator)
+        return None if item is None else described(item)
+
+    @app.post("/api/batch", dependencies=auth)
+    def batch(body: BatchBody) -> list[dict[str, Any]]:
+        """Up to ``count`` items for a grid, leased to the annotator."""
+        return [described(item) for item in store.lease(body.annotator, body.count)]
 
     @app.post("/api/label", dependencies=auth)
     def label(body: LabelBody) -> dict[str, Any]:

@@ -433,36 +433,43 @@ class ProjectStore:
                 ],
             )
 
-    def lease_next(self, annotator: str, *, lease_seconds: float = 600.0) -> QueueItem | None:
-        """The first queued, unlabelled item that no other annotator holds (or whose lease ran
-        out) and this annotator has not skipped; leased to ``annotator``. None when none is left."""
+    def lease(self, annotator: str, count: int = 1, *, lease_seconds: float = 600.0) -> list[QueueItem]:
+        """Up to ``count`` queued, unlabelled items that no other annotator holds (or whose lease
+        ran out) and this annotator has not skipped, the annotator's own leases first, then in
+        queue order; all leased to ``annotator`` in one transaction."""
         t = datetime.now(UTC)
         until = (t + timedelta(seconds=lease_seconds)).isoformat(timespec="microseconds")
         with self.transaction() as conn:
-            row = conn.execute(
+            rows = conn.execute(
                 "SELECT q.image_id, images.path, q.reason, q.score, classes.name AS guess, q.guess_confidence, q.position "
                 "FROM queue q JOIN images ON images.id = q.image_id LEFT JOIN classes ON classes.id = q.guess_class_id "
                 "WHERE q.image_id NOT IN (SELECT image_id FROM labels) "
                 "AND (q.skipped_by IS NULL OR q.skipped_by != ?) "
                 "AND (q.lease_owner IS NULL OR q.lease_owner = ? OR q.lease_until < ?) "
-                "ORDER BY (q.lease_owner = ?) DESC, q.position LIMIT 1",
-                (annotator, annotator, t.isoformat(timespec="microseconds"), annotator),
-            ).fetchone()
-            if row is None:
-                return None
-            conn.execute(
+                "ORDER BY (q.lease_owner = ?) DESC, q.position LIMIT ?",
+                (annotator, annotator, t.isoformat(timespec="microseconds"), annotator, count),
+            ).fetchall()
+            conn.executemany(
                 "UPDATE queue SET lease_owner = ?, lease_until = ? WHERE image_id = ?",
-                (annotator, until, row["image_id"]),
+                [(annotator, until, r["image_id"]) for r in rows],
             )
-        return QueueItem(
-            row["image_id"],
-            row["path"],
-            row["reason"],
-            row["score"],
-            row["guess"],
-            row["guess_confidence"],
-            row["position"],
-        )
+        return [
+            QueueItem(
+                r["image_id"],
+                r["path"],
+                r["reason"],
+                r["score"],
+                r["guess"],
+                r["guess_confidence"],
+                r["position"],
+            )
+            for r in rows
+        ]
+
+    def lease_next(self, annotator: str, *, lease_seconds: float = 600.0) -> QueueItem | None:
+        """The next item for ``annotator`` (see :meth:`lease`); None when none is left."""
+        items = self.lease(annotator, 1, lease_seconds=lease_seconds)
+        return items[0] if items else None
 
     def skip(self, image_id: int, annotator: str) -> None:
         """Put an item back for the others; this annotator will not be offered it again."""

@@ -7,6 +7,9 @@ if (params.has("token")) history.replaceState(null, "", location.pathname);  // 
 const $ = (id) => document.getElementById(id);
 let classes = [];
 let current = null;
+let grid = false;
+let batch = [];
+let selected = 0;
 
 async function api(path, body) {
   const response = await fetch(path, {
@@ -78,6 +81,32 @@ async function refresh() {
   return state;
 }
 
+function imageUrl(item) { return `/api/image/${item.image_id}?token=${encodeURIComponent(token)}`; }
+
+async function loadGrid() {
+  batch = await api("/api/batch", { annotator: annotator(), count: 9 });
+  selected = Math.min(selected, Math.max(batch.length - 1, 0));
+  const box = $("grid");
+  box.innerHTML = "";
+  batch.forEach((item, k) => {
+    const figure = document.createElement("figure");
+    figure.className = k === selected ? "selected" : "";
+    figure.innerHTML = `<img alt="patch ${item.image_id}" src="${imageUrl(item)}"><figcaption></figcaption>`;
+    figure.querySelector("figcaption").textContent = (item.guess ? `guess ${item.guess} · ` : "") + item.reason;
+    figure.addEventListener("click", () => { selected = k; show(); });
+    box.append(figure);
+  });
+  show();
+}
+
+function show() {
+  document.querySelectorAll("#grid figure").forEach((f, k) => f.classList.toggle("selected", k === selected));
+  current = batch[selected] || null;
+  $("why").textContent = current ? `Why: ${current.reason}` : "The queue is empty: run a round to queue the next batch.";
+  $("guess").textContent = current && current.guess ? `Model's guess: ${current.guess} (${(100 * current.guess_confidence).toFixed(0)} %)` : "";
+  document.querySelectorAll("#buttons button").forEach((b) => b.classList.toggle("guess", !!current && b.dataset.label === current.guess));
+}
+
 async function next() {
   if (!annotator()) {  // leases are personal: no name, no lease
     current = null;
@@ -85,6 +114,7 @@ async function next() {
     $("annotator").focus();
     return;
   }
+  if (grid) return loadGrid();
   current = await api("/api/next", { annotator: annotator() });
   document.querySelectorAll("#buttons button").forEach((b) => b.classList.toggle("guess", !!current && b.dataset.label === current.guess));
   if (!current) {
@@ -129,7 +159,21 @@ document.addEventListener("keydown", (event) => {
   else if (event.key === "s") skip();
   else if (event.key === "u") undo();
   else if (event.key === "z") $("frame").classList.toggle("zoomed");
+  else if (event.key === "g") toggleGrid();
+  else if (grid && event.key === "ArrowRight") { selected = Math.min(selected + 1, batch.length - 1); show(); }
+  else if (grid && event.key === "ArrowLeft") { selected = Math.max(selected - 1, 0); show(); }
+  else if (grid && event.key === "ArrowDown") { selected = Math.min(selected + 3, batch.length - 1); show(); }
+  else if (grid && event.key === "ArrowUp") { selected = Math.max(selected - 3, 0); show(); }
 });
+
+function toggleGrid() {
+  grid = !grid;
+  $("grid").hidden = !grid;
+  $("frame").hidden = grid;
+  $("mode").textContent = grid ? "One at a time" : "Grid";
+  next();
+}
+$("mode").addEventListener("click", toggleGrid);
 $("frame").addEventListener("click", () => $("frame").classList.toggle("zoomed"));
 $("round").addEventListener("click", async () => {
   try { await api("/api/round", {}); say("round started: keep labelling"); } catch (error) { say(error.message); }
