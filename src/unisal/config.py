@@ -8,9 +8,12 @@ settings on a GPU); a YAML file and then command-line flags override them.
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union
 
 import yaml
 
@@ -23,14 +26,33 @@ OPTIMIZERS = ("sgd", "adamw")
 SCORE_VIEWS = ("mean", "tta", "first")
 
 
+def setting(
+    default: Any,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A config field with its allowed range (``ge`` ... ``lt``) or ``choices``, checked by
+    :func:`check_values` for values from presets, YAML files and flags alike."""
+    metadata = {
+        k: v for k, v in {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}.items() if v is not None
+    }
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class DataConfig:
     path: str = ""  # image folder, flat prefix folder, or CSV of path,label
-    format: str = "auto"  # folder | prefix | csv | npz | json | auto (guess from the path)
+    format: str = setting("auto", choices=DATA_FORMATS)  # auto: guess from the path
     groups: str | None = None  # CSV path,group: splits never separate a group
-    image_size: int = 64  # side of the cached, decoded square images
-    val_fraction: float = 0.1  # of all labelled images, used for model selection
-    test_fraction: float = 0.2  # of all labelled images, never queried nor trained on
+    image_size: int = setting(64, ge=16, le=4096)  # side of the cached, decoded square images
+    val_fraction: float = setting(0.1, ge=0.0, lt=1.0)  # of all labelled images, used for model selection
+    test_fraction: float = setting(
+        0.2, gt=0.0, lt=1.0
+    )  # of all labelled images, never queried nor trained on
     skip_bad_images: bool = False  # default is to stop on the first unreadable file
     cache_dir: str | None = None  # decoded-image cache; default is the user cache folder
 
@@ -40,61 +62,61 @@ class ModelConfig:
     backbone: str = "tf_efficientnet_lite0"  # any timm model name
     pretrained: bool = True  # ImageNet weights (offline package for lite0, else timm hub)
     weights: str | None = None  # local checkpoint path or http(s) URL; overrides `pretrained`
-    proj_dim: int = 128  # contrastive projection size, as in the paper
-    drop_rate: float = 0.0  # dropout before the classifier
-    head_hidden: int = 256  # frozen learner: width of the trainable MLP on the cached features
+    proj_dim: int = setting(128, ge=1)  # contrastive projection size, as in the paper
+    drop_rate: float = setting(0.0, ge=0.0, lt=1.0)  # dropout before the classifier
+    head_hidden: int = setting(256, ge=1)  # frozen learner: width of the trainable MLP on the cached features
 
 
 @dataclass
 class LearnerConfig:
-    name: str = (
-        "finetune"  # registered learner: finetune (trains the backbone) | frozen (heads on cached features)
-    )
-    mode: str = "cotrain"  # cotrain: UniSAL's two networks, CPS + contrastive; supervised: labelled data only
-    networks: int = 2  # networks whose logits are averaged; cotrain needs 2, a supervised reference 1 or 2
+    # registered learner: finetune (trains the backbone) | frozen (heads on cached features)
+    name: str = "finetune"
+    # cotrain: UniSAL's two networks, CPS + contrastive; supervised: labelled data only
+    mode: str = setting("cotrain", choices=LEARNER_MODES)
+    networks: int = setting(2, ge=1, le=2)  # networks whose logits are averaged; cotrain needs 2
 
 
 @dataclass
 class FeatureConfig:
     """Multi-view feature cache of the frozen learner (ignored by ``finetune``)."""
 
-    views: str = "d8"  # fixed views per image: d8 = the 8 flips and 90-degree rotations; identity = as is
-    crops: int = 0  # plus this many seeded random resized crops per image (flipped and rotated at random)
-    crop_scale_min: float = 0.6  # area fraction the cached crops keep at least
-    batch_size: int = 64  # images per extraction step: bounds the memory, not the data set
-    score: str = (
-        "mean"  # predict on the view-averaged features; tta: outputs averaged over views; first: as is
-    )
+    # fixed views per image: d8 = the 8 flips and 90-degree rotations; identity = as is
+    views: str = setting("d8", choices=tuple(VIEW_SETS))
+    crops: int = setting(0, ge=0, le=64)  # plus this many seeded random resized crops per image
+    crop_scale_min: float = setting(0.6, gt=0.0, le=1.0)  # area fraction the cached crops keep at least
+    batch_size: int = setting(64, ge=1)  # images per extraction step: bounds the memory, not the data set
+    # predict on the view-averaged features; tta: outputs averaged over views; first: as is
+    score: str = setting("mean", choices=SCORE_VIEWS)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 8  # per AL round; the networks are re-initialised every round
-    steps_per_epoch: int | None = 25  # None: one pass over the labelled set per epoch
-    batch_size: int = 32  # half labelled, half unlabelled (reference code)
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 8e-4
-    lr_decay_at: float = 0.75  # step the learning rate down (x0.1) at this fraction of training
-    tau: float = 0.7  # confidence threshold for pseudo labels
-    temperature: float = 0.15  # contrastive temperature T
-    lambda_con: float = 0.1  # weight of the class-wise contrastive loss
-    lambda_pl: float = 0.5  # weight of cross pseudo supervision after warm-up
-    warmup_fraction: float = 0.25  # early predictions are noise: ramp lambda_pl over this part
-    crop_scale_min: float = 0.6  # random resized crop keeps at least this area fraction
-    eval_every: int = 2  # epochs between validations (model selection); last epoch always
-    eval_batch_size: int = 128
+    epochs: int = setting(8, ge=1)  # per AL round; the networks are re-initialised every round
+    steps_per_epoch: int | None = setting(25, ge=1)  # None: one pass over the labelled set per epoch
+    batch_size: int = setting(32, ge=2)  # labelled + unlabelled images per step
+    lr: float = setting(1e-3, gt=0.0, le=10.0)
+    momentum: float = setting(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = setting(8e-4, ge=0.0, le=1.0)
+    lr_decay_at: float = setting(0.75, gt=0.0, le=1.0)  # step the learning rate down (x0.1) at this fraction
+    tau: float = setting(0.7, gt=0.0, lt=1.0)  # confidence threshold for pseudo labels
+    temperature: float = setting(0.15, gt=0.0)  # contrastive temperature T
+    lambda_con: float = setting(0.1, ge=0.0)  # weight of the class-wise contrastive loss
+    lambda_pl: float = setting(0.5, ge=0.0)  # weight of cross pseudo supervision after warm-up
+    warmup_fraction: float = setting(0.25, ge=0.0, le=1.0)  # early predictions are noise: ramp lambda_pl
+    crop_scale_min: float = setting(0.6, gt=0.0, le=1.0)  # random resized crop keeps at least this area
+    eval_every: int = setting(2, ge=1)  # epochs between validations (model selection); last epoch always
+    eval_batch_size: int = setting(128, ge=1)
     amp: bool = True  # mixed precision, only ever used on CUDA
-    optimizer: str = "sgd"  # sgd (reference code) | adamw (the frozen heads: faster to converge)
-    ulb_ratio: float = 1.0  # unlabelled images per labelled one in a co-training batch (1: half and half)
+    optimizer: str = setting("sgd", choices=OPTIMIZERS)  # sgd (reference code) | adamw (the frozen heads)
+    ulb_ratio: float = setting(1.0, gt=0.0, le=100.0)  # unlabelled images per labelled one in a batch
 
 
 @dataclass
 class QueryConfig:
     strategy: str = "unisal"  # registered strategy name (unisal, random, ...)
-    budget: int = 30  # images labelled per round
-    pool_subset: int | None = None  # score a random subset of the pool per round (speed)
-    kmeans_n_init: int = 3  # k-means restarts of every strategy that runs k-means (unisal, cs_only, kmeans)
+    budget: int = setting(30, ge=1)  # images labelled per round
+    pool_subset: int | None = setting(None, ge=1)  # score a random subset of the pool per round (speed)
+    kmeans_n_init: int = setting(3, ge=1)  # k-means restarts of every strategy that runs k-means
     params: dict[str, Any] = field(default_factory=dict)  # the strategy's own hyper-parameters
 
 
@@ -106,9 +128,9 @@ class RunConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     query: QueryConfig = field(default_factory=QueryConfig)
-    initial: int = 30  # random labelled images before the first round
-    rounds: int = 5  # query rounds; the model is trained rounds + 1 times
-    seed: int = 0
+    initial: int = setting(30, ge=1)  # random labelled images before the first round
+    rounds: int = setting(5, ge=0)  # query rounds; the model is trained rounds + 1 times
+    seed: int = setting(0, ge=0, lt=2**32)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     out: str = "runs/unisal"
     preset: str = "cpu"
@@ -224,38 +246,100 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return values
 
 
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _describe(meta: dict[str, Any]) -> str:
+    """``>= 1``, ``in (0, 1)``, ``one of [...]``: the allowed values of a field, in words."""
+    if "choices" in meta:
+        return f"one of {list(meta['choices'])}"
+    low = next(((k, meta[k]) for k in ("ge", "gt") if k in meta), None)
+    high = next(((k, meta[k]) for k in ("le", "lt") if k in meta), None)
+    if low and high:
+        return f"in {'[' if low[0] == 'ge' else '('}{_number(low[1])}, {_number(high[1])}{']' if high[0] == 'le' else ')'}"
+    if low:
+        return f"{'>=' if low[0] == 'ge' else '>'} {_number(low[1])}"
+    if high:
+        return f"{'<=' if high[0] == 'le' else '<'} {_number(high[1])}"
+    return ""
+
+
+def _check_field(key: str, value: Any, kind: Any, meta: dict[str, Any]) -> Any:
+    """``value`` checked against the annotation ``kind`` and the declared range; returns it (ints
+    given for float fields become floats). Raises ConfigError naming ``key`` and what is allowed."""
+    args = typing.get_args(kind)
+    optional = type(None) in args
+    base = (
+        next((a for a in args if a is not type(None)), kind)
+        if args and typing.get_origin(kind) in (Union, UnionType)
+        else kind
+    )
+    allowed = _describe(meta) + (" (or null)" if optional and meta else "")
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(
+            f"config key '{key}' must be set (got null){'; allowed: ' + allowed if allowed else ''}"
+        )
+    if base is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' must be true or false, not {value!r}")
+        return value
+    if base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(
+                f"config key '{key}' must be a whole number {allowed}, not {value!r}".replace("  ", " ")
+            )
+    elif base is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ConfigError(
+                f"config key '{key}' must be a finite number {allowed}, not {value!r}".replace("  ", " ")
+            )
+        value = float(value)
+    elif base is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}' must be a text, not {value!r}")
+    elif typing.get_origin(base) is dict or base is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a mapping, not {value!r}")
+        return value
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"config key '{key}' must be {allowed}, not {value!r}")
+    bounds = {
+        "ge": lambda v, b: v >= b,
+        "gt": lambda v, b: v > b,
+        "le": lambda v, b: v <= b,
+        "lt": lambda v, b: v < b,
+    }
+    if any(k in meta and not ok(value, meta[k]) for k, ok in bounds.items()):
+        raise ConfigError(f"config key '{key}' must be {allowed}, not {value!r}")
+    return value
+
+
+def check_values(obj: Any, where: str = "") -> None:
+    """Check every field of a config dataclass (recursively) against its type and declared range."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            check_values(value, f"{where}{f.name}.")
+            continue
+        setattr(obj, f.name, _check_field(f"{where}{f.name}", value, hints[f.name], dict(f.metadata)))
+
+
 def validate(cfg: RunConfig) -> None:
+    """Every value's type and range (from the dataclasses), then the rules between values."""
+    check_values(cfg)
     checks = [
-        (cfg.initial >= 1, "initial must be at least 1"),
-        (cfg.rounds >= 0, "rounds must be >= 0"),
-        (cfg.query.budget >= 1, "budget must be at least 1"),
-        (cfg.data.image_size >= 16, "image_size must be at least 16"),
-        (cfg.train.epochs >= 1, "epochs must be at least 1"),
-        (cfg.train.batch_size >= 2, "batch_size must be at least 2"),
-        (0.0 < cfg.train.tau < 1.0, "tau must be in (0, 1)"),
-        (cfg.train.temperature > 0, "temperature must be positive"),
-        (0.0 < cfg.train.crop_scale_min <= 1.0, "crop_scale_min must be in (0, 1]"),
-        (0.0 <= cfg.data.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
-        (0.0 < cfg.data.test_fraction < 1.0, "test_fraction must be in (0, 1)"),
         (
             cfg.data.val_fraction + cfg.data.test_fraction < 0.9,
-            "val_fraction + test_fraction leave too little to train on",
+            "data.val_fraction + data.test_fraction leave too little to train on (their sum must be < 0.9)",
         ),
-        (cfg.data.format in DATA_FORMATS, f"format must be one of {list(DATA_FORMATS)}"),
-        (cfg.learner.mode in LEARNER_MODES, f"learner.mode must be one of {list(LEARNER_MODES)}"),
-        (cfg.learner.networks in (1, 2), "learner.networks must be 1 or 2"),
         (
             cfg.learner.mode != "cotrain" or cfg.learner.networks == 2,
             "learner.mode cotrain trains two networks: learner.networks must be 2",
         ),
-        (cfg.features.views in VIEW_SETS, f"features.views must be one of {list(VIEW_SETS)}"),
-        (cfg.features.crops >= 0, "features.crops must be >= 0"),
-        (0.0 < cfg.features.crop_scale_min <= 1.0, "features.crop_scale_min must be in (0, 1]"),
-        (cfg.features.batch_size >= 1, "features.batch_size must be at least 1"),
-        (cfg.features.score in SCORE_VIEWS, f"features.score must be one of {list(SCORE_VIEWS)}"),
-        (cfg.model.head_hidden >= 1, "model.head_hidden must be at least 1"),
-        (cfg.train.optimizer in OPTIMIZERS, f"train.optimizer must be one of {list(OPTIMIZERS)}"),
-        (cfg.train.ulb_ratio > 0, "train.ulb_ratio must be positive"),
     ]
     for ok, message in checks:
         if not ok:
