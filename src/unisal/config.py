@@ -346,6 +346,22 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(message)
 
 
+def absolute_paths(cfg: RunConfig) -> RunConfig:
+    """Data, groups, cache and local weights paths made absolute, so that a run folder works from
+    any directory (``unisal supervised``, ``--resume``). URLs stay as they are."""
+
+    def absolute(path: str | None) -> str | None:
+        return None if not path or "://" in path else str(Path(path).expanduser().absolute())
+
+    cfg.data.path = absolute(cfg.data.path) or cfg.data.path
+    cfg.data.groups = absolute(cfg.data.groups)
+    cfg.data.cache_dir = absolute(cfg.data.cache_dir)
+    if cfg.model.weights and "://" not in cfg.model.weights:
+        cfg.model.weights = absolute(cfg.model.weights)
+    cfg.out = absolute(cfg.out) or cfg.out
+    return cfg
+
+
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,7 @@ from unisal.device import resolve_device
 from unisal.errors import RunError
 from unisal.learners import Learner, create_learner, learner_class
 from unisal.query import QueryContext, Strategy, create_strategy, strategy_class
-from unisal.run_folder import RunFolder
+from unisal.run_folder import DAMAGED, LOCK_NAME, RunFolder
 from unisal.seeds import round_seed
 from unisal.state import NOT_LABELLED, ALState
 
@@ -55,6 +56,10 @@ def _comparable(values: dict[str, Any]) -> dict[str, Any]:
     with contextlib.suppress(ConfigError, TypeError):  # settings added since: their defaults
         values = to_dict(from_dict(values))
     values = json.loads(json.dumps(values))
+    data = values.get("data", {})
+    for key in ("path", "groups"):  # runs written before paths were stored absolute
+        if isinstance(data.get(key), str) and data[key] and "://" not in data[key]:
+            data[key] = os.path.abspath(data[key])
     for key in ("device", "out", "rounds"):  # a resumed run may be extended by more rounds
         values.pop(key, None)
     values.get("data", {}).pop("cache_dir", None)
@@ -96,8 +101,19 @@ class ActiveLearningRun:
             raise RunError(f"--out {folder.root} is a file, not a folder")
         if not self.resume:
             if folder.holds_run():
+                if self._restartable():
+                    self.log(
+                        f"{folder.root} holds a run that stopped before its first result: starting it again"
+                    )
+                    return
                 raise RunError(
                     f"{folder.root} already holds a run; pass --resume to continue it or choose another --out"
+                )
+            foreign = folder.foreign_entries()
+            if foreign:
+                shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+                raise RunError(
+                    f"--out {folder.root} is not empty and holds no unisal run ({shown}); choose a new or empty folder"
                 )
             return
         if not folder.holds_run():
@@ -106,6 +122,53 @@ class ActiveLearningRun:
             raise RunError(
                 f"--resume: the settings differ from those of the run in {folder.root}; "
                 "resume with the same settings (see its config.yaml) or start a new --out"
+            )
+
+    def _restartable(self) -> bool:
+        """A run with the same settings that has no result yet (it failed or was killed in round 0)."""
+        try:
+            state = self.folder.read_state()
+            same = _comparable(self.folder.read_config()) == _comparable(to_dict(self.cfg))
+        except RunError:
+            return False
+        return same and not state.results and state.round == 0
+
+    def _check_resumed(self, data: PreparedData, state: ALState) -> None:
+        """The data must be those the run started with (``splits.csv``), and the state must label
+        only training-pool images: a test image must never reach training."""
+        cat = data.catalogue
+        saved = self.folder.read_splits_table()
+        if len(saved) != len(cat):
+            raise RunError(
+                f"--resume: the data set had {len(saved)} images when the run started and has {len(cat)} now; "
+                "resume with the same data or start a new --out"
+            )
+        changed = []
+        for i, row in enumerate(saved):
+            label = cat.class_names[cat.labels[i]] if cat.labels[i] >= 0 else ""
+            now = (cat.relative(i), label, str(int(cat.groups[i])), str(data.split[i]))
+            before = (row["path"], row["label"], row["group"], row["split"])
+            if now != before:
+                what = [
+                    n
+                    for n, a, b in zip(("path", "label", "group", "split"), before, now, strict=True)
+                    if a != b
+                ]
+                changed.append(f"{before[0]} ({', '.join(what)})")
+        if changed:
+            raise RunError(
+                f"--resume: {len(changed)} image(s) differ from the run's splits.csv, e.g. {changed[0]}; "
+                "resume with the same data and groups or start a new --out"
+            )
+        if len(state.labelled_round) != len(cat):
+            raise RunError(
+                f"--resume: state.json covers {len(state.labelled_round)} images, the data {len(cat)}"
+            )
+        outside = np.setdiff1d(state.labelled(), data.idx_pool)
+        if len(outside):
+            raise RunError(
+                f"--resume: state.json labels {len(outside)} image(s) outside the training pool, e.g. "
+                f"{cat.relative(int(outside[0]))} ({data.split[outside[0]]}): {DAMAGED}"
             )
 
     def _check_sizes(self, data: PreparedData) -> None:
@@ -125,8 +188,7 @@ class ActiveLearningRun:
         folder = self.folder
         if self.resume:
             state = folder.read_state()
-            if len(state.labelled_round) != len(data.catalogue):
-                raise RunError("--resume: the data set has changed since the run started")
+            self._check_resumed(data, state)
             if self.cfg.rounds < state.round:
                 raise RunError(f"--resume: the run in {folder.root} has already reached round {state.round}")
             if state.stage == "done" and self.cfg.rounds > state.round:
@@ -145,6 +207,8 @@ class ActiveLearningRun:
 
     def setup(self, data: PreparedData | None = None) -> None:
         """Read the data and prepare the learner; the first write to ``--out`` comes last.
+
+        Call it inside :meth:`run` (which holds the folder's lock), not on its own.
 
         Args:
             data: the data already prepared with this run's data settings and seed (a benchmark
@@ -236,13 +300,41 @@ class ActiveLearningRun:
         state.label(chosen, round_ + 1)  # the oracle: simulation reveals the true labels
         return {**selection.stats, "select_seconds": round(time.perf_counter() - start, 2)}
 
-    def run(self) -> list[dict[str, Any]]:
-        """Set up (unless done), then train and select until the last round; the results per round."""
+    def run(self, data: PreparedData | None = None) -> list[dict[str, Any]]:
+        """Lock the folder, set up, then train and select until the last round; the results per round.
+
+        Args:
+            data: prepared data to share (see :meth:`setup`).
+        """
+        if self.folder.root.exists() and not self.folder.root.is_dir():
+            raise RunError(f"--out {self.folder.root} is a file, not a folder")
+        created = not self.folder.root.exists()
+        try:
+            with self.folder.locked():
+                return self._run(data)
+        finally:
+            if (
+                created
+                and self.folder.root.is_dir()
+                and [p.name for p in self.folder.root.iterdir()] == [LOCK_NAME]
+            ):
+                self.folder.lock_file.unlink(missing_ok=True)  # failed before its first write: leave nothing
+                self.folder.root.rmdir()
+
+    def _run(self, data: PreparedData | None) -> list[dict[str, Any]]:
         if self.state is None:
-            self.setup()
-        _, learner, _, state = self._parts()
+            self.setup(data)
+        _, learner, strategy, state = self._parts()
         while state.stage != "done":
             r = state.round
+            if (
+                state.stage == "select"
+                and strategy.needs_learner
+                and not learner.nets
+                and not self.folder.has_checkpoint(r)
+            ):
+                self.log(f"round {r}: its checkpoint is missing; training the round again")
+                state.stage = "train"
             if state.stage == "train":
                 self.log(f"round {r}: training on {len(state.labelled())} labelled images")
                 state.results = [x for x in state.results if x["round"] != r] + [self.train_and_evaluate(r)]

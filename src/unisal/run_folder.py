@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,13 @@ from unisal.data.prepare import PreparedData
 from unisal.errors import RunError
 from unisal.io import save_torch_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
 from unisal.state import ALState
+
+DAMAGED = "the run folder is damaged; restore the file or start again with a new --out"
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
 
 ROUND_COLUMNS = [
     "round",
@@ -37,6 +47,7 @@ def round_columns(results: list[dict[str, Any]]) -> list[str]:
     return ROUND_COLUMNS + list(dict.fromkeys(extra))
 
 
+LOCK_NAME = ".unisal.lock"
 SUBFOLDERS = ("queries", "confusion", "checkpoints", "history")
 
 
@@ -61,6 +72,51 @@ class RunFolder:
 
     def holds_run(self) -> bool:
         return self.state_file.is_file()
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / LOCK_NAME
+
+    def foreign_entries(self) -> list[str]:
+        """Names in the folder that no run writes: a folder with these is someone else's."""
+        if not self.root.is_dir():
+            return []
+        ours = {
+            LOCK_NAME,
+            "config.yaml",
+            "state.json",
+            "rounds.csv",
+            "splits.csv",
+            "bad_images.csv",
+            *SUBFOLDERS,
+        }
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.name not in ours and not p.name.startswith(".state.json.tmp")
+        )
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold an exclusive OS lock on the folder (released when the process ends, even by kill -9).
+
+        Raises:
+            RunError: another process holds it.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle = self.lock_file.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise RunError(
+                f"another unisal process is using {self.root}; wait for it to end or choose another --out"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
 
     def round_file(self, kind: str, round_: int) -> Path:
         """``<kind>/round_<k>.csv``, or ``.pt`` for checkpoints."""
@@ -126,21 +182,35 @@ class RunFolder:
         try:
             values = yaml.safe_load(self.config_file.read_text())
         except (OSError, yaml.YAMLError) as exc:
-            raise RunError(f"cannot read {self.config_file}: {exc}") from exc
+            raise RunError(f"cannot read {self.config_file} ({_short(exc)}): {DAMAGED}") from exc
         if not isinstance(values, dict):
-            raise RunError(f"{self.config_file} does not hold a mapping")
+            raise RunError(f"{self.config_file} does not hold the run's settings: {DAMAGED}")
         return values
 
     def read_state(self) -> ALState:
         try:
             return ALState.from_state_dict(json.loads(self.state_file.read_text()))
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise RunError(f"cannot read {self.state_file}: {exc}") from exc
+            raise RunError(f"cannot read {self.state_file} ({_short(exc)}): {DAMAGED}") from exc
+
+    def read_splits_table(self) -> list[dict[str, str]]:
+        """The rows of ``splits.csv``: path, label, group, split."""
+        try:
+            with (self.root / "splits.csv").open(newline="") as handle:
+                rows = list(csv.DictReader(handle))
+        except OSError as exc:
+            raise RunError(f"cannot read {self.root / 'splits.csv'} ({_short(exc)}): {DAMAGED}") from exc
+        if rows and not {"path", "label", "group", "split"} <= set(rows[0]):
+            raise RunError(f"{self.root / 'splits.csv'} lacks the columns path,label,group,split: {DAMAGED}")
+        return rows
 
     def read_split(self) -> np.ndarray:
         """(N,) split names recorded in ``splits.csv``."""
         with (self.root / "splits.csv").open(newline="") as handle:
             return np.asarray([row["split"] for row in csv.DictReader(handle)])
+
+    def has_checkpoint(self, round_: int) -> bool:
+        return self.round_file("checkpoints", round_).is_file()
 
     def load_checkpoint(self, round_: int) -> dict[str, Any]:
         path = self.round_file("checkpoints", round_)

@@ -56,9 +56,32 @@ class ALState:
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> ALState:
-        return cls(
-            labelled_round=np.asarray(state["labelled_round"], np.int64),
+        labelled = np.asarray(state["labelled_round"])
+        if labelled.ndim != 1 or not np.issubdtype(labelled.dtype, np.integer):
+            raise ValueError("labelled_round must be a list of whole numbers")
+        out = cls(
+            labelled_round=labelled.astype(np.int64),
             round=int(state["round"]),
             stage=str(state["stage"]),
             results=list(state["results"]),
         )
+        out.check()
+        return out
+
+    def check(self) -> None:
+        """Internal consistency: a known stage, rounds in range, results of finished rounds only."""
+        if self.stage not in STAGES:
+            raise ValueError(f"unknown stage '{self.stage}'")
+        if (
+            self.round < 0
+            or np.any(self.labelled_round < NOT_LABELLED)
+            or np.any(self.labelled_round > self.round)
+        ):
+            raise ValueError("a label belongs to a round outside 0 .. the current round")
+        rounds = [r.get("round") for r in self.results if isinstance(r, dict)]
+        if (
+            len(rounds) != len(self.results)
+            or rounds != list(range(len(rounds)))
+            or len(rounds) > self.round + 1
+        ):
+            raise ValueError("the results are not one record per finished round")

@@ -160,9 +160,7 @@ class Benchmark:
             state = folder.read_state()
             if state.stage == "done" and state.round == cfg.rounds:
                 return
-        run = ActiveLearningRun(cfg, resume=resume, progress=self.progress, log=self._quiet_log)
-        run.setup(data)
-        run.run()
+        ActiveLearningRun(cfg, resume=resume, progress=self.progress, log=self._quiet_log).run(data)
 
     def _quiet_log(self, line: str) -> None:
         if not line.startswith("round "):

@@ -155,7 +155,7 @@ def preset_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def resolve_config(config_file: str | None, preset: str | None, flags: dict[str, Any]) -> Any:
     """Preset, then ``--config`` YAML, then flags; the data path is required."""
-    from unisal.config import ConfigError, build_config, load_yaml
+    from unisal.config import ConfigError, absolute_paths, build_config, load_yaml
 
     file_values = load_yaml(config_file) if config_file else {}
     preset_name = preset or file_values.pop("preset", None) or "cpu"
@@ -163,7 +163,7 @@ def resolve_config(config_file: str | None, preset: str | None, flags: dict[str,
     cfg = build_config(preset_name, file_values, overrides_from_flags(flags))
     if not cfg.data.path:
         raise ConfigError("no data given: pass --data PATH or set data.path in --config")
-    return cfg
+    return absolute_paths(cfg)
 
 
 def parse_params(items: tuple[str, ...], *, scoped: bool) -> dict[str, Any]:

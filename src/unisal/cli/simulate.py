@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -62,5 +63,5 @@ def simulate(
     last = results[-1]
     click.echo(
         f"done: {last['n_labeled']} labels, test accuracy {last['accuracy']:.4f}, "
-        f"macro F1 {last['macro_f1']:.4f}; results in {cfg.out}/rounds.csv"
+        f"macro F1 {last['macro_f1']:.4f}; results in {os.path.relpath(cfg.out)}/rounds.csv"
     )
