@@ -43,7 +43,10 @@ def test_help_is_instant_and_lists_commands() -> None:
         (["--data", "/nonexistent/folder"], "data path not found"),
         (["--strategy", "oracle"], "unknown strategy 'oracle'"),
         (["--budget", "500"], "training pool holds only"),
-        (["--preset", "cpu", "--image-size", "4"], "config key 'data.image_size' must be in [16, 4096], not 4"),
+        (
+            ["--preset", "cpu", "--image-size", "4"],
+            "config key 'data.image_size' must be in [16, 4096], not 4",
+        ),
     ],
 )
 def test_bad_input_is_a_clear_error(kather_copy: Path, tmp_path: Path, args: list[str], message: str) -> None:

@@ -53,8 +53,8 @@ def test_build_cache_reuses_an_identical_cache(
     assert Path(second.filename) == first_file
     assert first_file.stat().st_mtime_ns == mtime
     np.testing.assert_array_equal(second, expected)
-    # Only the cache and its bad-file record are left: no temporary files.
-    assert sorted(p.suffix for p in cache_dir.iterdir()) == [".json", ".npy"]
+    # Only the cache, its bad-file record and its completion record are left: no temporary files.
+    assert sorted(p.suffix for p in cache_dir.iterdir()) == [".json", ".json", ".npy"]
 
 
 def test_cache_key_changes_with_files_and_size(tile_paths: list[str]) -> None:
@@ -131,3 +131,113 @@ def test_image_store_over_a_real_cache(tile_paths: list[str], tmp_path: Path) ->
     out = store.get(np.array([5, 1, 3]))
     for k, i in enumerate([5, 1, 3]):
         np.testing.assert_array_equal(out[k], resize_square(load_rgb(tile_paths[i]), 16))
+
+
+# ---- issue 8, items 11 and 12: faults of images and of the cache
+
+
+def _bomb_png(path: Path, side: int = 50_000) -> None:
+    """A tiny PNG file that declares side x side pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_a_decompression_bomb_is_a_bad_image(tile_paths: list[str], tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.png"
+    _bomb_png(bomb)
+    with pytest.raises(BadImageError, match="too many pixels to decode safely"):
+        load_rgb(bomb)
+    array, bad = build_cache(
+        [*tile_paths, str(bomb)], 16, cache_dir=tmp_path / "c", workers=1, progress=False
+    )
+    assert [Path(e.path).name for e in bad] == ["bomb.png"] and not array[-1].any()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "zero", "bad-json", "done-json"])
+def test_a_damaged_cache_is_rebuilt_with_a_message(
+    tile_paths: list[str], tmp_path: Path, damage: str
+) -> None:
+    folder = tmp_path / "c"
+    first, _ = build_cache(tile_paths, 16, cache_dir=folder, workers=1, progress=False)
+    expected = np.array(first)
+    npy = Path(first.filename)
+    del first
+    key = npy.stem
+    if damage == "truncate":
+        with npy.open("r+b") as handle:
+            handle.truncate(npy.stat().st_size // 2)
+    elif damage == "zero":
+        data = np.load(npy, mmap_mode="r+")
+        data[:] = 0
+        data.flush()
+        del data
+    elif damage == "bad-json":
+        (folder / f"{key}.bad.json").write_text("[{broken")
+    else:
+        (folder / f"{key}.done.json").write_text("{}")
+    messages: list[str] = []
+    array, _ = build_cache(tile_paths, 16, cache_dir=folder, workers=1, progress=False, log=messages.append)
+    np.testing.assert_array_equal(array, expected)
+    assert len(messages) == 1 and messages[0].startswith(f"rebuilding the image cache {key}.npy: ")
+
+
+def test_stale_temporaries_are_removed_and_live_ones_kept(tile_paths: list[str], tmp_path: Path) -> None:
+    folder = tmp_path / "c"
+    folder.mkdir()
+    stale = folder / ".abc.npy.tmp-999999999"
+    stale.write_bytes(b"\0" * 1000)
+    live = folder / f".abc.npy.tmp-{os.getpid()}"
+    live.write_bytes(b"x")
+    messages: list[str] = []
+    build_cache(tile_paths, 16, cache_dir=folder, workers=1, progress=False, log=messages.append)
+    assert not stale.exists() and live.exists()
+    assert messages == ["removed .abc.npy.tmp-999999999, left by a build that was killed"]
+
+
+def test_a_read_only_or_full_cache_folder_is_a_clear_error(
+    tile_paths: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unisal.data.cache import CacheError
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):  # root ignores permissions: stand in for the OS refusing
+            real_write = Path.write_bytes
+
+            def refuse(self: Path, data: bytes) -> int:
+                if self.parent == folder:
+                    raise PermissionError(13, "Permission denied")
+                return real_write(self, data)
+
+            monkeypatch.setattr(Path, "write_bytes", refuse)
+        with pytest.raises(CacheError, match=r"cannot write the image cache in .*ro \(Permission denied\)"):
+            build_cache(tile_paths, 16, cache_dir=folder, workers=1, progress=False)
+    finally:
+        folder.chmod(0o700)
+    monkeypatch.undo()
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10**9, 10**9, 100))
+    with pytest.raises(CacheError, match=r"the image cache needs 0.00 GB but .* has 0.00 GB free"):
+        build_cache(tile_paths, 16, cache_dir=tmp_path / "full", workers=1, progress=False)
+    assert not list((tmp_path / "full").glob("*.npy"))

@@ -6,6 +6,7 @@ import click
 
 from unisal import __version__
 from unisal.cli.benchmark import benchmark, report
+from unisal.cli.cache import cache
 from unisal.cli.data import data
 from unisal.cli.features import features
 from unisal.cli.predict import export_model, predict
@@ -27,6 +28,7 @@ cli.add_command(supervised)
 cli.add_command(benchmark)
 cli.add_command(report)
 cli.add_command(data)
+cli.add_command(cache)
 cli.add_command(project)
 cli.add_command(serve)
 cli.add_command(predict)

@@ -196,9 +196,10 @@ def user_errors() -> tuple[type[Exception], ...]:
     Used as ``except user_errors() as error:``, which imports them only when something failed.
     """
     from unisal.config import ConfigError
+    from unisal.data.cache import CacheError
     from unisal.data.catalogue import DataError
     from unisal.data.images import BadImageError
     from unisal.errors import RunError
     from unisal.models.backbones import WeightsError
 
-    return (ConfigError, DataError, BadImageError, RunError, WeightsError)
+    return (ConfigError, DataError, BadImageError, RunError, WeightsError, CacheError)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -93,6 +97,100 @@ def _decode(path: str, size: int) -> np.ndarray | BadImageError:
         return error
 
 
+SAMPLE_ROWS = 64  # rows whose checksum a cache's completion record holds
+
+
+def sample_checksum(array: np.ndarray) -> str:
+    """SHA-1 of up to ``SAMPLE_ROWS`` evenly spaced rows (and the shape): a cache zeroed or
+    overwritten at the same size no longer matches."""
+    rows = np.unique(np.linspace(0, len(array) - 1, num=min(SAMPLE_ROWS, len(array))).astype(np.int64))
+    digest = hashlib.sha1(str(array.shape).encode())
+    digest.update(np.ascontiguousarray(array[rows]).tobytes())
+    return digest.hexdigest()
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete ``.<name>.tmp-<pid>`` files of processes that no longer run (killed builds)."""
+    removed = []
+    for path in folder.glob(".*.tmp-*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if path.is_file() and pid.isdigit() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _open_cache(
+    target: Path, bad_file: Path, done_file: Path, shape: tuple[int, ...]
+) -> tuple[np.ndarray, list[BadImageError]] | str:
+    """A complete, intact cache; else why not (a reason to rebuild)."""
+    try:
+        array = np.load(target, mmap_mode="r")
+        bad_records = json.loads(bad_file.read_text())
+        bad = [BadImageError(r["path"], r["reason"]) for r in bad_records]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"it is damaged ({str(exc).splitlines()[0][:120]})"
+    if tuple(array.shape) != shape or array.dtype != np.uint8:
+        return f"it holds {array.shape} {array.dtype}, not {shape} uint8"
+    checksum = sample_checksum(array)
+    try:
+        record = json.loads(done_file.read_text())
+    except (
+        FileNotFoundError
+    ):  # a cache from before completion records: complete, since bad.json is written last
+        write_json_atomic(done_file, {"shape": list(shape), "sample_sha1": checksum})
+        return array, bad
+    except (OSError, ValueError) as exc:
+        return f"its completion record is damaged ({exc})"
+    if record.get("sample_sha1") != checksum:
+        return "its content changed since it was written (checksum of sampled rows)"
+    return array, bad
+
+
+def _writable_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CacheError(
+            f"cannot write the image cache in {folder} ({exc.strerror or exc}); "
+            "choose a writable folder with --cache-dir or $UNISAL_CACHE"
+        ) from exc
+
+
+def _reserve(path: Path, n_bytes: int, folder: Path) -> None:
+    """Allocate the file's blocks now: a full disk is a clear error here, not a SIGBUS later."""
+    free = shutil.disk_usage(folder).free
+    if n_bytes > free:
+        raise CacheError(
+            f"the image cache needs {n_bytes / 1e9:.2f} GB but {folder} has {free / 1e9:.2f} GB free; "
+            "free some space or choose another folder with --cache-dir"
+        )
+    try:
+        with path.open("r+b") as handle:
+            os.posix_fallocate(handle.fileno(), 0, n_bytes)
+    except OSError as exc:
+        raise CacheError(
+            f"cannot reserve {n_bytes / 1e9:.2f} GB for the image cache in {folder}: {exc}"
+        ) from exc
+
+
+class CacheError(OSError):
+    """A cache cannot be written or read; the message says what to do."""
+
+
 def build_cache(
     paths: list[str],
     size: int,
@@ -100,40 +198,65 @@ def build_cache(
     workers: int = 4,
     progress: bool = True,
     key: str | None = None,
+    log: Callable[[str], Any] = lambda line: print(line, file=sys.stderr),
 ) -> tuple[np.ndarray, list[BadImageError]]:
     """Decode ``paths`` to (N, size, size, 3) uint8 on disk, or reuse an identical earlier cache.
 
     Bad files leave a zero image in their row and are returned, so that the caller decides
-    whether to stop or to skip them. Writes go to a temporary file that is renamed when
-    complete, so a killed build never leaves a half-written cache behind.
+    whether to stop or to skip them. Writes go to a temporary file (its space reserved first)
+    that is renamed when complete; a completion record with a checksum of sampled rows is
+    written last. A damaged, truncated or altered cache is rebuilt with a message, and the
+    temporary files of killed builds are removed.
 
     Args:
         key: ``cache_key(paths, size)`` if the caller has it already.
 
     Returns:
         The memory-mapped array and the list of files that could not be decoded.
+
+    Raises:
+        CacheError: the folder is not writable or the disk too full.
     """
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
     key = key or cache_key(paths, size)
-    target, bad_file = folder / f"{key}.npy", folder / f"{key}.bad.json"
+    target, bad_file, done_file = (
+        folder / f"{key}{suffix}" for suffix in (".npy", ".bad.json", ".done.json")
+    )
+    shape = (len(paths), size, size, 3)
     if target.is_file() and bad_file.is_file():
-        bad_records = json.loads(bad_file.read_text())
-        return np.load(target, mmap_mode="r"), [BadImageError(r["path"], r["reason"]) for r in bad_records]
+        opened = _open_cache(target, bad_file, done_file, shape)
+        if not isinstance(opened, str):
+            return opened
+        log(f"rebuilding the image cache {target.name}: {opened}")
+    _writable_folder(folder)
+    for stale in remove_stale_temporaries(folder):
+        log(f"removed {stale.name}, left by a build that was killed")
+    for old in (done_file, bad_file):
+        old.unlink(missing_ok=True)
     bad: list[BadImageError] = []
-    with atomic_path(target) as tmp:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(lambda p: _decode(p, size), paths, chunksize=32)
-            for i, result in enumerate(
-                tqdm(results, total=len(paths), desc=f"decoding images to {size}px", disable=not progress)
-            ):
-                if isinstance(result, BadImageError):
-                    bad.append(result)
-                    array[i] = 0
-                else:
-                    array[i] = result
-        array.flush()
-        del array
-    write_json_atomic(bad_file, [{"path": e.path, "reason": e.reason} for e in bad])
+    try:
+        with atomic_path(target) as tmp:
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            reserve_space(tmp, tmp.stat().st_size, folder)
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = pool.map(lambda p: _decode(p, size), paths, chunksize=32)
+                for i, result in enumerate(
+                    tqdm(results, total=len(paths), desc=f"decoding images to {size}px", disable=not progress)
+                ):
+                    if isinstance(result, BadImageError):
+                        bad.append(result)
+                        array[i] = 0
+                    else:
+                        array[i] = result
+            array.flush()
+            checksum = sample_checksum(array)
+            del array
+        write_json_atomic(bad_file, [{"path": e.path, "reason": e.reason} for e in bad])
+        write_json_atomic(done_file, {"shape": list(shape), "sample_sha1": checksum})
+    except CacheError:
+        raise
+    except OSError as exc:
+        raise CacheError(
+            f"writing the image cache in {folder} failed ({exc}); free space or choose --cache-dir"
+        ) from exc
     return np.load(target, mmap_mode="r"), bad

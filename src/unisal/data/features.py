@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from unisal.config import VIEW_SETS, FeatureConfig, ModelConfig
-from unisal.data.cache import ImageStore, default_cache_dir, read_rows
+from unisal.data.cache import ImageStore, default_cache_dir, read_rows, reserve_space
 from unisal.data.views import apply_affine, normalise, to_float, weak_view_params
 from unisal.io import write_json_atomic
 
@@ -256,6 +256,7 @@ def build_feature_cache(
             done = int(started["done"])
         else:
             array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=tuple(shape))
+            reserve_space(path, path.stat().st_size, folder, "feature cache")
             done = 0
             write_json_atomic(progress_file, {"shape": shape, "done": 0, "seconds": 0.0})
         seconds_before = float(started["seconds"]) if started and done else 0.0

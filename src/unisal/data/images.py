@@ -122,6 +122,8 @@ def load_rgb(path: str | Path) -> np.ndarray:
             if im.mode in ("RGB", "RGBA", "L", "LA"):
                 return _to_uint8_rgb(np.asarray(im))
             return _to_uint8_rgb(np.asarray(im.convert("RGB")))
+    except Image.DecompressionBombError as bomb:
+        raise BadImageError(path, f"too many pixels to decode safely ({bomb})") from bomb
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as pil_error:
         if path.suffix.lower() in (".tif", ".tiff"):
             try:

@@ -1,0 +1,95 @@
+"""What the caches hold and how big they are (``unisal cache ls``), and removing them (``clear``).
+
+The cache folder holds decoded-image caches (``<key>.npy`` with ``.bad.json`` and ``.done.json``)
+and feature caches (``features/<key>/``). Downloaded data sets (``datasets/``) are not caches
+and are never listed or removed here.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    kind: str  # images | features
+    key: str
+    paths: tuple[Path, ...]
+    bytes: int
+    description: str
+    complete: bool
+    modified: float
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def list_caches(folder: Path) -> list[CacheEntry]:
+    """Every cache in ``folder``, newest first."""
+    entries = []
+    for npy in sorted(folder.glob("*.npy")):
+        key = npy.stem
+        paths = tuple(p for p in (npy, folder / f"{key}.bad.json", folder / f"{key}.done.json") if p.exists())
+        try:
+            import numpy as np
+
+            shape = np.load(npy, mmap_mode="r").shape
+            description = f"{shape[0]} images of {shape[1]} px"
+        except (OSError, ValueError):
+            description = "unreadable"
+        complete = (folder / f"{key}.bad.json").is_file()
+        entries.append(
+            CacheEntry(
+                "images", key, paths, sum(_size(p) for p in paths), description, complete, npy.stat().st_mtime
+            )
+        )
+    for sub in sorted((folder / "features").glob("*")) if (folder / "features").is_dir() else []:
+        if not sub.is_dir():
+            continue
+        try:
+            marker = json.loads((sub / "complete.json").read_text())
+            n, views, dim = marker.get("shape", ["?", "?", "?"])
+            description = f"{marker.get('backbone', '?')}, {n} images x {views} views x {dim}"
+            complete = True
+        except (OSError, ValueError, TypeError):
+            description, complete = "incomplete (a build that stopped or is running)", False
+        entries.append(
+            CacheEntry("features", sub.name, (sub,), _size(sub), description, complete, sub.stat().st_mtime)
+        )
+    return sorted(entries, key=lambda e: -e.modified)
+
+
+def in_use(entry: CacheEntry) -> bool:
+    """A feature cache whose build lock another process holds."""
+    lock = entry.paths[0] / ".lock"
+    if entry.kind != "features" or not lock.is_file():
+        return False
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def remove(entry: CacheEntry) -> None:
+    for path in entry.paths:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def describe(entry: CacheEntry) -> str:
+    age = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.modified))
+    state = "" if entry.complete else " [incomplete]"
+    return f"{entry.kind:<8} {entry.key}  {entry.bytes / 1e6:9.1f} MB  {age}  {entry.description}{state}"
