@@ -170,21 +170,20 @@ def _writable_folder(folder: Path) -> None:
         ) from exc
 
 
-def _reserve(path: Path, n_bytes: int, folder: Path) -> None:
-    """Allocate the file's blocks now: a full disk is a clear error here, not a SIGBUS later."""
+def reserve_space(path: Path, n_bytes: int, folder: Path, what: str = "image cache") -> None:
+    """Allocate the file's blocks now: a full disk is a clear error here, not a SIGBUS later
+    when a memory-mapped write finds no block."""
     free = shutil.disk_usage(folder).free
     if n_bytes > free:
         raise CacheError(
-            f"the image cache needs {n_bytes / 1e9:.2f} GB but {folder} has {free / 1e9:.2f} GB free; "
+            f"the {what} needs {n_bytes / 1e9:.2f} GB but {folder} has {free / 1e9:.2f} GB free; "
             "free some space or choose another folder with --cache-dir"
         )
     try:
         with path.open("r+b") as handle:
             os.posix_fallocate(handle.fileno(), 0, n_bytes)
     except OSError as exc:
-        raise CacheError(
-            f"cannot reserve {n_bytes / 1e9:.2f} GB for the image cache in {folder}: {exc}"
-        ) from exc
+        raise CacheError(f"cannot reserve {n_bytes / 1e9:.2f} GB for the {what} in {folder}: {exc}") from exc
 
 
 class CacheError(OSError):
