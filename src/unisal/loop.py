@@ -218,6 +218,8 @@ class ActiveLearningRun:
         self._check_folder()
         if data is None:
             data = prepare_data(cfg.data, cfg.seed, self.progress)
+            for note in data.notes:
+                self.log(note)
         self._check_sizes(data)
         self.learner = create_learner(
             cfg, len(data.catalogue.class_names), self.device, progress=self.progress, log=self.log

@@ -260,6 +260,8 @@ class Benchmark:
             if not todo and seed not in refs_left:
                 continue
             data = prepare_data(plan.base.data, seed, self.progress)
+            for note in data.notes:
+                self.log(f"seed {seed}: {note}")
             if not written:  # the data are readable: now the folder may be written
                 self.write_settings()
                 written = True

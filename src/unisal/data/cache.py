@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -259,3 +260,67 @@ def build_cache(
             f"writing the image cache in {folder} failed ({exc}); free space or choose --cache-dir"
         ) from exc
     return np.load(target, mmap_mode="r"), bad
+
+
+def file_sha1(path: str) -> str:
+    """SHA-1 of a file's bytes; empty for an image inside an .npz (no file of its own)."""
+    if NPZ_SEPARATOR in path:
+        return ""
+    digest = hashlib.sha1()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return ""
+    return digest.hexdigest()
+
+
+def content_hashes(
+    paths: list[str], key: str, cache_dir: str | Path | None = None, workers: int = 4
+) -> list[str]:
+    """SHA-1 of every file (N,), computed once per image cache and kept beside it (``.sha1.json``)."""
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    record = folder / f"{key}.sha1.json"
+    try:
+        hashes = json.loads(record.read_text())
+        if isinstance(hashes, list) and len(hashes) == len(paths):
+            return [str(h) for h in hashes]
+    except (OSError, ValueError):
+        pass
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        hashes = list(pool.map(file_sha1, paths, chunksize=64))
+    with contextlib.suppress(OSError):  # a read-only cache: hash again next time
+        write_json_atomic(record, hashes)
+    return hashes
+
+
+def join_identical(groups: np.ndarray, hashes: list[str]) -> tuple[np.ndarray, int, int]:
+    """Groups (N,) in which byte-identical files share one group (union of their groups).
+
+    Returns:
+        The new group ids, how many sets of identical files there are, and how many of them
+        spanned more than one group (and so joined groups).
+    """
+    parent = {int(g): int(g) for g in np.unique(groups)}
+
+    def find(g: int) -> int:
+        while parent[g] != g:
+            parent[g] = parent[parent[g]]
+            g = parent[g]
+        return g
+
+    by_hash: dict[str, list[int]] = {}
+    for i, h in enumerate(hashes):
+        if h:
+            by_hash.setdefault(h, []).append(i)
+    sets = [members for members in by_hash.values() if len(members) > 1]
+    joined = 0
+    for members in sets:
+        roots = {find(int(groups[i])) for i in members}
+        if len(roots) > 1:
+            joined += 1
+            first, *rest = sorted(roots)
+            for r in rest:
+                parent[r] = first
+    return np.asarray([find(int(g)) for g in groups], np.int64), len(sets), joined

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,7 @@ class Catalogue:
     groups: np.ndarray
     class_names: list[str]
     root: str
+    notes: list[str] = field(default_factory=list)  # what the reader merged or changed, to report
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -79,6 +80,7 @@ class Catalogue:
             groups=self.groups[keep_idx],
             class_names=self.class_names,
             root=self.root,
+            notes=self.notes,
         )
 
 
@@ -151,7 +153,10 @@ def read_csv_list(csv_path: str | Path, class_names: list[str] | None = None) ->
     if not rows:
         raise DataError(f"{csv_path} lists no images")
     root = csv_path.parent
-    paths = [str((root / p).resolve()) if not Path(p).is_absolute() else p for p, _ in rows]
+    rows, notes = _merge_duplicate_rows(
+        [(str((root / p).resolve()) if not Path(p).is_absolute() else p, lab) for p, lab in rows], csv_path
+    )
+    paths = [p for p, _ in rows]
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         raise DataError(f"{len(missing)} image(s) listed in {csv_path} do not exist, e.g. {missing[0]}")
@@ -161,7 +166,31 @@ def read_csv_list(csv_path: str | Path, class_names: list[str] | None = None) ->
     if unknown:
         raise UnknownClassError(f"'{unknown[0]}' in {csv_path} is not one of the classes {names}")
     labels = np.asarray([names.index(lab) if lab else UNLABELLED for _, lab in rows], np.int64)
-    return Catalogue(paths, labels, _own_groups(len(paths)), names, str(root))
+    return Catalogue(paths, labels, _own_groups(len(paths)), names, str(root), notes)
+
+
+def _merge_duplicate_rows(
+    rows: list[tuple[str, str]], csv_path: Path
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """One row per file: copies with the same label (or none) merge into one item; a file listed
+    with two different labels is an error naming the first few."""
+    labels: dict[str, set[str]] = {}
+    for path, label in rows:
+        labels.setdefault(path, set()).update({label} if label else set())
+    conflicts = [(p, sorted(ls)) for p, ls in labels.items() if len(ls) > 1]
+    if conflicts:
+        shown = "; ".join(f"{Path(p).name}: {', '.join(ls)}" for p, ls in conflicts[:5])
+        raise DataError(
+            f"{csv_path} gives {len(conflicts)} file(s) two different labels ({shown}); keep one label per file"
+        )
+    merged = [(p, next(iter(labels[p]), "")) for p in dict.fromkeys(p for p, _ in rows)]
+    copies = len(rows) - len(merged)
+    notes = (
+        [f"{csv_path.name}: {copies} repeated row(s) of the same file were merged into one item"]
+        if copies
+        else []
+    )
+    return merged, notes
 
 
 # file or folder name prefix -> class names of integer labels
@@ -272,7 +301,9 @@ def attach_groups(catalogue: Catalogue, groups_csv: str | Path) -> Catalogue:
         groups[index[path]] = group_names.setdefault(name, len(group_names))
     loose = groups < 0
     groups[loose] = len(group_names) + np.arange(int(loose.sum()))
-    return Catalogue(catalogue.paths, catalogue.labels, groups, catalogue.class_names, catalogue.root)
+    return Catalogue(
+        catalogue.paths, catalogue.labels, groups, catalogue.class_names, catalogue.root, catalogue.notes
+    )
 
 
 def detect_format(path: str | Path) -> str:

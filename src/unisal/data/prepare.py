@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from unisal.config import DataConfig
-from unisal.data.cache import ImageStore, build_cache, cache_key
+from unisal.data.cache import ImageStore, build_cache, cache_key, content_hashes, join_identical
 from unisal.data.catalogue import Catalogue, DataError, load_catalogue
 from unisal.data.images import BadImageError
 from unisal.data.splits import TEST, TRAIN, VAL, grouped_split
@@ -22,12 +22,15 @@ class PreparedData:
         store: decoded images by catalogue index.
         split: (N,) ``train`` | ``val`` | ``test``.
         bad: files that could not be decoded and were left out.
+        notes: what the user should know about the data and the split (merged duplicates,
+            joined groups, classes missing from a split).
     """
 
     catalogue: Catalogue
     store: ImageStore
     split: np.ndarray
     bad: list[BadImageError]
+    notes: list[str] = field(default_factory=list)
 
     def indices(self, name: str) -> np.ndarray:
         """Absolute indices of the labelled images of split ``name``."""
@@ -71,5 +74,37 @@ def prepare_data(cfg: DataConfig, seed: int, progress: bool = True) -> PreparedD
         catalogue, rows = catalogue.subset(keep), rows[keep]
     if (catalogue.labels >= 0).sum() == 0:
         raise DataError("no labelled images: a simulation needs labels to act as the oracle")
+    notes = list(catalogue.notes)
+    hashes = content_hashes(catalogue.paths, key, cfg.cache_dir)
+    groups, n_sets, joined = join_identical(catalogue.groups, hashes)
+    if n_sets:
+        notes.append(
+            f"{n_sets} set(s) of byte-identical files: each set kept in one group"
+            + (f" ({joined} joined groups that --groups had kept apart)" if joined else "")
+        )
+    catalogue.groups = groups
     split = grouped_split(catalogue.labels, catalogue.groups, cfg.val_fraction, cfg.test_fraction, seed)
-    return PreparedData(catalogue, ImageStore(array, rows, fingerprint=key), split, bad)
+    notes += missing_classes(catalogue, split, check_val=cfg.val_fraction > 0)
+    return PreparedData(catalogue, ImageStore(array, rows, fingerprint=key), split, bad, notes)
+
+
+def missing_classes(catalogue: Catalogue, split: np.ndarray, *, check_val: bool) -> list[str]:
+    """Warnings for classes that have labelled images but none in the validation or test split."""
+    notes = []
+    for name in (VAL, TEST) if check_val else (TEST,):
+        present = set(catalogue.labels[(split == name) & (catalogue.labels >= 0)].tolist())
+        absent = [
+            catalogue.class_names[k]
+            for k in sorted(set(catalogue.labels[catalogue.labels >= 0].tolist()) - present)
+        ]
+        if absent:
+            consequence = (
+                "its recall and F1 count as 0 in the macro averages"
+                if name == TEST
+                else "model selection never sees it"
+            )
+            notes.append(
+                f"warning: class(es) {', '.join(absent)} have no image in the {name} split ({consequence}); "
+                "add images or groups of them"
+            )
+    return notes
