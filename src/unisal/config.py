@@ -132,6 +132,7 @@ class RunConfig:
     rounds: int = setting(5, ge=0)  # query rounds; the model is trained rounds + 1 times
     seed: int = setting(0, ge=0, lt=2**32)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = setting(None, ge=1, le=1024)  # CPU threads; None: the cores not busy elsewhere
     out: str = "runs/unisal"
     preset: str = "cpu"
 

@@ -31,6 +31,7 @@ from unisal.query import QueryContext, Strategy, create_strategy, strategy_class
 from unisal.run_folder import DAMAGED, LOCK_NAME, RunFolder
 from unisal.seeds import round_seed
 from unisal.state import NOT_LABELLED, ALState
+from unisal.threads import configure_threads
 
 __all__ = ["NOT_LABELLED", "ALState", "ActiveLearningRun", "RunError", "check_run_settings"]
 
@@ -60,7 +61,7 @@ def _comparable(values: dict[str, Any]) -> dict[str, Any]:
     for key in ("path", "groups"):  # runs written before paths were stored absolute
         if isinstance(data.get(key), str) and data[key] and "://" not in data[key]:
             data[key] = os.path.abspath(data[key])
-    for key in ("device", "out", "rounds"):  # a resumed run may be extended by more rounds
+    for key in ("device", "threads", "out", "rounds"):  # a resumed run may be extended by more rounds
         values.pop(key, None)
     values.get("data", {}).pop("cache_dir", None)
     values.get("train", {}).pop("eval_batch_size", None)
@@ -216,6 +217,7 @@ class ActiveLearningRun:
         """
         cfg = self.cfg
         self._check_folder()
+        configure_threads(cfg.threads, self.log)
         if data is None:
             data = prepare_data(cfg.data, cfg.seed, self.progress)
             for note in data.notes:

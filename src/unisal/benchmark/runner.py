@@ -43,6 +43,7 @@ from unisal.learners import create_learner
 from unisal.loop import ActiveLearningRun, _comparable, check_run_settings
 from unisal.run_folder import RunFolder
 from unisal.seeds import round_seed
+from unisal.threads import configure_threads
 
 
 @dataclass
@@ -241,6 +242,7 @@ class Benchmark:
         """Run (or resume) everything; returns the path of summary.md."""
         plan = self.plan
         self.check_folder()
+        configure_threads(plan.base.threads, self.log)
         total = len(self.runs) + (len(plan.seeds) if plan.reference else 0)
         left = [(a, s, c) for a, s, c in self.runs if not self._done(c)]
         refs_left = [

@@ -36,6 +36,7 @@ CONFIG_PATHS: dict[str, tuple[str, ...]] = {
     "rounds": ("rounds",),
     "seed": ("seed",),
     "device": ("device",),
+    "threads": ("threads",),
     "out": ("out",),
 }
 
@@ -139,6 +140,9 @@ def model_train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             click.option("--lr", type=float, help="SGD learning rate."),
             click.option("--seed", type=int, help="Seeds splits, initial set, weights and batches."),
             click.option("--device", help="auto, cpu, cuda or cuda:N."),
+            click.option(
+                "--threads", type=int, help="CPU threads (default: the cores other processes leave free)."
+            ),
         ]
     ):
         fn = option(fn)
