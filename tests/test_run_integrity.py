@@ -198,3 +198,50 @@ def test_a_second_run_on_a_locked_folder_is_refused(tiles: Path, tmp_path: Path)
     code, output = simulate(tiles, tmp_path, out, "--rounds", "1")  # the lock died with its process
     assert code == 0, output
     assert os.path.exists(out / "state.json")
+
+
+def test_a_huge_batch_is_capped_at_the_data(tiles: Path, tmp_path: Path):
+    out = tmp_path / "big"
+    code, output = simulate(
+        tiles,
+        tmp_path,
+        out,
+        "--batch-size",
+        "100000",
+        "--rounds",
+        "1",
+        "--learner",
+        "finetune",
+        "--preset",
+        "cpu-finetune",
+    )
+    assert code == 0, output
+    assert "--batch-size 100000 is more than the data holds:" in output
+
+
+def test_a_step_that_cannot_fit_in_memory_is_refused_before_anything_is_written(
+    tiles: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import unisal.memory
+
+    monkeypatch.setattr(unisal.memory, "available_bytes", lambda device: 50_000_000)
+    out = tmp_path / "small-machine"
+    code, output = simulate(
+        tiles,
+        tmp_path,
+        out,
+        "--learner",
+        "finetune",
+        "--preset",
+        "cpu-finetune",
+        "--batch-size",
+        "64",
+        "--image-size",
+        "96",
+    )
+    assert (
+        code != 0
+        and "needs about" in output
+        and "more than the 50 MB free on cpu; lower --batch-size (now 64)" in output
+    )
+    assert not out.exists()

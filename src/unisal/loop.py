@@ -185,6 +185,28 @@ class ActiveLearningRun:
         if len(data.idx_test) == 0:
             raise RunError("the test split is empty; add images or raise test_fraction")
 
+    def _check_memory(self, data: PreparedData) -> None:
+        """The batch, capped at the data (see ``batch_sizes``), must fit the device's free memory."""
+        from unisal.memory import SAFETY, available_bytes, describe
+        from unisal.train.fit import batch_sizes
+
+        assert self.learner is not None
+        cfg = self.cfg
+        n_ulb = len(data.idx_pool) - cfg.initial + len(data.idx_unlabelled_extra)
+        semi = cfg.learner.mode == "cotrain"
+        n_lb, n_ulb_step = batch_sizes(cfg.train, semi, cfg.initial, n_ulb)
+        if n_lb + n_ulb_step < cfg.train.batch_size:
+            self.log(
+                f"--batch-size {cfg.train.batch_size} is more than the data holds: {n_lb + n_ulb_step} images a step"
+            )
+        need = self.learner.step_bytes(n_lb + n_ulb_step)
+        free = available_bytes(self.device)
+        if free is not None and need > SAFETY * free:
+            raise RunError(
+                f"one training step on {n_lb + n_ulb_step} images needs about {describe(need)}, more than the "
+                f"{describe(free)} free on {self.device}; lower --batch-size (now {cfg.train.batch_size})"
+            )
+
     def _load_or_start(self, data: PreparedData) -> ALState:
         folder = self.folder
         if self.resume:
@@ -226,6 +248,7 @@ class ActiveLearningRun:
         self.learner = create_learner(
             cfg, len(data.catalogue.class_names), self.device, progress=self.progress, log=self.log
         )
+        self._check_memory(data)
         self.learner.prepare(data)
         self.strategy = make_strategy(cfg)
         self.data = data

@@ -83,6 +83,13 @@ class Learner(ABC):
     def new_networks(self, seed: int) -> list[UniSALNet]:
         """``n_networks`` freshly initialised networks; network k is seeded with ``seed + k``."""
 
+    def step_bytes(self, n_images: int) -> int:
+        """Rough peak memory (bytes) of one training step on ``n_images`` images, every network
+        seeing its own view of each (see :mod:`unisal.memory`)."""
+        from unisal.memory import image_step_bytes
+
+        return image_step_bytes(n_images, self.n_networks, self.cfg.data.image_size)
+
     # ---- the protocol
     def prepare(self, data: PreparedData) -> None:
         """One-off work before the first fit (weights, caches); writes nothing to a run folder."""

@@ -32,6 +32,12 @@ class FrozenLearner(Learner):
                 "drop --no-pretrained, or pass --weights PATH"
             )
 
+    def step_bytes(self, n_images: int) -> int:
+        from unisal.memory import feature_step_bytes
+
+        dim = self.features.dim if self.features is not None else 2048
+        return feature_step_bytes(n_images, self.n_networks, dim)
+
     def make_inputs(self, data: PreparedData) -> NetworkInputs:
         self.features = build_feature_cache(
             data.store,

@@ -71,12 +71,26 @@ def make_optimiser(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def batch_sizes(cfg: TrainConfig, semi: bool) -> tuple[int, int]:
-    """Labelled and unlabelled images per step: ``ulb_ratio`` unlabelled per labelled one."""
+def batch_sizes(
+    cfg: TrainConfig, semi: bool, n_lb_data: int | None = None, n_ulb_data: int | None = None
+) -> tuple[int, int]:
+    """Labelled and unlabelled images per step: ``ulb_ratio`` unlabelled per labelled one.
+
+    A batch larger than all the training data (``n_lb_data`` + ``n_ulb_data`` images) is capped
+    at it: each part at most what there is. A smaller one is kept, the labelled images repeating
+    within a batch when there are few of them (with different augmentations).
+    """
     if not semi:
-        return cfg.batch_size, 0
-    n_lb = max(1, int(cfg.batch_size / (1.0 + cfg.ulb_ratio)))
-    return n_lb, max(1, cfg.batch_size - n_lb)
+        n_lb, n_ulb = cfg.batch_size, 0
+    else:
+        n_lb = max(1, int(cfg.batch_size / (1.0 + cfg.ulb_ratio)))
+        n_ulb = max(1, cfg.batch_size - n_lb)
+    available = (n_lb_data or 0) + (n_ulb_data or 0 if semi else 0)
+    if n_lb_data is not None and cfg.batch_size > available:
+        n_lb = min(n_lb, max(1, n_lb_data))
+        if semi and n_ulb_data is not None:
+            n_ulb = min(n_ulb, max(1, n_ulb_data))
+    return n_lb, n_ulb
 
 
 def step_loss(
@@ -151,7 +165,7 @@ def fit(
     label_of = dict(zip(np.asarray(idx_lb).tolist(), np.asarray(y_lb).tolist(), strict=True))
     sampler_lb = IndexSampler(idx_lb, rng)
     sampler_ulb = IndexSampler(idx_ulb, rng) if semi and idx_ulb is not None else None
-    bs_lb, bs_ulb = batch_sizes(cfg, semi)
+    bs_lb, bs_ulb = batch_sizes(cfg, semi, len(idx_lb), len(idx_ulb) if semi and idx_ulb is not None else 0)
     steps_per_epoch = cfg.steps_per_epoch or max(1, math.ceil(len(idx_lb) / bs_lb))
     total = cfg.epochs * steps_per_epoch
     warmup = int(total * cfg.warmup_fraction)
