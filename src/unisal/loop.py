@@ -194,7 +194,7 @@ class ActiveLearningRun:
         cfg = self.cfg
         n_ulb = len(data.idx_pool) - cfg.initial + len(data.idx_unlabelled_extra)
         semi = cfg.learner.mode == "cotrain"
-        n_lb, n_ulb_step = batch_sizes(cfg.train, semi, cfg.initial, n_ulb)
+        n_lb, n_ulb_step = batch_sizes(cfg.train, semi, cfg.initial + n_ulb)
         if n_lb + n_ulb_step < cfg.train.batch_size:
             self.log(
                 f"--batch-size {cfg.train.batch_size} is more than the data holds: {n_lb + n_ulb_step} images a step"

@@ -82,7 +82,7 @@ def train_supervised_reference(
     result = learner.fit(
         idx_lb,
         cat.labels[idx_lb],
-        idx_ulb=np.array([], np.int64),
+        idx_ulb=np.setdiff1d(data.idx_pool, idx_lb),  # unused in supervised mode; bounds the batch
         idx_val=data.idx_val,
         y_val=cat.labels[data.idx_val],
         init_seed=round_seed(cfg.seed, round_, "init"),

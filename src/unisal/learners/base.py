@@ -135,6 +135,7 @@ class Learner(ABC):
             self.device,
             seed=seed,
             progress=self.progress,
+            batch_limit=len(idx_lb) + len(idx_ulb),
         )
 
     def _trained(self) -> list[UniSALNet]:

@@ -71,26 +71,18 @@ def make_optimiser(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def batch_sizes(
-    cfg: TrainConfig, semi: bool, n_lb_data: int | None = None, n_ulb_data: int | None = None
-) -> tuple[int, int]:
+def batch_sizes(cfg: TrainConfig, semi: bool, limit: int | None = None) -> tuple[int, int]:
     """Labelled and unlabelled images per step: ``ulb_ratio`` unlabelled per labelled one.
 
-    A batch larger than all the training data (``n_lb_data`` + ``n_ulb_data`` images) is capped
-    at it: each part at most what there is. A smaller one is kept, the labelled images repeating
-    within a batch when there are few of them (with different augmentations).
+    A batch larger than ``limit`` (all the training images there are, labelled and not) is
+    scaled down to it, keeping the ratio; a smaller one is kept, the labelled images repeating
+    within a batch when there are few of them (each time with another augmentation).
     """
+    size = cfg.batch_size if limit is None else max(2 if semi else 1, min(cfg.batch_size, limit))
     if not semi:
-        n_lb, n_ulb = cfg.batch_size, 0
-    else:
-        n_lb = max(1, int(cfg.batch_size / (1.0 + cfg.ulb_ratio)))
-        n_ulb = max(1, cfg.batch_size - n_lb)
-    available = (n_lb_data or 0) + (n_ulb_data or 0 if semi else 0)
-    if n_lb_data is not None and cfg.batch_size > available:
-        n_lb = min(n_lb, max(1, n_lb_data))
-        if semi and n_ulb_data is not None:
-            n_ulb = min(n_ulb, max(1, n_ulb_data))
-    return n_lb, n_ulb
+        return size, 0
+    n_lb = max(1, int(size / (1.0 + cfg.ulb_ratio)))
+    return n_lb, max(1, size - n_lb)
 
 
 def step_loss(
@@ -143,6 +135,7 @@ def fit(
     device: torch.device,
     seed: int,
     progress: bool = True,
+    batch_limit: int | None = None,
 ) -> FitResult:
     """Train ``nets`` in place and leave the best validation weights loaded.
 
@@ -156,6 +149,7 @@ def fit(
         cfg: optimisation and loss settings.
         device: where to train.
         seed: seeds batch order, augmentations and nothing else (weights are seeded at build).
+        batch_limit: the training images there are in all; a larger batch is scaled down to it.
     """
     if len(idx_lb) == 0:
         raise ValueError("cannot train without labelled images")
@@ -165,7 +159,7 @@ def fit(
     label_of = dict(zip(np.asarray(idx_lb).tolist(), np.asarray(y_lb).tolist(), strict=True))
     sampler_lb = IndexSampler(idx_lb, rng)
     sampler_ulb = IndexSampler(idx_ulb, rng) if semi and idx_ulb is not None else None
-    bs_lb, bs_ulb = batch_sizes(cfg, semi, len(idx_lb), len(idx_ulb) if semi and idx_ulb is not None else 0)
+    bs_lb, bs_ulb = batch_sizes(cfg, semi, batch_limit)
     steps_per_epoch = cfg.steps_per_epoch or max(1, math.ceil(len(idx_lb) / bs_lb))
     total = cfg.epochs * steps_per_epoch
     warmup = int(total * cfg.warmup_fraction)
