@@ -194,7 +194,7 @@ def test_killed_extraction_resumes_to_the_same_features(
     assert not (folder / "progress.json").exists()
 
 
-@pytest.mark.parametrize("damage", ["no marker", "foreign marker", "truncated array"])
+@pytest.mark.parametrize("damage", ["no marker", "foreign marker", "truncated array", "zeroed array"])
 def test_a_half_written_or_stale_cache_is_rebuilt(tmp_path: Path, damage: str) -> None:
     store = colour_store()
     expected = np.asarray(build(store, tmp_path, spec=ViewSpec("identity")).array).copy()
@@ -204,8 +204,10 @@ def test_a_half_written_or_stale_cache_is_rebuilt(tmp_path: Path, damage: str) -
         (folder / "complete.json").unlink()
     elif damage == "foreign marker":
         (folder / "complete.json").write_text(json.dumps(marker | {"key": "another-cache"}))
-    else:
+    elif damage == "truncated array":
         np.save(folder / "features.npy", expected[:4])
+    else:  # the same size, every value zero: only the checksum of sampled rows notices
+        np.save(folder / "features.npy", np.zeros_like(expected))
     rebuilt = build(store, tmp_path, spec=ViewSpec("identity"))
     assert json.loads((folder / "complete.json").read_text())["key"] == marker["key"]
     np.testing.assert_array_equal(np.asarray(rebuilt.array), expected)

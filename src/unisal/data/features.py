@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from unisal.config import VIEW_SETS, FeatureConfig, ModelConfig
-from unisal.data.cache import ImageStore, default_cache_dir, read_rows, reserve_space
+from unisal.data.cache import ImageStore, default_cache_dir, read_rows, reserve_space, sample_checksum
 from unisal.data.views import apply_affine, normalise, to_float, weak_view_params
 from unisal.io import write_json_atomic
 
@@ -160,15 +160,28 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _open_complete(folder: Path, key: str, rows: np.ndarray) -> FeatureStore | None:
+def _open_complete(
+    folder: Path, key: str, rows: np.ndarray, log: Callable[[str], Any] = print
+) -> FeatureStore | None:
+    """The complete, intact cache in ``folder``; None (with a message where it was damaged) when
+    it is missing, foreign, truncated or its sampled rows no longer match their checksum."""
     marker = _read_json(folder / "complete.json")
     if marker is None or marker.get("key") != key:
         return None
     try:
         array = np.load(folder / "features.npy", mmap_mode="r")
-    except (OSError, ValueError):
+    except (OSError, ValueError) as exc:
+        log(f"rebuilding the feature cache {folder.name}: it is damaged ({str(exc).splitlines()[0][:120]})")
         return None
     if list(array.shape) != marker.get("shape") or array.dtype != np.float16:
+        log(f"rebuilding the feature cache {folder.name}: it holds {array.shape}, not {marker.get('shape')}")
+        return None
+    checksum = sample_checksum(array)
+    if "sample_sha1" not in marker:  # written before checksums: record it now
+        marker["sample_sha1"] = checksum
+        write_json_atomic(folder / "complete.json", marker, indent=2)
+    elif marker["sample_sha1"] != checksum:
+        log(f"rebuilding the feature cache {folder.name}: its content changed since it was written")
         return None
     return FeatureStore(array, rows, marker)
 
@@ -230,10 +243,11 @@ def build_feature_cache(
     folder = (Path(cache_dir) if cache_dir else default_cache_dir()) / "features" / key
     folder.mkdir(parents=True, exist_ok=True)
     with _exclusive(folder / ".lock", log):
-        done_store = _open_complete(folder, key, store.rows)
+        done_store = _open_complete(folder, key, store.rows, log)
         if done_store is not None:
             done_store.info["reused"] = True
             return done_store
+        (folder / "complete.json").unlink(missing_ok=True)  # whatever is there is not a whole cache
         backbone = create_backbone(model.backbone, model.pretrained, model.weights).eval().to(device)
         if device.type == "cuda":
             backbone = backbone.to(memory_format=torch.channels_last)
@@ -289,6 +303,7 @@ def build_feature_cache(
             "views_per_second": round(n_images * spec.n_views / seconds, 2) if seconds > 0 else None,
             "device": str(device),
         }
+        meta["sample_sha1"] = sample_checksum(np.load(path, mmap_mode="r"))
         write_json_atomic(folder / "complete.json", meta, indent=2)
         progress_file.unlink(missing_ok=True)
         built = _open_complete(folder, key, store.rows)
