@@ -50,6 +50,7 @@ class DataConfig:
     groups: str | None = None  # CSV path,group: splits never separate a group
     image_size: int = setting(64, ge=16, le=4096)  # side of the cached, decoded square images
     val_fraction: float = setting(0.1, ge=0.0, lt=1.0)  # of all labelled images, used for model selection
+    val_size: int | None = setting(None, ge=0)  # validation images (absolute); overrides val_fraction
     test_fraction: float = setting(
         0.2, gt=0.0, lt=1.0
     )  # of all labelled images, never queried nor trained on

@@ -283,6 +283,7 @@ class ActiveLearningRun:
         return {
             "round": round_,
             "n_labeled": len(idx_lb),
+            "n_val": len(data.idx_val),  # validation labels used for model selection, on top of n_labeled
             **{k: round(v, 6) for k, v in metrics.items()},
             "train_seconds": round(result.seconds, 2),
             "best_epoch": result.best_epoch,

@@ -30,6 +30,7 @@ def _short(exc: BaseException) -> str:
 ROUND_COLUMNS = [
     "round",
     "n_labeled",
+    "n_val",
     "accuracy",
     "macro_f1",
     "macro_precision",

@@ -11,6 +11,7 @@ import click
 CONFIG_PATHS: dict[str, tuple[str, ...]] = {
     "data": ("data", "path"),
     "groups": ("data", "groups"),
+    "val_size": ("data", "val_size"),
     "format": ("data", "format"),
     "image_size": ("data", "image_size"),
     "skip_bad_images": ("data", "skip_bad_images"),
@@ -70,6 +71,11 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option("--format", type=click.Choice(list(DATA_FORMATS)), help="Data layout."),
             click.option("--image-size", type=int, help="Side of the decoded square images (px)."),
+            click.option(
+                "--val-size",
+                type=int,
+                help="Validation images for model selection (0: none, train a fixed schedule); labels too, counted as n_val.",
+            ),
             click.option(
                 "--skip-bad-images", is_flag=True, default=None, help="Skip unreadable files and list them."
             ),

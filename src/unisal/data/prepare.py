@@ -83,7 +83,16 @@ def prepare_data(cfg: DataConfig, seed: int, progress: bool = True) -> PreparedD
             + (f" ({joined} joined groups that --groups had kept apart)" if joined else "")
         )
     catalogue.groups = groups
-    split = grouped_split(catalogue.labels, catalogue.groups, cfg.val_fraction, cfg.test_fraction, seed)
+    val_fraction = cfg.val_fraction
+    if cfg.val_size is not None:
+        n_labelled = int((catalogue.labels >= 0).sum())
+        val_fraction = cfg.val_size / n_labelled
+        if val_fraction + cfg.test_fraction >= 0.9:
+            raise DataError(
+                f"--val-size {cfg.val_size} and test_fraction {cfg.test_fraction} leave too little of the "
+                f"{n_labelled} labelled images to train on"
+            )
+    split = grouped_split(catalogue.labels, catalogue.groups, val_fraction, cfg.test_fraction, seed)
     notes += missing_classes(catalogue, split, check_val=cfg.val_fraction > 0)
     return PreparedData(catalogue, ImageStore(array, rows, fingerprint=key), split, bad, notes)
 
