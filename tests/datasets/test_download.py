@@ -29,7 +29,8 @@ from unisal.datasets import (
     verify_dataset,
 )
 from unisal.datasets.catalog import DATASETS
-from unisal.datasets.download import COMPLETE, fetch, remove_stale_temporaries
+from unisal.datasets.download import COMPLETE, fetch
+from unisal.io import remove_stale_temporaries
 
 
 class Server:

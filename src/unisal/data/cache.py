@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from unisal.data.images import NPZ_SEPARATOR, BadImageError, load_rgb, resize_square
-from unisal.io import atomic_path, write_json_atomic
+from unisal.io import atomic_path, remove_stale_temporaries, write_json_atomic
 
 
 def default_cache_dir() -> Path:
@@ -108,27 +108,6 @@ def sample_checksum(array: np.ndarray) -> str:
     digest = hashlib.sha1(str(array.shape).encode())
     digest.update(np.ascontiguousarray(array[rows]).tobytes())
     return digest.hexdigest()
-
-
-def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete ``.<name>.tmp-<pid>`` files of processes that no longer run (killed builds)."""
-    removed = []
-    for path in folder.glob(".*.tmp-*"):
-        pid = path.name.rsplit("-", 1)[-1]
-        if path.is_file() and pid.isdigit() and not _alive(int(pid)):
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _open_cache(

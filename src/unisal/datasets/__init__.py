@@ -20,9 +20,8 @@ from unisal.datasets.download import (
     extract_zip,
     fetch,
     file_digest,
-    remove_stale_temporaries,
 )
-from unisal.io import write_json_atomic
+from unisal.io import remove_stale_temporaries, write_json_atomic
 
 __all__ = [
     "DatasetSpec",

@@ -172,23 +172,3 @@ def extract_zip(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
-
-
-def remove_stale_temporaries(folder: Path) -> None:
-    """Delete half-extracted folders left by killed processes (``.<name>.tmp-<pid>``)."""
-    if not folder.is_dir():
-        return
-    for path in folder.glob(".*.tmp-*"):
-        pid = path.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
