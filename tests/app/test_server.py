@@ -179,3 +179,14 @@ def test_a_round_runs_in_the_background_and_a_second_is_refused(
             break
         time.sleep(0.05)
     assert state["last_error"] == "RuntimeError: simulated crash"
+
+
+def test_batch_leases_several_items_for_the_grid(client: TestClient):
+    first = client.post("/api/batch", json={"annotator": "alice", "count": 5}).json()
+    assert len(first) == 5 and len({i["image_id"] for i in first}) == 5
+    again = client.post("/api/batch", json={"annotator": "alice", "count": 5}).json()
+    assert [i["image_id"] for i in again] == [i["image_id"] for i in first]  # her own leases first
+    other = client.post("/api/batch", json={"annotator": "bob", "count": 24}).json()
+    assert len(other) == 8 and not {i["image_id"] for i in other} & {i["image_id"] for i in first}
+    assert client.post("/api/batch", json={"annotator": "bob", "count": 25}).status_code == 422
+    assert client.post("/api/batch", json={"annotator": "bob", "count": 0}).status_code == 422
