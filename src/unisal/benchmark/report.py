@@ -318,6 +318,24 @@ def summary_markdown(results: Results, *, title: str = "Benchmark", settings: li
 
 
 # ---- plots
+# Distinct colours (Okabe-Ito, then tab10's): readable with colour-vision deficiencies first.
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
+           "#8c564b", "#17becf", "#bcbd22", "#1f77b4", "#d62728"]  # fmt: skip
+
+
+def arm_style(arm: str, k: int) -> dict[str, object]:
+    """UniSAL thick and purple, its ablations dashed, random grey; the rest from ``PALETTE``."""
+    if arm == "unisal":
+        return {"color": "#6a3d9a", "lw": 3.0, "ls": "-"}
+    if arm == "random":
+        return {"color": "#555555", "lw": 1.8, "ls": "-"}
+    if arm in ("dus_random", "cs_only"):
+        return {"color": "#9e7cc1" if arm == "dus_random" else "#c9a0dc", "lw": 1.8, "ls": "--"}
+    if arm.startswith("unisal"):
+        return {"color": "#6a3d9a", "lw": 1.8, "ls": ":"}
+    return {"color": PALETTE[k % len(PALETTE)], "lw": 1.4, "ls": "-"}
+
+
 def plot_curves(results: Results, out_stem: Path) -> list[Path]:
     """``out_stem``.png and .svg: accuracy and macro-F1 against labels, mean ± std per arm."""
     import matplotlib
@@ -326,29 +344,28 @@ def plot_curves(results: Results, out_stem: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     arms = _order(results)
-    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(arms), 2)))
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), constrained_layout=True)
+    others = [a for a in arms if not a.startswith("unisal") and a not in ("random", "dus_random", "cs_only")]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6.2))
     for ax, metric in zip(axes, METRICS, strict=True):
-        for k, arm in enumerate(arms):
+        for arm in arms:
+            style = arm_style(arm, others.index(arm) if arm in others else 0)
             budgets = sorted({int(n) for c in results.curves[arm].values() for n in c.n_labeled})
             stats_ = [mean_std(list(values_at(results, arm, n, metric).values())) for n in budgets]
             mean = np.array([m for m, _ in stats_])
             std = np.array([s for _, s in stats_])
-            bold = arm.startswith("unisal") and " (" not in arm
-            style = "--" if arm in ("dus_random", "cs_only") else "-"
-            ax.plot(
-                budgets, mean, style, color=colours[k], lw=2.6 if bold else 1.4, label=arm, marker="o", ms=3
-            )
-            ax.fill_between(budgets, mean - std, mean + std, color=colours[k], alpha=0.15, lw=0)
+            ax.plot(budgets, mean, label=arm, marker="o", ms=3, **style)
+            ax.fill_between(budgets, mean - std, mean + std, color=style["color"], alpha=0.08, lw=0)
         if results.full:
             m, s = mean_std([f[metric] for f in results.full.values()])
-            ax.axhline(m, color="black", ls=":", lw=1.2, label=f"{FULL} {m:.3f}")
-            ax.axhspan(m - s, m + s, color="black", alpha=0.07, lw=0)
+            ax.axhline(m, color="black", ls=":", lw=1.2, label=f"{FULL} ({m:.3f})")
+            ax.axhspan(m - s, m + s, color="black", alpha=0.06, lw=0)
         ax.set_xlabel("labelled images")
         ax.set_ylabel("test " + metric.replace("_", "-").replace("macro-f1", "macro-F1"))
         ax.grid(alpha=0.3)
-    axes[1].legend(loc="lower right", fontsize=8, ncol=2)
-    fig.suptitle(f"mean ± std over {len(results.seeds)} seeds")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=9, frameon=False)
+    fig.suptitle(f"mean line, ±std band over {len(results.seeds)} seeds (legend: best AUBC first)")
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     paths = [out_stem.with_suffix(".png"), out_stem.with_suffix(".svg")]
     for path in paths:
         with atomic_path(path) as tmp:
