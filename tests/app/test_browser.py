@@ -117,3 +117,24 @@ def test_label_in_the_grid(server: tuple[Path, str]):
         browser.close()
     labels = {p: v[0] for p, v in open_project(folder).labels().items()}
     assert labels == {"patch_0.png": "stroma", "patch_2.png": "normal", "patch_1.png": "tumour"}
+
+
+def test_review_a_disagreement(server: tuple[Path, str]):
+    from playwright.sync_api import expect, sync_playwright
+
+    folder, url = server
+    store = open_project(folder)
+    store.set_label(8, "tumour", "dr-alice")
+    store.set_label(8, "normal", "dr-bob")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(url)
+        page.fill("#annotator", "dr-carol")
+        page.keyboard.press("Tab")
+        expect(page.locator("#review .case")).to_have_count(1)
+        expect(page.locator("#review .case span")).to_have_text("tumour (dr-alice) or normal (dr-bob)?")
+        page.locator("#review .case button", has_text="normal").click()
+        expect(page.locator("#review .case")).to_have_count(0)
+        browser.close()
+    assert open_project(folder).labels()["patch_7.png"][:2] == ("normal", "dr-carol")

@@ -190,3 +190,34 @@ def test_batch_leases_several_items_for_the_grid(client: TestClient):
     assert len(other) == 8 and not {i["image_id"] for i in other} & {i["image_id"] for i in first}
     assert client.post("/api/batch", json={"annotator": "bob", "count": 25}).status_code == 422
     assert client.post("/api/batch", json={"annotator": "bob", "count": 0}).status_code == 422
+
+
+def test_disagreements_are_listed_and_resolved(client: TestClient, project: Path):
+    client.post("/api/label", json={"image_id": 2, "label": "red", "annotator": "alice"})
+    client.post("/api/label", json={"image_id": 2, "label": "blue", "annotator": "bob"})
+    client.post("/api/label", json={"image_id": 2, "label": "green", "annotator": "carol"})
+    cases = client.get("/api/disagreements").json()
+    assert [(c["current"], c["current_annotator"], c["other"], c["other_annotator"]) for c in cases] == [
+        ("red", "alice", "blue", "bob"),
+        ("red", "alice", "green", "carol"),
+    ]
+    assert (
+        client.post(
+            "/api/resolve", json={"disagreement_id": cases[0]["id"], "label": "TUMOUR", "annotator": "rev"}
+        ).status_code
+        == 422
+    )
+    result = client.post(
+        "/api/resolve", json={"disagreement_id": cases[0]["id"], "label": "blue", "annotator": "rev"}
+    ).json()
+    assert result == {"status": "resolved", "image_id": 2, "label": "blue"}
+    assert client.get("/api/disagreements").json() == []  # every open case on that image is closed
+    store = open_project(project)
+    assert list(store.labels().values())[0][:2] == ("blue", "rev")
+    assert [(r["old"], r["new"], r["action"]) for r in store.history()][-1] == ("red", "blue", "relabel")
+    assert (
+        client.post(
+            "/api/resolve", json={"disagreement_id": cases[0]["id"], "label": "red", "annotator": "rev"}
+        ).status_code
+        == 404
+    )

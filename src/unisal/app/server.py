@@ -46,6 +46,12 @@ class BatchBody(BaseModel):
     count: int = Field(ge=1, le=24)
 
 
+class ResolveBody(BaseModel):
+    disagreement_id: int = Field(ge=1)
+    label: str = Field(min_length=1, max_length=200)
+    annotator: Annotated[str, ANNOTATOR]
+
+
 class SkipBody(BaseModel):
     image_id: int = Field(ge=1)
     annotator: Annotated[str, ANNOTATOR]
@@ -177,6 +183,31 @@ def create_app(folder: str | Path, token: str) -> FastAPI:
         result = store.undo(body.annotator)
         if result is None:
             return {"status": "nothing to undo"}
+        return {"status": result.status, "image_id": result.image_id, "label": result.label}
+
+    @app.get("/api/disagreements", dependencies=auth)
+    def disagreements() -> list[dict[str, Any]]:
+        """Open disagreements: the label kept, the other one, and who gave each."""
+        return [
+            {
+                "id": d["id"],
+                "image_id": d["image_id"],
+                "current": d["current"],
+                "current_annotator": d["current_annotator"],
+                "other": d["label"],
+                "other_annotator": d["annotator"],
+            }
+            for d in store.disagreements()
+        ]
+
+    @app.post("/api/resolve", dependencies=auth)
+    def resolve(body: ResolveBody) -> dict[str, Any]:
+        try:
+            result = store.resolve(body.disagreement_id, body.label, body.annotator)
+        except UnknownClassError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        except ProjectError as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from exc
         return {"status": result.status, "image_id": result.image_id, "label": result.label}
 
     @app.post("/api/round", dependencies=auth, status_code=202)

@@ -394,11 +394,43 @@ class ProjectStore:
         return changed
 
     def disagreements(self) -> list[sqlite3.Row]:
+        """Open disagreements: the image, the label kept and its annotator, the other label and its annotator."""
         return self.conn.execute(
-            "SELECT d.id, images.path, classes.name AS label, d.annotator, d.at FROM disagreements d "
+            "SELECT d.id, d.image_id, images.path, classes.name AS label, d.annotator, d.at, "
+            "kept.name AS current, labels.annotator AS current_annotator FROM disagreements d "
             "JOIN images ON images.id = d.image_id JOIN classes ON classes.id = d.class_id "
+            "LEFT JOIN labels ON labels.image_id = d.image_id LEFT JOIN classes kept ON kept.id = labels.class_id "
             "WHERE d.resolved = 0 ORDER BY d.id"
         ).fetchall()
+
+    def resolve(self, disagreement_id: int, label: str, reviewer: str) -> LabelResult:
+        """Settle a disagreement with ``label`` (either side's, or another class): the image's
+        label becomes it (audited as the reviewer's relabel when it changes) and every open
+        disagreement on that image is closed."""
+        class_id = self.class_id(label)
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT image_id FROM disagreements WHERE id = ? AND resolved = 0", (disagreement_id,)
+            ).fetchone()
+            if row is None:
+                raise ProjectError(f"no open disagreement with id {disagreement_id}")
+            image_id = int(row["image_id"])
+            current = self._label_row(conn, image_id)
+            old = None if current is None else current["class_id"]
+            if old != class_id:
+                conn.execute(
+                    "INSERT OR REPLACE INTO labels (image_id, class_id, annotator, at) VALUES (?, ?, ?, ?)",
+                    (image_id, class_id, reviewer, now()),
+                )
+                conn.execute(
+                    "INSERT INTO label_events (image_id, old_class_id, new_class_id, annotator, action, at) "
+                    "VALUES (?, ?, ?, ?, 'relabel', ?)",
+                    (image_id, old, class_id, reviewer, now()),
+                )
+            conn.execute(
+                "UPDATE disagreements SET resolved = 1 WHERE image_id = ? AND resolved = 0", (image_id,)
+            )
+        return LabelResult("resolved", image_id, label)
 
     def history(self) -> list[sqlite3.Row]:
         """The audit trail, oldest first."""

@@ -76,6 +76,8 @@ async function refresh() {
     return `<li>${r.status}, ${r.n_labels} labels${m}${r.error ? " — " + r.error : ""}</li>`;
   }).join("");
   drawCurve(state.rounds);
+  $("review-count").textContent = c.disagreements ? `(${c.disagreements})` : "";
+  if (c.disagreements || $("review").childElementCount) await drawReview();
   $("round").disabled = state.round_running;
   $("round-status").textContent = state.round_running ? "training…" : (state.last_error || "");
   return state;
@@ -105,6 +107,29 @@ function show() {
   $("why").textContent = current ? `Why: ${current.reason}` : "The queue is empty: run a round to queue the next batch.";
   $("guess").textContent = current && current.guess ? `Model's guess: ${current.guess} (${(100 * current.guess_confidence).toFixed(0)} %)` : "";
   document.querySelectorAll("#buttons button").forEach((b) => b.classList.toggle("guess", !!current && b.dataset.label === current.guess));
+}
+
+async function drawReview() {
+  const cases = await api("/api/disagreements");
+  const box = $("review");
+  box.innerHTML = "";
+  for (const d of cases) {
+    const row = document.createElement("div");
+    row.className = "case";
+    row.innerHTML = `<img alt="patch ${d.image_id}" src="${imageUrl(d)}"><span></span>`;
+    row.querySelector("span").textContent = `${d.current} (${d.current_annotator}) or ${d.other} (${d.other_annotator})?`;
+    for (const choice of [d.current, d.other]) {
+      const b = document.createElement("button");
+      b.textContent = choice;
+      b.addEventListener("click", async () => {
+        try { await api("/api/resolve", { disagreement_id: d.id, label: choice, annotator: annotator() || "reviewer" }); }
+        catch (error) { say(error.message); }
+        await refresh();
+      });
+      row.append(b);
+    }
+    box.append(row);
+  }
 }
 
 async function next() {
