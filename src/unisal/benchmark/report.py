@@ -347,6 +347,7 @@ def plot_curves(results: Results, out_stem: Path) -> list[Path]:
     others = [a for a in arms if not a.startswith("unisal") and a not in ("random", "dus_random", "cs_only")]
     fig, axes = plt.subplots(1, 2, figsize=(14, 6.2))
     for ax, metric in zip(axes, METRICS, strict=True):
+        lowest = 1.0
         for arm in arms:
             style = arm_style(arm, others.index(arm) if arm in others else 0)
             budgets = sorted({int(n) for c in results.curves[arm].values() for n in c.n_labeled})
@@ -354,11 +355,15 @@ def plot_curves(results: Results, out_stem: Path) -> list[Path]:
             mean = np.array([m for m, _ in stats_])
             std = np.array([s for _, s in stats_])
             ax.plot(budgets, mean, label=arm, marker="o", ms=3, **style)
-            ax.fill_between(budgets, mean - std, mean + std, color=style["color"], alpha=0.08, lw=0)
+            ax.fill_between(
+                budgets, mean - std, np.minimum(mean + std, 1.0), color=style["color"], alpha=0.08, lw=0
+            )
+            lowest = min(lowest, float(mean.min()))
         if results.full:
             m, s = mean_std([f[metric] for f in results.full.values()])
             ax.axhline(m, color="black", ls=":", lw=1.2, label=f"{FULL} ({m:.3f})")
             ax.axhspan(m - s, m + s, color="black", alpha=0.06, lw=0)
+        ax.set_ylim(max(0.0, lowest - 0.03), 1.0)  # the means decide the range, not a wide band
         ax.set_xlabel("labelled images")
         ax.set_ylabel("test " + metric.replace("_", "-").replace("macro-f1", "macro-F1"))
         ax.grid(alpha=0.3)
