@@ -108,6 +108,19 @@ def grouped_folds(
     return [(a, b) for a, b in splitter.split(np.zeros(len(labels)), labels, groups)]
 
 
+def fold_metrics(learner: Any, idx: np.ndarray, y_true: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1 on a held-out fold (N,); macro-F1 over the classes the fold holds,
+    since a small fold rarely holds every class and an absent class would count as 0."""
+    from sklearn.metrics import f1_score
+
+    y_pred = learner.predict(idx).mean_logits().argmax(1)
+    present = sorted(set(np.asarray(y_true).tolist()))
+    return {
+        "accuracy": float(np.mean(y_pred == y_true)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+    }
+
+
 def run_round(
     folder: str | Path, *, progress: bool = False, log: Callable[[str], Any] = print
 ) -> dict[str, Any]:
@@ -174,7 +187,7 @@ def run_round(
                 fold_scores = []
                 for k, (a, b) in enumerate(folds):
                     fit(labelled[a], k + 1)
-                    fold_scores.append(learner.evaluate(labelled[b], cat.labels[labelled[b]])[0])
+                    fold_scores.append(fold_metrics(learner, labelled[b], cat.labels[labelled[b]]))
                 if fold_scores:
                     for key in ("accuracy", "macro_f1"):
                         values = [s[key] for s in fold_scores]
