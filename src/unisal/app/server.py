@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import secrets
 import threading
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +23,7 @@ from PIL import Image as PILImage
 from pydantic import BaseModel, Field
 
 from unisal.app.project import open_project
-from unisal.app.store import ProjectError, ProjectStore, QueueItem
+from unisal.app.store import LabelResult, ProjectError, ProjectStore, QueueItem
 from unisal.data.catalogue import UnknownClassError
 from unisal.data.images import NPZ_SEPARATOR, BadImageError, load_rgb
 
@@ -163,15 +164,19 @@ def create_app(folder: str | Path, token: str) -> FastAPI:
         """Up to ``count`` items for a grid, leased to the annotator."""
         return [described(item) for item in store.lease(body.annotator, body.count)]
 
-    @app.post("/api/label", dependencies=auth)
-    def label(body: LabelBody) -> dict[str, Any]:
+    def label_change(change: Callable[[], LabelResult]) -> dict[str, Any]:
+        """Run a label change; an unknown class is a 422, an unknown image or case a 404."""
         try:
-            result = store.set_label(body.image_id, body.label, body.annotator)
+            result = change()
         except UnknownClassError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         except ProjectError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from exc
         return {"status": result.status, "image_id": result.image_id, "label": result.label}
+
+    @app.post("/api/label", dependencies=auth)
+    def label(body: LabelBody) -> dict[str, Any]:
+        return label_change(lambda: store.set_label(body.image_id, body.label, body.annotator))
 
     @app.post("/api/skip", dependencies=auth)
     def skip(body: SkipBody) -> dict[str, Any]:
@@ -202,13 +207,7 @@ def create_app(folder: str | Path, token: str) -> FastAPI:
 
     @app.post("/api/resolve", dependencies=auth)
     def resolve(body: ResolveBody) -> dict[str, Any]:
-        try:
-            result = store.resolve(body.disagreement_id, body.label, body.annotator)
-        except UnknownClassError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
-        except ProjectError as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from exc
-        return {"status": result.status, "image_id": result.image_id, "label": result.label}
+        return label_change(lambda: store.resolve(body.disagreement_id, body.label, body.annotator))
 
     @app.post("/api/round", dependencies=auth, status_code=202)
     def start_round() -> dict[str, Any]:
