@@ -56,16 +56,22 @@ def server(tmp_path: Path):
     process.wait(10)
 
 
+def open_page(playwright, url: str, annotator: str, height: int = 760):  # type: ignore[no-untyped-def]
+    """A headless chromium page on the app, the annotator's name typed in."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": 1100, "height": height})
+    page.goto(url)
+    page.fill("#annotator", annotator)
+    page.keyboard.press("Tab")
+    return browser, page
+
+
 def test_label_with_the_keyboard_in_chromium(server: tuple[Path, str], tmp_path: Path):
     from playwright.sync_api import expect, sync_playwright
 
     folder, url = server
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1100, "height": 760})
-        page.goto(url)
-        page.fill("#annotator", "dr-alice")
-        page.keyboard.press("Tab")
+        browser, page = open_page(p, url, "dr-alice")
         expect(page.locator("#why")).to_contain_text("networks disagree")
         expect(page.locator("#guess")).to_contain_text("stroma (55 %)")
         expect(page.locator("#patch")).to_have_attribute("src", "/api/image/1?token=browser-token")
@@ -96,11 +102,7 @@ def test_label_in_the_grid(server: tuple[Path, str]):
 
     folder, url = server
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1100, "height": 900})
-        page.goto(url)
-        page.fill("#annotator", "dr-bob")
-        page.keyboard.press("Tab")
+        browser, page = open_page(p, url, "dr-bob", height=900)
         expect(page.locator("#patch")).to_have_attribute("src", "/api/image/1?token=browser-token")
         page.keyboard.press("g")
         expect(page.locator("#grid figure")).to_have_count(8)  # the whole queue of 8 fits in the grid
@@ -127,11 +129,7 @@ def test_review_a_disagreement(server: tuple[Path, str]):
     store.set_label(8, "tumour", "dr-alice")
     store.set_label(8, "normal", "dr-bob")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1100, "height": 900})
-        page.goto(url)
-        page.fill("#annotator", "dr-carol")
-        page.keyboard.press("Tab")
+        browser, page = open_page(p, url, "dr-carol", height=900)
         expect(page.locator("#review .case")).to_have_count(1)
         expect(page.locator("#review .case span")).to_have_text("tumour (dr-alice) or normal (dr-bob)?")
         page.locator("#review .case button", has_text="normal").click()

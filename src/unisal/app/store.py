@@ -102,6 +102,21 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+def _write_label(
+    conn: sqlite3.Connection, image_id: int, old: int | None, new: int, annotator: str, action: str, at: str
+) -> None:
+    """Set an image's label and record the change (old -> new) in the audit trail."""
+    conn.execute(
+        "INSERT OR REPLACE INTO labels (image_id, class_id, annotator, at) VALUES (?, ?, ?, ?)",
+        (image_id, new, annotator, at),
+    )
+    conn.execute(
+        "INSERT INTO label_events (image_id, old_class_id, new_class_id, annotator, action, at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (image_id, old, new, annotator, action, at),
+    )
+
+
 @dataclass(frozen=True)
 class LabelResult:
     """What happened to a submitted label: ``labelled``, ``relabelled``, ``unchanged`` (a double
@@ -291,15 +306,8 @@ class ProjectStore:
                 status = "disagreement"
             else:
                 old = None if current is None else current["class_id"]
-                conn.execute(
-                    "INSERT OR REPLACE INTO labels (image_id, class_id, annotator, at) VALUES (?, ?, ?, ?)",
-                    (image_id, class_id, annotator, at),
-                )
-                action = "label" if old is None else "relabel"
-                conn.execute(
-                    "INSERT INTO label_events (image_id, old_class_id, new_class_id, annotator, action, at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (image_id, old, class_id, annotator, action, at),
+                _write_label(
+                    conn, image_id, old, class_id, annotator, "label" if old is None else "relabel", at
                 )
                 status = "labelled" if old is None else "relabelled"
             conn.execute(
@@ -381,15 +389,7 @@ class ProjectStore:
                 old = None if current is None else current["class_id"]
                 if old == class_id:
                     continue
-                conn.execute(
-                    "INSERT OR REPLACE INTO labels (image_id, class_id, annotator, at) VALUES (?, ?, ?, ?)",
-                    (image_id, class_id, annotator, at),
-                )
-                conn.execute(
-                    "INSERT INTO label_events (image_id, old_class_id, new_class_id, annotator, action, at) "
-                    "VALUES (?, ?, ?, ?, 'import', ?)",
-                    (image_id, old, class_id, annotator, at),
-                )
+                _write_label(conn, image_id, old, class_id, annotator, "import", at)
                 changed += 1
         return changed
 
@@ -418,15 +418,7 @@ class ProjectStore:
             current = self._label_row(conn, image_id)
             old = None if current is None else current["class_id"]
             if old != class_id:
-                conn.execute(
-                    "INSERT OR REPLACE INTO labels (image_id, class_id, annotator, at) VALUES (?, ?, ?, ?)",
-                    (image_id, class_id, reviewer, now()),
-                )
-                conn.execute(
-                    "INSERT INTO label_events (image_id, old_class_id, new_class_id, annotator, action, at) "
-                    "VALUES (?, ?, ?, ?, 'relabel', ?)",
-                    (image_id, old, class_id, reviewer, now()),
-                )
+                _write_label(conn, image_id, old, class_id, reviewer, "relabel", now())
             conn.execute(
                 "UPDATE disagreements SET resolved = 1 WHERE image_id = ? AND resolved = 0", (image_id,)
             )
