@@ -155,12 +155,9 @@ class Benchmark:
 
     # ---- one run
     def _run_one(self, arm: Arm, seed: int, cfg: RunConfig, data: PreparedData) -> None:
-        folder = RunFolder(cfg.out)
-        resume = folder.holds_run()
-        if resume:
-            state = folder.read_state()
-            if state.stage == "done" and state.round == cfg.rounds:
-                return
+        if self._done(cfg):
+            return
+        resume = RunFolder(cfg.out).holds_run()
         ActiveLearningRun(cfg, resume=resume, progress=self.progress, log=self._quiet_log).run(data)
 
     def _quiet_log(self, line: str) -> None:
