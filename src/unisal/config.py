@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
@@ -21,7 +22,30 @@ import yaml
 # implements them): the image as is, its four 90-degree rotations, or all eight flips/rotations.
 VIEW_SETS: dict[str, int] = {"identity": 1, "rot4": 4, "d8": 8}
 LEARNER_MODES = ("cotrain", "supervised")
-DATA_FORMATS = ("auto", "folder", "prefix", "csv", "npz", "json")  # readers in unisal.data.catalogue
+
+
+def data_formats() -> tuple[str, ...]:
+    """The allowed ``data.format`` values: ``auto`` and the registered readers (looked up when
+    checked, so that a reader registered later counts and config.py stays import-light)."""
+    from unisal.data.catalogue import data_formats as registered
+
+    return registered()
+
+
+def learner_names() -> list[str]:
+    """The registered learners (``learner.name``)."""
+    from unisal.learners import learner_names as registered
+
+    return registered()
+
+
+def strategy_names() -> list[str]:
+    """The registered query strategies (``query.strategy``)."""
+    from unisal.query import strategy_names as registered
+
+    return registered()
+
+
 OPTIMIZERS = ("sgd", "adamw")
 SCORE_VIEWS = ("mean", "tta", "first")
 
@@ -33,9 +57,10 @@ def setting(
     gt: float | None = None,
     le: float | None = None,
     lt: float | None = None,
-    choices: tuple[str, ...] | None = None,
+    choices: Sequence[str] | Callable[[], Sequence[str]] | None = None,
 ) -> Any:
-    """A config field with its allowed range (``ge`` ... ``lt``) or ``choices``, checked by
+    """A config field with its allowed range (``ge`` ... ``lt``) or ``choices`` (a sequence, or a
+    function returning one from a registry), checked by
     :func:`check_values` for values from presets, YAML files and flags alike."""
     metadata = {
         k: v for k, v in {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}.items() if v is not None
@@ -46,7 +71,7 @@ def setting(
 @dataclass
 class DataConfig:
     path: str = ""  # image folder, flat prefix folder, or CSV of path,label
-    format: str = setting("auto", choices=DATA_FORMATS)  # auto: guess from the path
+    format: str = setting("auto", choices=data_formats)  # auto: guess from the path
     groups: str | None = None  # CSV path,group: splits never separate a group
     image_size: int = setting(64, ge=16, le=4096)  # side of the cached, decoded square images
     val_fraction: float = setting(0.1, ge=0.0, lt=1.0)  # of all labelled images, used for model selection
@@ -71,7 +96,7 @@ class ModelConfig:
 @dataclass
 class LearnerConfig:
     # registered learner: finetune (trains the backbone) | frozen (heads on cached features)
-    name: str = "finetune"
+    name: str = setting("finetune", choices=learner_names)
     # cotrain: UniSAL's two networks, CPS + contrastive; supervised: labelled data only
     mode: str = setting("cotrain", choices=LEARNER_MODES)
     networks: int = setting(2, ge=1, le=2)  # networks whose logits are averaged; cotrain needs 2
@@ -114,7 +139,7 @@ class TrainConfig:
 
 @dataclass
 class QueryConfig:
-    strategy: str = "unisal"  # registered strategy name (unisal, random, ...)
+    strategy: str = setting("unisal", choices=strategy_names)  # a registered strategy
     budget: int = setting(30, ge=1)  # images labelled per round
     pool_subset: int | None = setting(None, ge=1)  # score a random subset of the pool per round (speed)
     kmeans_n_init: int = setting(3, ge=1)  # k-means restarts of every strategy that runs k-means
@@ -252,10 +277,16 @@ def _number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
+def _choices(meta: dict[str, Any]) -> Sequence[str]:
+    """A field's allowed values; a function (a registry's names) is called now."""
+    choices = meta["choices"]
+    return choices() if callable(choices) else choices
+
+
 def _describe(meta: dict[str, Any]) -> str:
     """``>= 1``, ``in (0, 1)``, ``one of [...]``: the allowed values of a field, in words."""
     if "choices" in meta:
-        return f"one of {list(meta['choices'])}"
+        return f"one of {list(_choices(meta))}"
     low = next(((k, meta[k]) for k in ("ge", "gt") if k in meta), None)
     high = next(((k, meta[k]) for k in ("le", "lt") if k in meta), None)
     if low and high:
@@ -306,7 +337,7 @@ def _check_field(key: str, value: Any, kind: Any, meta: dict[str, Any]) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{key}' must be a mapping, not {value!r}")
         return value
-    if "choices" in meta and value not in meta["choices"]:
+    if "choices" in meta and value not in _choices(meta):
         raise ConfigError(f"config key '{key}' must be {allowed}, not {value!r}")
     bounds = {
         "ge": lambda v, b: v >= b,

@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -19,7 +20,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import numpy as np
 
 from unisal.app.store import DB_NAME, ProjectError, ProjectStore
-from unisal.data.catalogue import Catalogue, DataError, attach_groups, load_catalogue
+from unisal.data.catalogue import READERS, Catalogue, DataError, attach_groups, load_catalogue
 from unisal.data.images import is_image_file
 from unisal.io import write_text_atomic
 
@@ -212,9 +213,23 @@ def label_studio_config(class_names: list[str]) -> str:
     )
 
 
+# export format -> writer (the ``project export --format`` choices)
+LABEL_EXPORTS: dict[str, Callable[[ProjectStore], str]] = {
+    "csv": export_csv,
+    "labelstudio": export_label_studio,
+}
+
+
+def image_formats() -> tuple[str, ...]:
+    """``project init --format`` choices: ``unlabelled`` and every registered data reader."""
+    return ("unlabelled", *READERS.names())
+
+
 def export_labels(store: ProjectStore, out: str | Path, fmt: str) -> int:
-    """Write the labels as ``csv`` or ``labelstudio`` JSON (atomically); returns how many."""
-    text = export_csv(store) if fmt == "csv" else export_label_studio(store)
+    """Write the labels in an ``LABEL_EXPORTS`` format (atomically); returns how many."""
+    if fmt not in LABEL_EXPORTS:
+        raise ProjectError(f"unknown export format '{fmt}'; expected one of {sorted(LABEL_EXPORTS)}")
+    text = LABEL_EXPORTS[fmt](store)
     write_text_atomic(out, text)
     return len(store.labels())
 

@@ -2,10 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
+
+
+class RegistryChoice(click.ParamType):
+    """A choice among a registry's names (strategies, learners, readers), looked up when the
+    option is parsed or its help is shown: the lists are never kept by hand, and the CLI starts
+    without importing every implementation."""
+
+    name = "choice"
+
+    def __init__(self, names: Callable[[], Sequence[str]]):
+        self._names = names
+
+    def _choice(self) -> click.Choice[str]:
+        return click.Choice(list(self._names()))
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        return self._choice().get_metavar(param, ctx)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return self._choice().convert(value, param, ctx)
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[click.shell_completion.CompletionItem]:
+        return self._choice().shell_complete(ctx, param, incomplete)
+
 
 # flag name -> path in RunConfig
 CONFIG_PATHS: dict[str, tuple[str, ...]] = {
@@ -57,7 +83,7 @@ def overrides_from_flags(flags: dict[str, Any]) -> dict[str, Any]:
 
 
 def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    from unisal.config import DATA_FORMATS
+    from unisal.config import data_formats
 
     for option in reversed(
         [
@@ -69,7 +95,7 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--groups", type=click.Path(), help="CSV path,group: splits never separate a group."
             ),
-            click.option("--format", type=click.Choice(list(DATA_FORMATS)), help="Data layout."),
+            click.option("--format", type=RegistryChoice(data_formats), help="Data layout."),
             click.option("--image-size", type=int, help="Side of the decoded square images (px)."),
             click.option(
                 "--val-size",
@@ -117,10 +143,14 @@ def score_views_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def learner_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    from unisal.config import learner_names
+
     for option in reversed(
         [
             click.option(
-                "--learner", help="finetune (train the backbone) or frozen (heads on cached features)."
+                "--learner",
+                type=RegistryChoice(learner_names),
+                help="finetune (train the backbone), frozen (heads on cached features), or another registered learner.",
             ),
             click.option("--networks", type=click.IntRange(1, 2), help="Networks whose logits are averaged."),
         ]
@@ -153,6 +183,24 @@ def model_train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     ):
         fn = option(fn)
     return fn
+
+
+def strategy_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    from unisal.config import strategy_names
+
+    return click.option(
+        "--strategy", type=RegistryChoice(strategy_names), help="Query strategy (default: unisal)."
+    )(fn)
+
+
+def mode_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    from unisal.config import LEARNER_MODES
+
+    return click.option(
+        "--mode",
+        type=click.Choice(list(LEARNER_MODES)),
+        help="cotrain: UniSAL's two networks with unlabelled data; supervised: labelled data only.",
+    )(fn)
 
 
 def preset_option(fn: Callable[..., Any]) -> Callable[..., Any]:

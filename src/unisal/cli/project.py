@@ -6,13 +6,25 @@ from pathlib import Path
 
 import click
 
-from unisal.cli.options import user_errors
+from unisal.cli.options import RegistryChoice, user_errors
 
 
 def _errors() -> tuple[type[Exception], ...]:
     from unisal.app.store import ProjectError
 
     return (*user_errors(), ProjectError)
+
+
+def _image_formats() -> tuple[str, ...]:
+    from unisal.app.project import image_formats
+
+    return image_formats()
+
+
+def _label_exports() -> list[str]:
+    from unisal.app.project import LABEL_EXPORTS
+
+    return list(LABEL_EXPORTS)
 
 
 @click.group()
@@ -32,7 +44,7 @@ def project() -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["unlabelled", "folder", "prefix", "csv", "npz", "json"]),
+    type=RegistryChoice(_image_formats),
     default="unlabelled",
     show_default=True,
     help="unlabelled: every image under --images; other layouts seed labels from the layout.",
@@ -110,7 +122,7 @@ def status(folder: str) -> None:
 
 @project.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["csv", "labelstudio"]), default="csv", show_default=True)
+@click.option("--format", "fmt", type=RegistryChoice(_label_exports), default="csv", show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="File to write.")
 def export(folder: str, fmt: str, out: str) -> None:
     """Write every label as CSV or a Label Studio JSON export."""

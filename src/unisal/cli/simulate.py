@@ -10,10 +10,12 @@ import click
 from unisal.cli.options import (
     data_options,
     learner_options,
+    mode_option,
     model_train_options,
     parse_params,
     preset_option,
     resolve_config,
+    strategy_option,
     user_errors,
 )
 
@@ -23,19 +25,12 @@ from unisal.cli.options import (
 @preset_option
 @data_options
 @learner_options
-@click.option(
-    "--mode",
-    type=click.Choice(["cotrain", "supervised"]),
-    help="cotrain: UniSAL's two networks with unlabelled data; supervised: labelled data only.",
-)
+@mode_option
 @model_train_options
 @click.option("--initial", type=int, help="Randomly chosen labelled images before round 1.")
 @click.option("--budget", type=int, help="Images queried per round.")
 @click.option("--rounds", type=int, help="Query rounds (the model is trained rounds + 1 times).")
-@click.option(
-    "--strategy",
-    help="Query strategy: unisal, random, entropy, margin, least_confidence, bald, coreset, badge, kmeans, typiclust, dus_random, cs_only.",
-)
+@strategy_option
 @click.option("--param", "params", multiple=True, help="A strategy hyper-parameter KEY=VALUE (repeatable).")
 @click.option(
     "--pool-subset", type=int, help="Score only a random subset of this size of the pool per round."

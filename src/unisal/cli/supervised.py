@@ -7,12 +7,14 @@ from typing import Any
 import click
 
 from unisal.cli.options import (
+    RegistryChoice,
     feature_options,
     model_train_options,
     overrides_from_flags,
     score_views_option,
     user_errors,
 )
+from unisal.config import learner_names
 
 
 @click.command()
@@ -31,7 +33,11 @@ from unisal.cli.options import (
     help="run: the images the run had labelled at --round; all: the whole training pool.",
 )
 @click.option("--round", "round_", type=int, default=None, help="Round of the run (default: its last).")
-@click.option("--learner", help="finetune or frozen (default: the run's learner).")
+@click.option(
+    "--learner",
+    type=RegistryChoice(learner_names),
+    help="A registered learner, finetune or frozen (default: the run's learner).",
+)
 @click.option(
     "--networks",
     type=click.IntRange(1, 2),

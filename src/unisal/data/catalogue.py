@@ -1,6 +1,6 @@
 """Readers that turn a user's data into one catalogue of (image, label-or-unknown, group).
 
-Three layouts are understood:
+These layouts (``READERS``, the ``--format`` choices) are understood:
 
 * ``folder``: one sub-folder per class (Kather 2016, NCT-CRC-HE-100K, LC25000);
 * ``prefix``: a flat folder whose file names start with the class (``ADI-TCGA-AAA.png``);
@@ -24,6 +24,7 @@ import numpy as np
 
 from unisal.data.images import NPZ_SEPARATOR, is_image_file
 from unisal.datasets.catalog import CHAOYANG_CLASSES, PATHMNIST_CLASSES
+from unisal.registry import Registry
 
 UNLABELLED = -1
 
@@ -306,6 +307,24 @@ def attach_groups(catalogue: Catalogue, groups_csv: str | Path) -> Catalogue:
     )
 
 
+# data layout name -> reader: the ``--format`` choices (``auto`` guesses one, see detect_format)
+READERS: Registry[Callable[[Path], Catalogue]] = Registry("data format")
+_BUILT_IN: dict[str, Callable[[Path], Catalogue]] = {
+    "folder": read_image_folder,
+    "prefix": read_prefix_folder,
+    "csv": read_csv_list,
+    "npz": read_npz,
+    "json": read_json_labels,
+}
+for _name, _reader in _BUILT_IN.items():
+    READERS.register(_name)(_reader)
+
+
+def data_formats() -> tuple[str, ...]:
+    """``auto`` and every registered reader: the allowed ``data.format`` values."""
+    return ("auto", *READERS.names())
+
+
 def detect_format(path: str | Path) -> str:
     """Guess the layout: ``csv`` for a .csv file, ``folder`` if it holds class sub-folders."""
     path = Path(path)
@@ -325,14 +344,7 @@ def detect_format(path: str | Path) -> str:
 def load_catalogue(path: str | Path, fmt: str = "auto", groups: str | Path | None = None) -> Catalogue:
     """Read a data set in any supported layout, with optional groups."""
     fmt = detect_format(path) if fmt == "auto" else fmt
-    readers: dict[str, Callable[[Path], Catalogue]] = {
-        "folder": read_image_folder,
-        "prefix": read_prefix_folder,
-        "csv": read_csv_list,
-        "npz": read_npz,
-        "json": read_json_labels,
-    }
-    if fmt not in readers:
-        raise DataError(f"unknown data format '{fmt}'; expected one of {sorted(readers)}")
-    catalogue = readers[fmt](Path(path))
+    if fmt not in READERS:
+        raise DataError(f"unknown data format '{fmt}'; expected one of {READERS.names()}")
+    catalogue = READERS.get(fmt)(Path(path))
     return attach_groups(catalogue, groups) if groups else catalogue
