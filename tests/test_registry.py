@@ -32,5 +32,9 @@ def test_a_taken_name_is_refused_and_the_original_kept() -> None:
 def test_an_unknown_name_lists_the_known_ones() -> None:
     registry: Registry[object] = Registry("widget")
     registry.register("spoke")(len)
-    with pytest.raises(ConfigError, match=r"unknown widget 'spook'; expected one of \['spoke'\]"):
+    with pytest.raises(
+        ConfigError, match=r"unknown widget 'spook'; did you mean 'spoke'\? expected one of \['spoke'\]"
+    ):
         registry.get("spook")
+    with pytest.raises(ConfigError, match=r"unknown widget 'gear'; expected one of \['spoke'\]"):
+        registry.get("gear")

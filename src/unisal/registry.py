@@ -6,12 +6,20 @@ name is a ConfigError that lists the known ones.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from unisal.config import ConfigError
 
 T = TypeVar("T")
+
+
+def unknown_name(kind: str, name: str, known: Sequence[str]) -> str:
+    """``unknown strategy 'entrpy'; did you mean 'entropy'? expected one of [...]``."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"unknown {kind} '{name}'; {hint}expected one of {list(known)}"
 
 
 class Registry(Generic[T]):
@@ -42,5 +50,5 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._items:
-            raise ConfigError(f"unknown {self.kind} '{name}'; expected one of {self.names()}")
+            raise ConfigError(unknown_name(self.kind, name, self.names()))
         return self._items[name]

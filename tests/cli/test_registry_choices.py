@@ -34,23 +34,23 @@ def test_help_lists_every_registered_strategy_learner_and_format() -> None:
 
 
 @pytest.mark.parametrize(
-    ("flag", "value", "known"),
+    ("flag", "value", "hint", "known"),
     [
-        ("--strategy", "entrpy", strategy_names()),
-        ("--learner", "frozn", learner_names()),
-        ("--format", "tif", ["auto", *READERS.names()]),
+        ("--strategy", "entrpy", "entropy", strategy_names()),
+        ("--learner", "frozn", "frozen", learner_names()),
+        ("--format", "jsn", "json", ["auto", *READERS.names()]),
     ],
 )
 def test_a_typo_is_refused_naming_the_registered_choices(
-    make_image_folder, tmp_path: Path, flag: str, value: str, known: list[str]
+    make_image_folder, tmp_path: Path, flag: str, value: str, hint: str, known: list[str]
 ) -> None:
     root = make_image_folder(classes={"a": 3, "b": 3})
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["simulate", "--data", str(root), flag, value, "--out", str(out)])
     assert result.exit_code == 2 and "Traceback" not in result.output
     last = result.output.strip().splitlines()[-1]
-    assert last.startswith(f"Error: Invalid value for '{flag}': '{value}' is not one of ")
-    assert all(f"'{name}'" in last for name in known)
+    assert last.startswith(f"Error: Invalid value for '{flag}': unknown ")
+    assert f"'{value}'; did you mean '{hint}'? expected one of {known}" in last
     assert not out.exists()
 
 

@@ -15,8 +15,9 @@ class RegistryChoice(click.ParamType):
 
     name = "choice"
 
-    def __init__(self, names: Callable[[], Sequence[str]]):
+    def __init__(self, names: Callable[[], Sequence[str]], kind: str):
         self._names = names
+        self.kind = kind
 
     def _choice(self) -> click.Choice[str]:
         return click.Choice(list(self._names()))
@@ -25,7 +26,12 @@ class RegistryChoice(click.ParamType):
         return self._choice().get_metavar(param, ctx)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        return self._choice().convert(value, param, ctx)
+        from unisal.registry import unknown_name
+
+        names = list(self._names())
+        if value not in names:
+            self.fail(unknown_name(self.kind, value, names), param, ctx)
+        return value
 
     def shell_complete(
         self, ctx: click.Context, param: click.Parameter, incomplete: str
@@ -95,7 +101,7 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--groups", type=click.Path(), help="CSV path,group: splits never separate a group."
             ),
-            click.option("--format", type=RegistryChoice(data_formats), help="Data layout."),
+            click.option("--format", type=RegistryChoice(data_formats, "data format"), help="Data layout."),
             click.option("--image-size", type=int, help="Side of the decoded square images (px)."),
             click.option(
                 "--val-size",
@@ -149,7 +155,7 @@ def learner_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         [
             click.option(
                 "--learner",
-                type=RegistryChoice(learner_names),
+                type=RegistryChoice(learner_names, "learner"),
                 help="finetune (train the backbone), frozen (heads on cached features), or another registered learner.",
             ),
             click.option("--networks", type=click.IntRange(1, 2), help="Networks whose logits are averaged."),
@@ -189,7 +195,9 @@ def strategy_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     from unisal.config import strategy_names
 
     return click.option(
-        "--strategy", type=RegistryChoice(strategy_names), help="Query strategy (default: unisal)."
+        "--strategy",
+        type=RegistryChoice(strategy_names, "strategy"),
+        help="Query strategy (default: unisal).",
     )(fn)
 
 

@@ -44,7 +44,7 @@ def project() -> None:
 @click.option(
     "--format",
     "fmt",
-    type=RegistryChoice(_image_formats),
+    type=RegistryChoice(_image_formats, "image layout"),
     default="unlabelled",
     show_default=True,
     help="unlabelled: every image under --images; other layouts seed labels from the layout.",
@@ -122,7 +122,9 @@ def status(folder: str) -> None:
 
 @project.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
-@click.option("--format", "fmt", type=RegistryChoice(_label_exports), default="csv", show_default=True)
+@click.option(
+    "--format", "fmt", type=RegistryChoice(_label_exports, "export format"), default="csv", show_default=True
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="File to write.")
 def export(folder: str, fmt: str, out: str) -> None:
     """Write every label as CSV or a Label Studio JSON export."""

@@ -35,7 +35,7 @@ from unisal.config import learner_names
 @click.option("--round", "round_", type=int, default=None, help="Round of the run (default: its last).")
 @click.option(
     "--learner",
-    type=RegistryChoice(learner_names),
+    type=RegistryChoice(learner_names, "learner"),
     help="A registered learner, finetune or frozen (default: the run's learner).",
 )
 @click.option(
