@@ -71,6 +71,7 @@ def main() -> None:
     start = time.perf_counter()
     unisal(
         "simulate", *data, "--preset", "cpu", "--strategy", args.strategy, "--seed", str(args.seed),
+        "--config", str(Path(__file__).with_name("val-fraction-10.yaml")),  # the docs' numbers: 10 % validation
         "--initial", str(args.initial), "--budget", str(args.budget), "--rounds", str(args.rounds),
         "--out", str(out), "--quiet",
     )  # fmt: skip

@@ -19,7 +19,7 @@ case $SETTING in
   *) echo "unknown setting $SETTING: large or small" >&2; exit 2 ;;
 esac
 start=$(date +%s)
-unisal benchmark --data "$DATA" --groups "$DATA/groups.csv" --preset cpu \
+unisal benchmark --data "$DATA" --groups "$DATA/groups.csv" --preset cpu --config benchmarks/val-fraction-10.yaml \
   --strategies "$STRATEGIES" --seeds "${SEEDS:-0-4}" "${sizes[@]}" --out "$OUT"
 echo "wall seconds of this call: $(( $(date +%s) - start ))" | tee -a "$OUT/wall_seconds.txt"
 DOCS=docs/results/benchmark-lc25000-lung-$SETTING

@@ -13,7 +13,7 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 DATA=${DATA:-../shared/data/lc25000-lung}
 OUT=${1:-runs/frozen-lung}
 SEEDS=${SEEDS:-0 1 2}
-data=(--data "$DATA" --groups "$DATA/groups.csv" --preset cpu --quiet)
+data=(--data "$DATA" --groups "$DATA/groups.csv" --preset cpu --config benchmarks/val-fraction-10.yaml --quiet)
 mkdir -p "$OUT"
 [ -f "$OUT/wall_seconds.csv" ] || echo "job,seconds" > "$OUT/wall_seconds.csv"
 timed() {  # name, command...: skipped when done (its output folder holds a finished run)

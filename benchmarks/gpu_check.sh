@@ -27,7 +27,7 @@ timed() {  # name, limit in seconds, command...
 common=(--data "$DATA" --groups "$DATA/groups.csv" --device cuda --quiet)
 timed paper-resnet50 230 "$PYTHON" -m unisal simulate "${common[@]}" --preset paper --no-pretrained --rounds 1 --out "$OUT/paper-resnet50"
 timed features-224 90 "$PYTHON" -m unisal features "${common[@]}" --image-size 224
-timed frozen-224 100 "$PYTHON" -m unisal simulate "${common[@]}" --image-size 224 --initial 30 --budget 30 --rounds 10 --out "$OUT/frozen-224"
+timed frozen-224 100 "$PYTHON" -m unisal simulate "${common[@]}" --config benchmarks/val-fraction-10.yaml --image-size 224 --initial 30 --budget 30 --rounds 10 --out "$OUT/frozen-224"
 timed paper-lite0 110 "$PYTHON" -m unisal simulate "${common[@]}" --preset paper --backbone tf_efficientnet_lite0 --rounds 0 --out "$OUT/paper-lite0"
 cat "$OUT/machine.txt" "$OUT/wall_seconds.csv"
 for run in paper-resnet50 frozen-224 paper-lite0; do

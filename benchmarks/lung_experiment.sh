@@ -16,7 +16,7 @@ timed() {  # name, command...
   echo "$name,$(( $(date +%s) - start ))" >> "$OUT/wall_seconds.csv"
 }
 [ -f "$OUT/wall_seconds.csv" ] || echo "job,seconds" > "$OUT/wall_seconds.csv"
-common=(--data "$DATA" --groups "$DATA/groups.csv" --seed "$SEED" --preset cpu-finetune --quiet)
+common=(--data "$DATA" --groups "$DATA/groups.csv" --seed "$SEED" --preset cpu-finetune --config benchmarks/val-fraction-10.yaml --quiet)
 timed unisal unisal simulate "${common[@]}" --strategy unisal --out "$OUT/unisal"
 timed random unisal simulate "${common[@]}" --strategy random --out "$OUT/random"
 [ "${REFERENCES:-1}" = 1 ] || exit 0

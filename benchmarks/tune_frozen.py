@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--full-epochs", type=int, nargs="*", help="compare full-supervision lengths instead")
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    base = build_config("cpu", {"data": {"path": args.data, "groups": args.groups}})
+    base = build_config("cpu", {"data": {"path": args.data, "groups": args.groups, "val_size": None}})  # 10 %
     device = torch.device("cpu")
     data = {seed: prepare_data(base.data, seed, progress=False) for seed in range(args.seeds)}
     labels = data[0].catalogue.labels

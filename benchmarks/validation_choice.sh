@@ -4,6 +4,7 @@
 #   none:  --val-size 0, a fixed schedule (the last epoch's weights)
 #   val30: --val-size 30, counted in the total (so 30 fewer labels for active learning)
 #   val1500 (reference): the old default, 10 % of all labels (about 1,500), not counted
+#            (data.val_size: null; the default is now none, chosen by this measurement)
 # Usage: PATH=$PWD/.venv/bin:$PATH bash benchmarks/validation_choice.sh [OUT]; then
 #        python benchmarks/summarise_validation.py OUT
 set -euo pipefail
@@ -16,7 +17,7 @@ for seed in ${SEEDS:-0 1 2}; do
     case $setting in
       none) extra=(--val-size 0 --initial 40 --rounds 12) ;;
       val30) extra=(--val-size 30 --initial 10 --rounds 12) ;;
-      val1500) extra=(--initial 40 --rounds 12) ;;
+      val1500) extra=(--config benchmarks/val-fraction-10.yaml --initial 40 --rounds 12) ;;
     esac
     out="$OUT/$setting/seed$seed"
     resume=(); [ -f "$out/state.json" ] && resume=(--resume)

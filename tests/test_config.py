@@ -133,3 +133,16 @@ def test_apply_overrides_checks_keys_and_values() -> None:
         apply_overrides(cfg, {"train": {"epoch": 3}})
     with pytest.raises(ConfigError, match="epochs"):
         apply_overrides(cfg, {"train": {"epochs": 0}})
+
+
+def test_stored_paths_are_absolute_and_normalised(tmp_path, monkeypatch) -> None:
+    from unisal.config import absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    cfg = build_config("cpu", {"data": {"path": "runs/../data/lung", "groups": "./g.csv"}, "out": "x/../out"})
+    cfg = absolute_paths(cfg)
+    here = Path.cwd()  # tmp_path as the OS names it
+    assert cfg.data.path == str(here / "data" / "lung") and cfg.data.groups == str(here / "g.csv")
+    assert cfg.out == str(here / "out")
+    cfg.data.path = "https://example.org/data.zip"
+    assert absolute_paths(cfg).data.path == "https://example.org/data.zip"  # URLs stay as they are

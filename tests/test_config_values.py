@@ -30,7 +30,7 @@ BAD_YAML = [
     ),
     (
         {"train": {"optimizer": "adam"}},
-        "config key 'train.optimizer' must be one of ['sgd', 'adamw'], not 'adam'",
+        "config key 'train.optimizer' must be one of ['sgd', 'adamw'], not 'adam' (did you mean 'adamw'?)",
     ),
     (
         {"data": {"image_size": True}},

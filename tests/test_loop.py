@@ -14,7 +14,7 @@ import yaml
 
 from tests.conftest import sigkill_when
 from tests.lung_subset import LUNG, write_lung_subset
-from unisal.config import RunConfig, build_config
+from unisal.config import RunConfig, build_config, from_dict
 from unisal.loop import NOT_LABELLED, ActiveLearningRun, ALState, RunError
 
 pytestmark = pytest.mark.skipif(
@@ -22,7 +22,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 TINY = {
-    "data": {"image_size": 32, "format": "csv"},
+    "data": {
+        "image_size": 32,
+        "format": "csv",
+        "test_fraction": 0.3,
+    },  # 5 groups: a test split with no validation
     "train": {"epochs": 2, "steps_per_epoch": 2, "batch_size": 8, "eval_every": 1, "eval_batch_size": 64},
     "query": {"budget": 4},
     "initial": 6,
@@ -181,11 +185,17 @@ def test_interrupted_run_resumes_to_the_same_result(
 
 
 def test_resume_refuses_changed_settings(finished_run: Path, learner: str, tmp_path: Path) -> None:
-    cfg = tiny_config(tmp_path, learner, "x", query__budget=5)
-    cfg.out = str(finished_run)
     before = (finished_run / "config.yaml").read_text()
-    with pytest.raises(RunError, match="settings differ"):
+    cfg = from_dict(yaml.safe_load(before))
+    budget = cfg.query.budget
+    cfg.query.budget += 2
+    cfg.train.lr *= 2
+    with pytest.raises(RunError) as excinfo:
         ActiveLearningRun(cfg, resume=True, progress=False).run()
+    assert (
+        f"settings differ from those of the run in {finished_run} (query.budget: run {budget}, now {budget + 2}; train.lr: run"
+        in str(excinfo.value)
+    )
     assert (finished_run / "config.yaml").read_text() == before
 
 
@@ -229,7 +239,9 @@ def test_sigkilled_cli_run_resumes_to_the_same_result(
         learner,
     ]
     config_file = tmp_path / "extra.yaml"
-    config_file.write_text("train:\n  eval_every: 1\n  eval_batch_size: 64\n")
+    config_file.write_text(
+        f"data:\n  test_fraction: {cfg.data.test_fraction}\ntrain:\n  eval_every: 1\n  eval_batch_size: 64\n"
+    )
     args += ["--config", str(config_file)]
     state_file = Path(cfg.out) / "state.json"
 

@@ -70,7 +70,9 @@ def test_constructor_checks_settings_and_touches_nothing(make_image_folder, tmp_
     root = make_image_folder(classes={"red": 4, "green": 4}, size=32)
     with pytest.raises(ConfigError, match="unknown backbone"):
         ActiveLearningRun(config(root, tmp_path, "out", "frozen", model__backbone="efficientnet_lite9"))
-    with pytest.raises(ConfigError, match="unknown strategy"):
+    with pytest.raises(
+        ConfigError, match=r"'query.strategy' must be one of .*, not 'coreset9' \(did you mean 'coreset'\?\)"
+    ):
         ActiveLearningRun(config(root, tmp_path, "out", "frozen", query__strategy="coreset9"))
     run = ActiveLearningRun(config(root, tmp_path, "out", "frozen"), progress=False)
     assert run.state is None

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from unisal.cli.main import cli
-from unisal.config import DataConfig
+from unisal.config import DataConfig, build_config
 from unisal.data.catalogue import DataError
 from unisal.data.prepare import prepare_data
 
@@ -27,15 +27,37 @@ def test_val_size_sets_the_validation_split(make_image_folder, tmp_path: Path):
         )
 
 
-def test_rounds_csv_reports_the_validation_labels(make_image_folder, tmp_path: Path):
+@pytest.mark.parametrize("val_size", [None, 6])
+def test_rounds_csv_reports_the_validation_labels(make_image_folder, tmp_path: Path, val_size: int | None):
+    """n_val and n_labeled_total (= n_labeled + n_val) in rounds.csv; no --val-size: none."""
     root = make_image_folder(classes={"A": 12, "B": 12, "C": 12}, size=32)
     out = tmp_path / "run"
     result = CliRunner().invoke(cli, [
         "simulate", "--data", str(root), "--cache-dir", str(tmp_path / "c"), "--image-size", "32", "--epochs", "1",
         "--steps-per-epoch", "2", "--batch-size", "8", "--initial", "6", "--budget", "3", "--rounds", "1",
-        "--val-size", "0", "--quiet", "--out", str(out),
+        "--quiet", "--out", str(out), *(["--val-size", str(val_size)] if val_size else []),
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     with (out / "rounds.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["n_val"] for r in rows] == ["0", "0"] and [r["val_accuracy"] for r in rows] == ["", ""]
+    n_val = val_size or 0
+    assert [r["n_labeled"] for r in rows] == ["6", "9"] and [r["n_val"] for r in rows] == [str(n_val)] * 2
+    assert [r["n_labeled_total"] for r in rows] == [str(6 + n_val), str(9 + n_val)]
+    assert all((r["val_accuracy"] == "") == (n_val == 0) for r in rows)
+
+
+def test_the_default_is_no_validation_and_the_paper_preset_keeps_its_ten_percent(
+    make_image_folder, tmp_path: Path
+):
+    """Item 15's measurement chose no validation set (a fixed schedule) as the default; the paper
+    preset reproduces the reference protocol, 10 % of all labelled images (reported as n_val)."""
+    assert build_config("cpu").data.val_size == 0 and build_config("cpu-finetune").data.val_size == 0
+    paper = build_config("paper").data
+    assert paper.val_size is None and paper.val_fraction == 0.1
+    root = make_image_folder(classes={"A": 30, "B": 30})
+    cache = str(tmp_path / "c")
+    assert (
+        len(prepare_data(DataConfig(path=str(root), image_size=16, cache_dir=cache), 0, False).idx_val) == 0
+    )
+    share = prepare_data(DataConfig(path=str(root), image_size=16, cache_dir=cache, val_size=None), 0, False)
+    assert len(share.idx_val) == 6  # 10 % of 60, one image per group

@@ -69,6 +69,25 @@ def _comparable(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def _differences(run: dict[str, Any], now: dict[str, Any], where: str = "") -> list[str]:
+    """``key: run X, now Y`` for every setting that differs between two nested dicts."""
+    out = []
+    for key in sorted(set(run) | set(now), key=str):
+        a, b = run.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{where}{key}.")
+        elif a != b:
+            out.append(f"{where}{key}: run {json.dumps(a)}, now {json.dumps(b)}")
+    return out
+
+
+def changed_settings(saved: dict[str, Any], cfg: RunConfig) -> str:
+    """The settings of ``cfg`` that a resumed run may not change and that differ from ``saved``
+    (a run's config.yaml), in words (``"query.budget: run 3, now 5"``); empty when none do."""
+    changed = _differences(_comparable(saved), _comparable(to_dict(cfg)))
+    return "; ".join(changed[:3]) + ("; ..." if len(changed) > 3 else "")
+
+
 class ActiveLearningRun:
     """A simulated AL experiment in one output folder; oracle labels come from the catalogue.
 
@@ -119,17 +138,18 @@ class ActiveLearningRun:
             return
         if not folder.holds_run():
             raise RunError(f"--resume: no run to resume in {folder.root} (state.json missing)")
-        if _comparable(folder.read_config()) != _comparable(to_dict(self.cfg)):
+        changed = changed_settings(folder.read_config(), self.cfg)
+        if changed:
             raise RunError(
-                f"--resume: the settings differ from those of the run in {folder.root}; "
-                "resume with the same settings (see its config.yaml) or start a new --out"
+                f"--resume: the settings differ from those of the run in {folder.root} ({changed}); "
+                f"resume with the same settings (--config {folder.root / 'config.yaml'} holds them) or start a new --out"
             )
 
     def _restartable(self) -> bool:
         """A run with the same settings that has no result yet (it failed or was killed in round 0)."""
         try:
             state = self.folder.read_state()
-            same = _comparable(self.folder.read_config()) == _comparable(to_dict(self.cfg))
+            same = not changed_settings(self.folder.read_config(), self.cfg)
         except RunError:
             return False
         return same and not state.results and state.round == 0
@@ -284,6 +304,7 @@ class ActiveLearningRun:
             "round": round_,
             "n_labeled": len(idx_lb),
             "n_val": len(data.idx_val),  # validation labels used for model selection, on top of n_labeled
+            "n_labeled_total": len(idx_lb) + len(data.idx_val),  # every label the run cost: draw curves on it
             **{k: round(v, 6) for k, v in metrics.items()},
             "train_seconds": round(result.seconds, 2),
             "best_epoch": result.best_epoch,

@@ -31,6 +31,7 @@ ROUND_COLUMNS = [
     "round",
     "n_labeled",
     "n_val",
+    "n_labeled_total",
     "accuracy",
     "macro_f1",
     "macro_precision",

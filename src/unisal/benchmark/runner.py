@@ -40,7 +40,7 @@ from unisal.device import resolve_device
 from unisal.errors import RunError
 from unisal.io import write_csv_atomic, write_json_atomic, write_text_atomic
 from unisal.learners import create_learner
-from unisal.loop import ActiveLearningRun, _comparable, check_run_settings
+from unisal.loop import ActiveLearningRun, changed_settings, check_run_settings
 from unisal.run_folder import RunFolder
 from unisal.seeds import round_seed
 from unisal.threads import configure_threads
@@ -129,9 +129,10 @@ class Benchmark:
             saved = yaml.safe_load(settings_file.read_text())["base"]
         except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
             raise RunError(f"cannot read {settings_file}: {exc}") from exc
-        if _comparable(saved) != _comparable(to_dict(self.plan.base)):
+        changed = changed_settings(saved, self.plan.base)
+        if changed:
             raise RunError(
-                f"the settings differ from those of the benchmark in {out} (see its benchmark.yaml); "
+                f"the settings differ from those of the benchmark in {out} ({changed}; see its benchmark.yaml); "
                 "only the strategies, learners, seeds and rounds may change: use the same settings or another --out"
             )
 
@@ -145,7 +146,7 @@ class Benchmark:
             "",
             f"Data: `{b.data.path}`"
             + (f", groups `{b.data.groups}`" if b.data.groups else "")
-            + f"; split val {b.data.val_fraction} / test {b.data.test_fraction} by group, per seed.",
+            + f"; split by group, per seed: test {b.data.test_fraction}, validation {_validation(b)}.",
             f"Learner: {plan.default_learner} ({b.model.backbone}, {b.data.image_size} px, preset `{b.preset}`); "
             f"{b.initial} random initial labels, then {b.rounds} rounds of {b.query.budget}.",
             f"Full supervision: the same learner in supervised mode ({b.learner.networks} networks) on every pool "
@@ -292,3 +293,12 @@ class Benchmark:
                 detail = f": {last['n_labeled']} labels, accuracy {last['accuracy']:.4f}"
         eta = float(np.mean(self.spent)) * (total - done)
         self.log(f"[{done}/{total}] {what}{detail} ({_duration(seconds)}; about {_duration(eta)} left)")
+
+
+def _validation(cfg: RunConfig) -> str:
+    """The validation policy in words, for summary.md."""
+    if cfg.data.val_size == 0:
+        return "none (a fixed schedule, the last epoch kept)"
+    if cfg.data.val_size is not None:
+        return f"{cfg.data.val_size} images (n_val)"
+    return f"{cfg.data.val_fraction} of all labelled images (n_val)"

@@ -106,7 +106,7 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--val-size",
                 type=int,
-                help="Validation images for model selection (0: none, train a fixed schedule); labels too, counted as n_val.",
+                help="Labelled images for model selection, counted as n_val (default 0: none, a fixed schedule).",
             ),
             click.option(
                 "--skip-bad-images", is_flag=True, default=None, help="Skip unreadable files and list them."

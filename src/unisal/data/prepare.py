@@ -83,7 +83,7 @@ def prepare_data(cfg: DataConfig, seed: int, progress: bool = True) -> PreparedD
             + (f" ({joined} joined groups that --groups had kept apart)" if joined else "")
         )
     catalogue.groups = groups
-    val_fraction = cfg.val_fraction
+    val_fraction = cfg.val_fraction  # val_size null: a share of all labelled images
     if cfg.val_size is not None:
         n_labelled = int((catalogue.labels >= 0).sum())
         val_fraction = cfg.val_size / n_labelled
@@ -93,7 +93,7 @@ def prepare_data(cfg: DataConfig, seed: int, progress: bool = True) -> PreparedD
                 f"{n_labelled} labelled images to train on"
             )
     split = grouped_split(catalogue.labels, catalogue.groups, val_fraction, cfg.test_fraction, seed)
-    notes += missing_classes(catalogue, split, check_val=cfg.val_fraction > 0)
+    notes += missing_classes(catalogue, split, check_val=val_fraction > 0)
     return PreparedData(catalogue, ImageStore(array, rows, fingerprint=key), split, bad, notes)
 
 
