@@ -49,6 +49,7 @@ def strategy_names() -> list[str]:
 
 
 OPTIMIZERS = ("sgd", "adamw")
+LABELLED_SAMPLING = ("uniform", "balanced")
 SCORE_VIEWS = ("mean", "tta", "first")
 
 
@@ -142,6 +143,9 @@ class TrainConfig:
     amp: bool = True  # mixed precision, only ever used on CUDA
     optimizer: str = setting("sgd", choices=OPTIMIZERS)  # sgd (reference code) | adamw (the frozen heads)
     ulb_ratio: float = setting(1.0, gt=0.0, le=100.0)  # unlabelled images per labelled one in a batch
+    # labelled images per batch: uniform (each image equally often) or balanced (each class equally
+    # often, its images in shuffled passes): keeps a rare class in every step's cross-entropy
+    labelled_sampling: str = setting("uniform", choices=LABELLED_SAMPLING)
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unisal.train.fit import IndexSampler, lr_at
+from unisal.train.fit import BalancedSampler, IndexSampler, labelled_sampler, lr_at
 
 # absolute catalogue indices, deliberately not 0..n-1
 INDICES = np.array([3, 8, 15, 16, 23, 42, 57, 60, 71, 99, 104])
@@ -53,3 +53,30 @@ def test_lr_at_rounds_the_decay_step_down():
     # 10 steps x 0.75 = 7.5 -> the decay starts at step 7
     assert lr_at(6, total_steps=10, base_lr=0.03, decay_at=0.75) == pytest.approx(0.03)
     assert lr_at(7, total_steps=10, base_lr=0.03, decay_at=0.75) == pytest.approx(0.003)
+
+
+# a skewed labelled set: class 0 has 1 image, class 1 has 3, class 2 has 7
+SKEWED_LABELS = np.array([0, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2])
+
+
+def test_balanced_sampler_draws_every_class_equally_often():
+    sampler = BalancedSampler(INDICES, SKEWED_LABELS, np.random.default_rng(0))
+    stream = np.concatenate([sampler.next(4) for _ in range(15)])  # 60 draws = 20 cycles of 3 classes
+    label_of = dict(zip(INDICES.tolist(), SKEWED_LABELS.tolist(), strict=True))
+    drawn = np.array([label_of[i] for i in stream.tolist()])
+    assert np.bincount(drawn).tolist() == [20, 20, 20]
+    # within a class, its images in passes: the 7 images of class 2 each appear once in its first 7 draws
+    class2 = stream[drawn == 2]
+    np.testing.assert_array_equal(np.sort(class2[:7]), INDICES[SKEWED_LABELS == 2])
+    assert set(stream[drawn == 0].tolist()) == {3}  # the lone image of class 0 comes back every cycle
+
+
+def test_balanced_sampler_is_seeded_and_uniform_is_the_old_sampler():
+    def draw(how: str, seed: int) -> np.ndarray:
+        sampler = labelled_sampler(INDICES, SKEWED_LABELS, how, np.random.default_rng(seed))
+        return np.concatenate([sampler.next(5) for _ in range(6)])
+
+    np.testing.assert_array_equal(draw("balanced", 3), draw("balanced", 3))
+    assert not np.array_equal(draw("balanced", 3), draw("balanced", 4))
+    old = IndexSampler(INDICES, np.random.default_rng(3))
+    np.testing.assert_array_equal(draw("uniform", 3), np.concatenate([old.next(5) for _ in range(6)]))

@@ -59,6 +59,35 @@ class IndexSampler:
         return np.concatenate(out)
 
 
+class BalancedSampler:
+    """Endless class-balanced draws: each class equally often (the classes in a shuffled cycle),
+    and within a class its images in shuffled passes (no repeats within a pass).
+
+    Args:
+        indices: catalogue indices, (L,); ``labels`` their classes, (L,).
+    """
+
+    def __init__(self, indices: np.ndarray, labels: np.ndarray, rng: np.random.Generator):
+        indices, labels = np.asarray(indices), np.asarray(labels)
+        self.classes = np.unique(labels)
+        self.samplers = [IndexSampler(indices[labels == c], rng) for c in self.classes]
+        self.cycle = IndexSampler(np.arange(len(self.classes)), rng)
+        self.rng = rng
+
+    def next(self, n: int) -> np.ndarray:
+        slots = self.cycle.next(n)
+        counts = np.bincount(slots, minlength=len(self.classes))
+        picks = np.concatenate([s.next(int(k)) for s, k in zip(self.samplers, counts, strict=True) if k])
+        return self.rng.permutation(picks)
+
+
+def labelled_sampler(
+    indices: np.ndarray, labels: np.ndarray, how: str, rng: np.random.Generator
+) -> IndexSampler | BalancedSampler:
+    """The labelled batches' sampler: ``uniform`` over images or ``balanced`` over classes."""
+    return BalancedSampler(indices, labels, rng) if how == "balanced" else IndexSampler(indices, rng)
+
+
 def lr_at(step: int, total_steps: int, base_lr: float, decay_at: float) -> float:
     """Step decay: ``base_lr`` until ``decay_at`` of training, then a tenth of it."""
     return base_lr * (0.1 if step >= int(total_steps * decay_at) else 1.0)
@@ -157,7 +186,7 @@ def fit(
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     label_of = dict(zip(np.asarray(idx_lb).tolist(), np.asarray(y_lb).tolist(), strict=True))
-    sampler_lb = IndexSampler(idx_lb, rng)
+    sampler_lb = labelled_sampler(idx_lb, y_lb, cfg.labelled_sampling, rng)
     sampler_ulb = IndexSampler(idx_ulb, rng) if semi and idx_ulb is not None else None
     bs_lb, bs_ulb = batch_sizes(cfg, semi, batch_limit)
     steps_per_epoch = cfg.steps_per_epoch or max(1, math.ceil(len(idx_lb) / bs_lb))
