@@ -124,6 +124,9 @@ def test_strategy_parameters_reach_their_runs(tiles: Path, tmp_path: Path) -> No
     assert yaml.safe_load((runs / "coreset@frozen" / "seed0" / "config.yaml").read_text())["query"][
         "params"
     ] == {"space": "features"}
+    settings = (tmp_path / "p" / "settings.md").read_text()  # what the summary says was run
+    assert "validation none (a fixed schedule, the last epoch kept)" in settings
+    assert "Full supervision: not run (--no-reference)." in settings
 
 
 def test_refusals_name_the_problem_and_write_nothing(tiles: Path, tmp_path: Path) -> None:

@@ -31,7 +31,9 @@ def test_ls_and_clear(make_image_folder, tmp_path: Path) -> None:
     listing = runner.invoke(cli, ["cache", "ls", "--cache-dir", str(folder)]).output
     assert f"images   {image_key}" in listing and "4 images of 16 px" in listing
     assert f"features {feature_key}" in listing and "tiny, 4 images x 8 views x 16" in listing
-    assert "2 caches" in listing and "datasets" not in listing
+    (record,) = folder.glob("*.sha1.json")  # the files' hashes, which key the image cache by content
+    assert f"hashes   {record.name.removesuffix('.sha1.json')}" in listing and "SHA-1 of 4 files" in listing
+    assert "3 caches" in listing and "datasets" not in listing
     result = runner.invoke(cli, ["cache", "clear", "--cache-dir", str(folder)])
     assert result.exit_code != 0 and "name the caches to remove" in result.output
     result = runner.invoke(cli, ["cache", "clear", "nope", "--cache-dir", str(folder)])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from unisal.data import cache as cache_module
-from unisal.data.cache import ImageStore, build_cache, cache_key, default_cache_dir
+from unisal.data.cache import ImageStore, build_cache, cache_key, default_cache_dir, image_cache_key
 from unisal.data.catalogue import read_image_folder
 from unisal.data.images import BadImageError, load_rgb, resize_square
 
@@ -31,7 +31,8 @@ def test_build_cache_holds_the_resized_images(tile_paths: list[str], tmp_path: P
         np.testing.assert_array_equal(array[i], resize_square(load_rgb(path), 16))
     # The cache lives where it was asked to, named by the key.
     assert (
-        Path(array.filename).resolve() == (tmp_path / "cache" / f"{cache_key(tile_paths, 16)}.npy").resolve()
+        Path(array.filename).resolve()
+        == (tmp_path / "cache" / f"{image_cache_key(tile_paths, 16, tmp_path / 'cache')[0]}.npy").resolve()
     )
 
 
@@ -53,8 +54,13 @@ def test_build_cache_reuses_an_identical_cache(
     assert Path(second.filename) == first_file
     assert first_file.stat().st_mtime_ns == mtime
     np.testing.assert_array_equal(second, expected)
-    # Only the cache, its bad-file record and its completion record are left: no temporary files.
-    assert sorted(p.suffix for p in cache_dir.iterdir()) == [".json", ".json", ".npy"]
+    # Only the cache, its bad-file and completion records and the files' hashes: no temporary files.
+    assert sorted(p.name.split(".", 1)[1] for p in cache_dir.iterdir()) == [
+        "bad.json",
+        "done.json",
+        "npy",
+        "sha1.json",
+    ]
 
 
 def test_cache_key_changes_with_files_and_size(tile_paths: list[str]) -> None:
@@ -241,3 +247,37 @@ def test_a_read_only_or_full_cache_folder_is_a_clear_error(
     with pytest.raises(CacheError, match=r"the image cache needs 0.00 GB but .* has 0.00 GB free"):
         build_cache(tile_paths, 16, cache_dir=tmp_path / "full", workers=1, progress=False)
     assert not list((tmp_path / "full").glob("*.npy"))
+
+
+def test_a_copy_of_the_data_finds_its_caches(
+    make_image_folder: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache is keyed by the files' bytes: a copy with new paths and new modification times
+    (another disk, a restored backup) reuses it; a changed byte does not."""
+    import shutil
+
+    original = make_image_folder(classes={"A": 3, "B": 3}, size=20)
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy, copy_function=shutil.copy)  # new paths and new mtimes
+    paths, copied = read_image_folder(original).paths, read_image_folder(copy).paths
+    assert cache_key(paths, 16) != cache_key(copied, 16)  # the path-based key differs
+    cache_dir = tmp_path / "cache"
+    key, hashes = image_cache_key(paths, 16, cache_dir)
+    assert image_cache_key(copied, 16, cache_dir) == (key, hashes) and all(hashes)
+    first, _ = build_cache(paths, 16, cache_dir=cache_dir, workers=1, progress=False)
+    monkeypatch.setattr(cache_module, "_decode", lambda path, size: pytest.fail(f"{path} decoded again"))
+    second, _ = build_cache(copied, 16, cache_dir=cache_dir, workers=1, progress=False)
+    assert Path(second.filename) == Path(first.filename) == cache_dir / f"{key}.npy"
+    assert image_cache_key(copied, 32, cache_dir)[0] != key  # another size: another cache
+    with open(copied[0], "ab") as handle:
+        handle.write(b"\0")  # one byte more (a PNG still readable)
+    assert image_cache_key(copied, 16, cache_dir)[0] != key
+
+
+def test_images_without_a_file_of_their_own_keep_the_path_key(tile_paths: list[str], tmp_path: Path) -> None:
+    """An image inside an .npz, or a missing file, has no hash: the key is the path-based one."""
+    missing = [*tile_paths, str(tmp_path / "gone.png")]
+    key, hashes = image_cache_key(missing, 16, tmp_path / "cache")
+    assert key == cache_key(missing, 16) and hashes[-1] == ""
+    npz = [f"{tmp_path / 'data.npz'}::train/{i}" for i in range(3)]
+    assert image_cache_key(npz, 16, tmp_path / "cache")[0] == cache_key(npz, 16)

@@ -30,7 +30,7 @@ from unisal.app.project import open_project, read_images
 from unisal.app.rounds import ProjectSettings, run_config
 from unisal.app.store import ProjectError
 from unisal.config import VIEW_SETS, RunConfig
-from unisal.data.cache import ImageStore, build_cache, cache_key
+from unisal.data.cache import ImageStore, build_cache, image_cache_key
 from unisal.data.features import fixed_view
 from unisal.data.prepare import PreparedData
 from unisal.data.splits import TRAIN
@@ -59,7 +59,7 @@ def latest_model(folder: str | Path) -> tuple[RunConfig, list[str], dict[str, An
 
 def _prepared(images: str | Path, cfg: RunConfig, *, progress: bool) -> PreparedData:
     catalogue = read_images(images, "unlabelled")
-    key = cache_key(catalogue.paths, cfg.data.image_size)
+    key, _ = image_cache_key(catalogue.paths, cfg.data.image_size, cfg.data.cache_dir)
     array, bad = build_cache(
         catalogue.paths, cfg.data.image_size, cfg.data.cache_dir, progress=progress, key=key
     )
@@ -183,6 +183,6 @@ def _prepared_single(path: Path, cfg: RunConfig) -> PreparedData:
     from unisal.data.catalogue import Catalogue
 
     catalogue = Catalogue([str(path)], np.array([-1]), np.array([0]), [], str(path.parent))
-    key = cache_key(catalogue.paths, cfg.data.image_size)
+    key, _ = image_cache_key(catalogue.paths, cfg.data.image_size, cfg.data.cache_dir)
     array, _ = build_cache(catalogue.paths, cfg.data.image_size, cfg.data.cache_dir, progress=False, key=key)
     return PreparedData(catalogue, ImageStore(array, np.arange(1), fingerprint=key), np.array([TRAIN]), [])

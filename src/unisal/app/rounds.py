@@ -20,7 +20,7 @@ import numpy as np
 from unisal.app.project import open_project
 from unisal.app.store import ProjectError, ProjectStore
 from unisal.config import RunConfig, build_config
-from unisal.data.cache import ImageStore, build_cache, cache_key
+from unisal.data.cache import ImageStore, build_cache, image_cache_key
 from unisal.data.catalogue import Catalogue
 from unisal.data.prepare import PreparedData
 from unisal.data.splits import TEST, TRAIN
@@ -85,7 +85,7 @@ def project_data(store: ProjectStore, cfg: RunConfig, *, progress: bool) -> tupl
         class_names=names,
         root=str(root),
     )
-    key = cache_key(paths, cfg.data.image_size)
+    key, _ = image_cache_key(paths, cfg.data.image_size, cfg.data.cache_dir)
     array, bad = build_cache(paths, cfg.data.image_size, cfg.data.cache_dir, progress=progress, key=key)
     if bad:
         raise ProjectError(f"{len(bad)} project image(s) cannot be read, e.g. {bad[0].path}: {bad[0].reason}")

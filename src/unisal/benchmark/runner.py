@@ -150,7 +150,9 @@ class Benchmark:
             f"Learner: {plan.default_learner} ({b.model.backbone}, {b.data.image_size} px, preset `{b.preset}`); "
             f"{b.initial} random initial labels, then {b.rounds} rounds of {b.query.budget}.",
             f"Full supervision: the same learner in supervised mode ({b.learner.networks} networks) on every pool "
-            f"label, {plan.reference_passes} passes over them.",
+            f"label, {plan.reference_passes} passes over them."
+            if plan.reference
+            else "Full supervision: not run (--no-reference).",
         ]
         write_text_atomic(out / "settings.md", "\n".join(lines) + "\n")
 

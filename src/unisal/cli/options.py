@@ -62,6 +62,7 @@ CONFIG_PATHS: dict[str, tuple[str, ...]] = {
     "steps_per_epoch": ("train", "steps_per_epoch"),
     "batch_size": ("train", "batch_size"),
     "lr": ("train", "lr"),
+    "labelled_sampling": ("train", "labelled_sampling"),
     "strategy": ("query", "strategy"),
     "budget": ("query", "budget"),
     "pool_subset": ("query", "pool_subset"),
@@ -166,6 +167,8 @@ def learner_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def model_train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    from unisal.config import LABELLED_SAMPLING
+
     for option in reversed(
         [
             click.option(
@@ -180,6 +183,11 @@ def model_train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             click.option("--steps-per-epoch", type=int, help="Optimiser steps per epoch."),
             click.option("--batch-size", type=int, help="Images per step (half labelled when co-training)."),
             click.option("--lr", type=float, help="SGD learning rate."),
+            click.option(
+                "--labelled-sampling",
+                type=click.Choice(list(LABELLED_SAMPLING)),
+                help="Labelled images per batch: uniform (each image equally often) or balanced (each class).",
+            ),
             click.option("--seed", type=int, help="Seeds splits, initial set, weights and batches."),
             click.option("--device", help="auto, cpu, cuda or cuda:N."),
             click.option(

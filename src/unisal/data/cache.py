@@ -188,7 +188,7 @@ def build_cache(
     temporary files of killed builds are removed.
 
     Args:
-        key: ``cache_key(paths, size)`` if the caller has it already.
+        key: ``image_cache_key(paths, size, cache_dir)[0]`` if the caller has it already.
 
     Returns:
         The memory-mapped array and the list of files that could not be decoded.
@@ -197,7 +197,7 @@ def build_cache(
         CacheError: the folder is not writable or the disk too full.
     """
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = key or cache_key(paths, size)
+    key = key or image_cache_key(paths, size, cache_dir)[0]
     target, bad_file, done_file = (
         folder / f"{key}{suffix}" for suffix in (".npy", ".bad.json", ".done.json")
     )
@@ -270,8 +270,31 @@ def content_hashes(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         hashes = list(pool.map(file_sha1, paths, chunksize=64))
     with contextlib.suppress(OSError):  # a read-only cache: hash again next time
+        folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(record, hashes)
     return hashes
+
+
+def image_cache_key(
+    paths: list[str], size: int, cache_dir: str | Path | None = None
+) -> tuple[str, list[str]]:
+    """The decoded-image cache's key, and the SHA-1 of every file (N,).
+
+    The key hashes the files' bytes, in catalogue order, and the size: a copy of the same data
+    (new paths, new modification times) finds the caches already built, feature caches
+    included. The bytes are read once per state of the files (paths, sizes, mtimes: the
+    path-based ``cache_key``), and their hashes kept as ``<that key>.sha1.json``. Where a file
+    has no hash of its own (an image inside an .npz, an unreadable file), the key is the
+    path-based one.
+    """
+    by_path = cache_key(paths, size)
+    hashes = content_hashes(paths, by_path, cache_dir)
+    if not paths or not all(hashes):
+        return by_path, hashes
+    digest = hashlib.sha1(f"v2 content size={size}".encode())
+    for h in hashes:
+        digest.update(f"{h}\n".encode())
+    return digest.hexdigest()[:20], hashes
 
 
 def join_identical(groups: np.ndarray, hashes: list[str]) -> tuple[np.ndarray, int, int]:

@@ -1,7 +1,7 @@
 """What the caches hold and how big they are (``unisal cache ls``), and removing them (``clear``).
 
-The cache folder holds decoded-image caches (``<key>.npy`` with ``.bad.json`` and ``.done.json``)
-and feature caches (``features/<key>/``). Downloaded data sets (``datasets/``) are not caches
+The cache folder holds decoded-image caches (``<key>.npy`` with ``.bad.json`` and ``.done.json``),
+feature caches (``features/<key>/``) and the files' hashes that key them (``<key>.sha1.json``). Downloaded data sets (``datasets/``) are not caches
 and are never listed or removed here.
 """
 
@@ -63,6 +63,23 @@ def list_caches(folder: Path) -> list[CacheEntry]:
             description, complete = "incomplete (a build that stopped or is running)", False
         entries.append(
             CacheEntry("features", sub.name, (sub,), _size(sub), description, complete, sub.stat().st_mtime)
+        )
+    for record in sorted(folder.glob("*.sha1.json")):
+        try:
+            description = f"SHA-1 of {len(json.loads(record.read_text()))} files (find caches by content)"
+            complete = True
+        except (OSError, ValueError, TypeError):
+            description, complete = "unreadable", False
+        entries.append(
+            CacheEntry(
+                "hashes",
+                record.name.removesuffix(".sha1.json"),
+                (record,),
+                _size(record),
+                description,
+                complete,
+                record.stat().st_mtime,
+            )
         )
     return sorted(entries, key=lambda e: -e.modified)
 

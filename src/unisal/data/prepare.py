@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from unisal.config import DataConfig
-from unisal.data.cache import ImageStore, build_cache, cache_key, content_hashes, join_identical
+from unisal.data.cache import ImageStore, build_cache, image_cache_key, join_identical
 from unisal.data.catalogue import Catalogue, DataError, load_catalogue
 from unisal.data.images import BadImageError
 from unisal.data.splits import TEST, TRAIN, VAL, grouped_split
@@ -58,7 +58,7 @@ class PreparedData:
 def prepare_data(cfg: DataConfig, seed: int, progress: bool = True) -> PreparedData:
     """Read the catalogue, decode it into the cache, drop or refuse bad files, split by group."""
     catalogue = load_catalogue(cfg.path, cfg.format, cfg.groups)
-    key = cache_key(catalogue.paths, cfg.image_size)
+    key, hashes = image_cache_key(catalogue.paths, cfg.image_size, cfg.cache_dir)
     array, bad = build_cache(catalogue.paths, cfg.image_size, cfg.cache_dir, progress=progress, key=key)
     rows = np.arange(len(catalogue))
     if bad:
@@ -72,10 +72,10 @@ def prepare_data(cfg: DataConfig, seed: int, progress: bool = True) -> PreparedD
         bad_paths = {e.path for e in bad}
         keep = np.asarray([p not in bad_paths for p in catalogue.paths])
         catalogue, rows = catalogue.subset(keep), rows[keep]
+        hashes = [h for h, k in zip(hashes, keep, strict=True) if k]
     if (catalogue.labels >= 0).sum() == 0:
         raise DataError("no labelled images: a simulation needs labels to act as the oracle")
     notes = list(catalogue.notes)
-    hashes = content_hashes(catalogue.paths, key, cfg.cache_dir)
     groups, n_sets, joined = join_identical(catalogue.groups, hashes)
     if n_sets:
         notes.append(
