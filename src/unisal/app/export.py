@@ -1,4 +1,4 @@
-"""Use a project's latest model: predict new images, or export it as one TorchScript file.
+"""Use a project's latest model: predict new images, or export it as one ``torch.export`` file.
 
 The exported model takes RGB images as a float tensor (B, 3, H, W) in [0, 1], resizes them to
 the project's image size, and returns class probabilities (B, C), averaged over the networks,
@@ -8,7 +8,7 @@ along in the file (``unisal.json``)::
 
     import json, torch
     extra = {"unisal.json": ""}
-    model = torch.jit.load("model.pt", _extra_files=extra)
+    model = torch.export.load("model.pt2", extra_files=extra).module()
     info = json.loads(extra["unisal.json"])          # class_names, image_size, ...
     probs = model(images)                             # images: (B, 3, H, W) float in [0, 1]
     labels = [info["class_names"][k] for k in probs.argmax(1)]
@@ -151,7 +151,8 @@ class ExportedClassifier(nn.Module):
 
 
 def export_model(folder: str | Path, out: str | Path, *, log: Callable[[str], Any] = print) -> dict[str, Any]:
-    """Trace the latest model into one TorchScript file at ``out``; returns its embedded info."""
+    """Export the latest model with ``torch.export`` into one file at ``out`` (any batch size and
+    image size: the images are resized inside); returns its embedded info."""
     cfg, class_names, state, round_id = latest_model(folder)
     cfg.device = "cpu"
     store = open_project(folder)
@@ -161,8 +162,15 @@ def export_model(folder: str | Path, out: str | Path, *, log: Callable[[str], An
     learner = _learner(cfg, class_names, state, data, False, log)
     module = ExportedClassifier(learner, cfg).eval()
     example = torch.rand(2, 3, cfg.data.image_size, cfg.data.image_size)
+    dynamic = {
+        "images": {
+            0: torch.export.Dim("batch", min=1, max=65536),
+            2: torch.export.Dim("height", min=8, max=8192),
+            3: torch.export.Dim("width", min=8, max=8192),
+        }
+    }
     with torch.no_grad():
-        traced = torch.jit.trace(module, example, check_trace=False)
+        program = torch.export.export(module, (example,), dynamic_shapes=dynamic)
     info = {
         "class_names": class_names,
         "image_size": cfg.data.image_size,
@@ -174,7 +182,7 @@ def export_model(folder: str | Path, out: str | Path, *, log: Callable[[str], An
         "views": cfg.features.views if cfg.learner.name == "frozen" else "identity",
     }
     with atomic_path(out) as tmp:
-        torch.jit.save(traced, str(tmp), _extra_files={"unisal.json": json.dumps(info)})
+        torch.export.save(program, str(tmp), extra_files={"unisal.json": json.dumps(info)})
     return info
 
 

@@ -33,9 +33,14 @@ def predict(folder: str, images: str, out: str, show_progress: bool) -> None:
 
 @click.command("export-model")
 @click.option("--project", "folder", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="TorchScript file to write.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="File to write (torch.export; e.g. model.pt2).",
+)
 def export_model(folder: str, out: str) -> None:
-    """Save the project's latest model as one TorchScript file (class names inside), usable without unisal."""
+    """Save the project's latest model as one torch.export file (class names inside), usable without unisal."""
     from unisal.app.export import export_model as export
 
     try:
