@@ -81,9 +81,8 @@ class DataConfig:
     # 0 (default): none; train a fixed schedule and keep the last epoch. Chosen by measurement:
     # at equal total labels it beat 30 counted validation labels (docs/hardening.md, item 15).
     val_size: int | None = setting(0, ge=0)
-    val_fraction: float = setting(
-        0.1, ge=0.0, lt=1.0
-    )  # used instead when val_size is null (the paper's 10 %)
+    # of all labelled images, used instead when val_size is null (the paper's 10 %)
+    val_fraction: float = setting(0.1, ge=0.0, lt=1.0)
     test_fraction: float = setting(
         0.2, gt=0.0, lt=1.0
     )  # of all labelled images, never queried nor trained on
