@@ -95,3 +95,13 @@ def test_a_newly_registered_strategy_is_accepted_by_the_config(monkeypatch: pyte
     monkeypatch.setitem(STRATEGIES._items, "probe", STRATEGIES.get("random"))
     assert build_config("cpu", {"query": {"strategy": "probe"}}).query.strategy == "probe"
     assert "probe" in _help("simulate")
+
+
+def test_the_library_names_an_unknown_format_like_the_cli(tmp_path: Path) -> None:
+    from unisal.data.catalogue import DataError
+
+    with pytest.raises(DataError) as excinfo:
+        load_catalogue(tmp_path, "jsn")
+    assert str(excinfo.value) == (
+        f"unknown data format 'jsn'; did you mean 'json'? expected one of {READERS.names()}"
+    )

@@ -23,6 +23,7 @@ from unisal.app.store import DB_NAME, ProjectError, ProjectStore
 from unisal.data.catalogue import READERS, Catalogue, DataError, attach_groups, load_catalogue
 from unisal.data.images import is_image_file
 from unisal.io import write_text_atomic
+from unisal.registry import unknown_name
 
 IMPORTER = "import"  # the annotator name of labels that came from a file
 LABEL_STUDIO_FROM = "label"  # the <Choices name=...> of the exported labelling config
@@ -228,7 +229,7 @@ def image_formats() -> tuple[str, ...]:
 def export_labels(store: ProjectStore, out: str | Path, fmt: str) -> int:
     """Write the labels in an ``LABEL_EXPORTS`` format (atomically); returns how many."""
     if fmt not in LABEL_EXPORTS:
-        raise ProjectError(f"unknown export format '{fmt}'; expected one of {sorted(LABEL_EXPORTS)}")
+        raise ProjectError(unknown_name("export format", fmt, list(LABEL_EXPORTS)))
     text = LABEL_EXPORTS[fmt](store)
     write_text_atomic(out, text)
     return len(store.labels())

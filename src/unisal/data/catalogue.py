@@ -24,7 +24,7 @@ import numpy as np
 
 from unisal.data.images import NPZ_SEPARATOR, is_image_file
 from unisal.datasets.catalog import CHAOYANG_CLASSES, PATHMNIST_CLASSES
-from unisal.registry import Registry
+from unisal.registry import Registry, unknown_name
 
 UNLABELLED = -1
 
@@ -345,6 +345,6 @@ def load_catalogue(path: str | Path, fmt: str = "auto", groups: str | Path | Non
     """Read a data set in any supported layout, with optional groups."""
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt not in READERS:
-        raise DataError(f"unknown data format '{fmt}'; expected one of {READERS.names()}")
+        raise DataError(unknown_name(READERS.kind, fmt, READERS.names()))
     catalogue = READERS.get(fmt)(Path(path))
     return attach_groups(catalogue, groups) if groups else catalogue
