@@ -15,7 +15,6 @@ Prints one JSON object; exits 1 when the simulation takes longer than ``--max-se
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -25,6 +24,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from unisal.run_folder import read_round_rows
 
 
 def cpu_name() -> str:
@@ -76,8 +77,7 @@ def main() -> None:
         "--out", str(out), "--quiet",
     )  # fmt: skip
     wall = time.perf_counter() - start
-    with (out / "rounds.csv").open(newline="") as handle:
-        rounds = list(csv.DictReader(handle))
+    rounds = read_round_rows(out)
     result = {
         "machine": f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}",
         "feature_cache": cache_line,

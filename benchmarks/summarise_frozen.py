@@ -20,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from unisal.run_folder import read_round_rows
+
 
 def read_rounds(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
+    """A run's rounds.csv rows, with its timings.csv (where it has one) merged in."""
+    return read_round_rows(path.parent)
 
 
 def seeds_of(folder: Path) -> list[int]:

@@ -9,17 +9,17 @@ supervised reference, and prints the table recorded in docs/.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
+
+from unisal.run_folder import read_round_rows
 
 
 def read_runs(root: Path) -> tuple[dict[str, list[dict[str, str]]], dict[str, dict]]:
     curves, references = {}, {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         if (folder / "rounds.csv").is_file():
-            with (folder / "rounds.csv").open(newline="") as handle:
-                curves[folder.name] = list(csv.DictReader(handle))
+            curves[folder.name] = read_round_rows(folder)
         elif (folder / "metrics.json").is_file():
             references[folder.name] = json.loads((folder / "metrics.json").read_text())
     return curves, references

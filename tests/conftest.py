@@ -5,13 +5,20 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+# One thread count for the whole suite and the commands it starts, whatever the machine's load:
+# the command line would otherwise choose from the load when each process starts, and runs
+# compared with each other must sum in the same order. `OMP_NUM_THREADS=1 pytest` runs at one.
+os.environ.setdefault("OMP_NUM_THREADS", str(min(2, os.cpu_count() or 1)))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT / ".." / "shared" / "data"
@@ -107,3 +114,16 @@ def sigkill_when(args: list[str], ready: Callable[[], bool], timeout: float = 30
     finally:
         process.wait()
     assert process.returncode == -signal.SIGKILL
+
+
+@contextmanager
+def burning_cpu(seconds: float = 600) -> Iterator[None]:
+    """Another process keeps one core busy (a Python loop, ending by itself after ``seconds``)."""
+    code = f"import time\nend = time.time() + {seconds}\nwhile time.time() < end:\n    pass\n"
+    process = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        time.sleep(0.3)  # running before the work under test starts
+        yield
+    finally:
+        process.kill()
+        process.wait()

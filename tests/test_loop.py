@@ -82,13 +82,16 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, learner: str) -> Path
 
 def test_run_writes_every_promised_output(finished_run: Path) -> None:
     out = finished_run
-    for name in ("config.yaml", "rounds.csv", "splits.csv", "state.json"):
+    for name in ("config.yaml", "rounds.csv", "timings.csv", "splits.csv", "state.json"):
         assert (out / name).is_file(), name
     rows = read_rows(out / "rounds.csv")
     assert [int(r["round"]) for r in rows] == [0, 1, 2]
     assert [int(r["n_labeled"]) for r in rows] == [6, 10, 14]
-    for column in ("accuracy", "macro_f1", "macro_precision", "macro_recall", "train_seconds"):
+    for column in ("accuracy", "macro_f1", "macro_precision", "macro_recall"):
         assert all(float(r[column]) >= 0.0 for r in rows)
+    timings = read_rows(out / "timings.csv")  # wall-clock times: apart, so that rounds.csv reproduces
+    assert [int(r["round"]) for r in timings] == [0, 1, 2] and "train_seconds" not in rows[0]
+    assert all(float(r["train_seconds"]) >= 0.0 for r in timings) and timings[-1]["select_seconds"] == ""
     assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
     assert rows[0]["n_candidates"] != "" and rows[-1]["n_candidates"] == ""  # no query after the last round
     assert sorted(p.name for p in (out / "queries").glob("*.csv")) == ["round_1.csv", "round_2.csv"]

@@ -24,6 +24,7 @@ import yaml
 # implements them): the image as is, its four 90-degree rotations, or all eight flips/rotations.
 VIEW_SETS: dict[str, int] = {"identity": 1, "rot4": 4, "d8": 8}
 LEARNER_MODES = ("cotrain", "supervised")
+FEATURE_ENGINES = ("auto", "torch", "openvino")  # what runs the frozen backbone (unisal.models.inference)
 
 
 def data_formats() -> tuple[str, ...]:
@@ -118,6 +119,9 @@ class FeatureConfig:
     crops: int = setting(0, ge=0, le=64)  # plus this many seeded random resized crops per image
     crop_scale_min: float = setting(0.6, gt=0.0, le=1.0)  # area fraction the cached crops keep at least
     batch_size: int = setting(64, ge=1)  # images per extraction step: bounds the memory, not the data set
+    # what runs the backbone: auto = OpenVINO on a CPU (same features within float16 rounding,
+    # several times faster), PyTorch on CUDA or where OpenVINO cannot convert the backbone
+    engine: str = setting("auto", choices=FEATURE_ENGINES)
     # predict on the view-averaged features; tta: outputs averaged over views; first: as is
     score: str = setting("mean", choices=SCORE_VIEWS)
 

@@ -31,7 +31,7 @@ from unisal.query import QueryContext, Strategy, create_strategy, strategy_class
 from unisal.run_folder import DAMAGED, LOCK_NAME, RunFolder
 from unisal.seeds import round_seed
 from unisal.state import NOT_LABELLED, ALState
-from unisal.threads import configure_threads
+from unisal.threads import configure_threads, resumed_threads
 
 __all__ = ["NOT_LABELLED", "ALState", "ActiveLearningRun", "RunError", "check_run_settings"]
 
@@ -66,6 +66,7 @@ def _comparable(values: dict[str, Any]) -> dict[str, Any]:
     values.get("data", {}).pop("cache_dir", None)
     values.get("train", {}).pop("eval_batch_size", None)
     values.get("features", {}).pop("batch_size", None)
+    values.get("features", {}).pop("engine", None)  # any engine gives the same cached features
     return values
 
 
@@ -259,7 +260,9 @@ class ActiveLearningRun:
         """
         cfg = self.cfg
         self._check_folder()
-        configure_threads(cfg.threads, self.log)
+        recorded = self.folder.read_config().get("threads") if self.resume else None
+        # The number used is recorded in config.yaml: a resumed run sums in the same order.
+        cfg.threads = configure_threads(resumed_threads(cfg.threads, recorded, self.log), self.log)
         if data is None:
             data = prepare_data(cfg.data, cfg.seed, self.progress)
             for note in data.notes:

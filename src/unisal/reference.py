@@ -24,7 +24,7 @@ from unisal.learners import create_learner
 from unisal.run_folder import RunFolder
 from unisal.seeds import round_seed
 from unisal.state import ALState
-from unisal.threads import configure_threads
+from unisal.threads import configure_threads, resumed_threads
 
 
 def _load_run(run_dir: Path, overrides: dict[str, Any]) -> tuple[RunConfig, ALState]:
@@ -59,7 +59,8 @@ def train_supervised_reference(
     run_dir, out = Path(run_dir), Path(out)
     cfg, state = _load_run(run_dir, overrides)
     device = resolve_device(cfg.device)
-    configure_threads(cfg.threads, log)
+    recorded = RunFolder(run_dir).read_config().get("threads")
+    cfg.threads = configure_threads(resumed_threads(overrides.get("threads"), recorded, log), log)
     data = prepare_data(cfg.data, cfg.seed, progress)
     saved_split = RunFolder(run_dir).read_split()
     if len(saved_split) != len(data.split) or np.any(saved_split != data.split):

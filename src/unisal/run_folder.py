@@ -36,17 +36,31 @@ ROUND_COLUMNS = [
     "macro_f1",
     "macro_precision",
     "macro_recall",
-    "train_seconds",
-    "select_seconds",
     "best_epoch",
     "val_accuracy",
 ]
+# Wall-clock seconds differ from run to run: they go to timings.csv, so that two runs of the same
+# command with the same threads write byte-identical rounds.csv files.
+TIMING_COLUMNS = ["round", "train_seconds", "select_seconds"]
 
 
 def round_columns(results: list[dict[str, Any]]) -> list[str]:
     """The fixed columns, then any statistic a strategy reported (e.g. ``n_candidates``)."""
-    extra = [k for r in results for k in r if k not in ROUND_COLUMNS]
+    extra = [k for r in results for k in r if k not in ROUND_COLUMNS and k not in TIMING_COLUMNS]
     return ROUND_COLUMNS + list(dict.fromkeys(extra))
+
+
+def read_round_rows(folder: str | Path) -> list[dict[str, str]]:
+    """The rows of a run's ``rounds.csv`` with its ``timings.csv`` merged in (runs written before
+    timings had their own file hold them in ``rounds.csv``)."""
+    folder = Path(folder)
+    with (folder / "rounds.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if (folder / "timings.csv").is_file():
+        with (folder / "timings.csv").open(newline="") as handle:
+            timings = {row["round"]: row for row in csv.DictReader(handle)}
+        rows = [row | timings.get(row["round"], {}) for row in rows]
+    return rows
 
 
 LOCK_NAME = ".unisal.lock"
@@ -56,7 +70,7 @@ SUBFOLDERS = ("queries", "confusion", "checkpoints", "history")
 class RunFolder:
     """Paths and writes of ``unisal simulate --out``; every write is atomic.
 
-    Layout: ``config.yaml``, ``state.json``, ``rounds.csv``, ``splits.csv`` (and
+    Layout: ``config.yaml``, ``state.json``, ``rounds.csv``, ``timings.csv``, ``splits.csv`` (and
     ``bad_images.csv``), and per round ``queries/``, ``confusion/``, ``history/`` and
     ``checkpoints/round_<k>``.
     """
@@ -88,6 +102,7 @@ class RunFolder:
             "config.yaml",
             "state.json",
             "rounds.csv",
+            "timings.csv",
             "splits.csv",
             "bad_images.csv",
             *SUBFOLDERS,
@@ -134,11 +149,12 @@ class RunFolder:
         write_text_atomic(self.config_file, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
     def write_state(self, state: ALState) -> None:
-        """``state.json`` and ``rounds.csv`` (one row per finished round)."""
+        """``state.json``, ``rounds.csv`` and ``timings.csv`` (one row per finished round)."""
         write_json_atomic(self.state_file, state.state_dict())
-        columns = round_columns(state.results)
-        rows = [[r.get(c, "") for c in columns] for r in state.results]
-        write_csv_atomic(self.root / "rounds.csv", columns, rows)
+        for name, columns in (("rounds.csv", round_columns(state.results)), ("timings.csv", TIMING_COLUMNS)):
+            write_csv_atomic(
+                self.root / name, columns, ([r.get(c, "") for c in columns] for r in state.results)
+            )
 
     def write_splits(self, data: PreparedData) -> None:
         cat = data.catalogue

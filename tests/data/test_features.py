@@ -26,6 +26,7 @@ from unisal.data.features import (
     image_views,
 )
 from unisal.data.views import normalise, to_float
+from unisal.errors import RunError
 from unisal.models.backbones import create_backbone, normalisation
 
 LITE0 = ModelConfig(backbone="tf_efficientnet_lite0", pretrained=True)
@@ -97,6 +98,42 @@ def test_cached_features_are_the_backbone_on_each_view(tmp_path: Path) -> None:
         cache.get_all(np.array([2]))[0, 3], cache.get(np.array([2]), np.array([3]))[0]
     )
     assert cache.info["images_per_second"] > 0 and cache.info["views"] == "d8"
+
+
+def test_openvino_gives_the_features_of_pytorch_within_float16_rounding(tmp_path: Path) -> None:
+    """The engines may compute in another order (float32 differences ~1e-6 relative); what the
+    cache stores is float16, so a value may round to a neighbour: at most one float16 step
+    (2^-10 of the value), plus a little where values are near zero."""
+    store = colour_store(n=12, size=48)
+    ours = build(store, tmp_path / "torch", engine="torch", batch_size=5)
+    theirs = build(store, tmp_path / "openvino", engine="openvino", batch_size=5)
+    assert (ours.info["engine"], theirs.info["engine"]) == ("torch", "openvino")
+    a, b = np.asarray(theirs.array, np.float32), np.asarray(ours.array, np.float32)
+    np.testing.assert_allclose(a, b, rtol=2**-10, atol=1e-3)
+    assert np.mean(a == b) > 0.9  # most values round to the same float16
+
+
+def test_auto_engine_keeps_pytorch_for_a_few_views_and_on_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    from unisal.models import inference
+
+    backbone = create_backbone("test_resnet", pretrained=False).eval()
+    said: list[str] = []
+    few = inference.backbone_forward(
+        backbone, engine="auto", device=CPU, image_size=32, n_views=80, log=said.append
+    )
+    assert few[1] == "torch" and not said  # converting would cost more than it saves
+
+    def cannot(*args: object) -> None:
+        raise RuntimeError("unsupported operation Foo")
+
+    monkeypatch.setattr(inference, "openvino_forward", cannot)
+    forward, used = inference.backbone_forward(
+        backbone, engine="auto", device=CPU, image_size=32, n_views=10**6, log=said.append
+    )
+    assert used == "torch" and "OpenVINO cannot run this backbone (unsupported operation Foo)" in said[0]
+    assert forward(torch.zeros(2, 3, 32, 32)).shape[0] == 2
+    with pytest.raises(RunError, match="OpenVINO cannot run this backbone"):
+        inference.backbone_forward(backbone, engine="openvino", device=CPU, image_size=32, n_views=8)
 
 
 def test_catalogue_rows_map_to_cache_rows(tmp_path: Path) -> None:

@@ -27,9 +27,9 @@ from scipy import stats
 from unisal.benchmark.spec import FULL
 from unisal.errors import RunError
 from unisal.io import atomic_path, write_text_atomic
-from unisal.run_folder import ROUND_COLUMNS
+from unisal.run_folder import ROUND_COLUMNS, TIMING_COLUMNS
 
-RESULT_COLUMNS = ["arm", "strategy", "learner", "seed", *ROUND_COLUMNS, "n_candidates"]
+RESULT_COLUMNS = ["arm", "strategy", "learner", "seed", *ROUND_COLUMNS, *TIMING_COLUMNS[1:], "n_candidates"]
 METRICS = ("accuracy", "macro_f1")
 TARGETS = (0.95, 0.98, 0.99)
 ALPHA = 0.05

@@ -1,9 +1,10 @@
 """The ``unisal`` command line.
 
-Importing it asks OpenMP to wait passively (unless the user chose a policy) before any command
-imports torch: see :mod:`unisal.threads`.
+Importing it chooses OpenMP's wait policy (unless the user chose one) before any command
+imports torch, and asks glibc to keep freed memory for reuse: see :mod:`unisal.threads`.
 """
 
-from unisal.threads import passive_openmp
+from unisal.threads import configure_openmp, keep_freed_memory
 
-passive_openmp()
+configure_openmp()
+keep_freed_memory()

@@ -21,6 +21,7 @@ from unisal.cli.options import data_options, feature_options, preset_option, res
 @click.option("--pretrained/--no-pretrained", default=None, help="Start from pretrained weights.")
 @click.option("--weights", help="Local checkpoint path or http(s) URL of backbone weights.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
+@click.option("--threads", type=int, help="CPU threads (default: the cores other processes leave free).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def features(config_file: str | None, preset: str | None, quiet: bool, **flags: Any) -> None:
     """Run the frozen backbone over every view of every image and cache the features."""
@@ -28,11 +29,13 @@ def features(config_file: str | None, preset: str | None, quiet: bool, **flags: 
     from unisal.data.prepare import prepare_data
     from unisal.device import resolve_device
     from unisal.learners import learner_class
+    from unisal.threads import configure_threads
 
     try:
         cfg = resolve_config(config_file, preset, flags)
         learner_class("frozen").check(cfg)
         device = resolve_device(cfg.device)
+        configure_threads(cfg.threads, click.echo)
         data = prepare_data(cfg.data, cfg.seed, progress=not quiet)
         store = build_feature_cache(
             data.store,
@@ -41,6 +44,7 @@ def features(config_file: str | None, preset: str | None, quiet: bool, **flags: 
             device=device,
             cache_dir=cfg.data.cache_dir,
             batch_size=cfg.features.batch_size,
+            engine=cfg.features.engine,
             progress=not quiet,
             log=click.echo,
         )
@@ -50,6 +54,7 @@ def features(config_file: str | None, preset: str | None, quiet: bool, **flags: 
     n_images, n_views, dim = info["shape"]
     speed = (
         f"{info['images_per_second']:.1f} images/s, {info['views_per_second']:.1f} views/s, {info['device']}"
+        + (f", {info['engine']}, {info['threads']} threads" if "engine" in info else "")
     )
     built = (
         f"{'reused, built earlier' if info.get('reused') else 'built'} in {info['seconds']:.0f} s ({speed})"

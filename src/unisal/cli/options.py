@@ -54,6 +54,7 @@ CONFIG_PATHS: dict[str, tuple[str, ...]] = {
     "views": ("features", "views"),
     "crops": ("features", "crops"),
     "score_views": ("features", "score"),
+    "feature_engine": ("features", "engine"),
     "backbone": ("model", "backbone"),
     "pretrained": ("model", "pretrained"),
     "weights": ("model", "weights"),
@@ -121,7 +122,7 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def feature_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The frozen learner's multi-view feature cache."""
-    from unisal.config import VIEW_SETS
+    from unisal.config import FEATURE_ENGINES, VIEW_SETS
 
     for option in reversed(
         [
@@ -132,6 +133,11 @@ def feature_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option(
                 "--crops", type=int, help="Extra seeded random resized crops per image in the cache."
+            ),
+            click.option(
+                "--feature-engine",
+                type=click.Choice(list(FEATURE_ENGINES)),
+                help="What runs the backbone for the cache: auto (OpenVINO on a CPU, else PyTorch), torch, openvino.",
             ),
         ]
     ):

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from unisal.config import VIEW_SETS, FeatureConfig, ModelConfig
 from unisal.data.cache import ImageStore, default_cache_dir, read_rows, reserve_space, sample_checksum
 from unisal.data.views import apply_affine, normalise, to_float, weak_view_params
 from unisal.io import write_json_atomic
+
+if TYPE_CHECKING:
+    from unisal.models.inference import Forward
 
 FORMAT_VERSION = 1
 CROP_SEED = 0  # fixed, so that one cache serves every run seed
@@ -188,7 +191,7 @@ def _open_complete(
 
 @torch.inference_mode()
 def _extract(
-    backbone: torch.nn.Module,
+    forward: Forward,
     images_u8: np.ndarray,
     crops: torch.Tensor,
     spec: ViewSpec,
@@ -200,16 +203,12 @@ def _extract(
     x = to_float(torch.from_numpy(np.array(images_u8)).to(device))
     out = []
     for view in image_views(x, spec, crops.to(device)):
-        view = normalise(view, mean, std)
-        if device.type == "cuda":
-            view = view.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
-            features = backbone(view)
+        features = forward(normalise(view, mean, std))
         if features.ndim != 2:
             raise ValueError(
                 f"the backbone returns {tuple(features.shape)} per batch, not pooled (B, F) features"
             )
-        out.append(features.float())
+        out.append(features)
     return torch.stack(out, dim=1).to(torch.float16).cpu().numpy()
 
 
@@ -221,6 +220,7 @@ def build_feature_cache(
     device: torch.device,
     cache_dir: str | Path | None = None,
     batch_size: int = 64,
+    engine: str = "auto",
     progress: bool = True,
     log: Callable[[str], Any] = print,
 ) -> FeatureStore:
@@ -233,11 +233,14 @@ def build_feature_cache(
         device: where the backbone runs (AMP and channels-last on CUDA).
         cache_dir: parent folder; default the user cache (``$UNISAL_CACHE``).
         batch_size: images per chunk; each chunk is ``V`` forward passes of this many images.
+        engine: what runs the backbone (:func:`unisal.models.inference.backbone_forward`); not
+            part of the key: every engine gives the same features within float16 rounding.
 
     Returns:
         The store, memory-mapped read-only; ``info`` says how long the build took.
     """
     from unisal.models.backbones import create_backbone, normalisation
+    from unisal.models.inference import backbone_forward
 
     key = feature_cache_key(store.content_key(), model, spec)
     folder = (Path(cache_dir) if cache_dir else default_cache_dir()) / "features" / key
@@ -278,6 +281,14 @@ def build_feature_cache(
             log(f"resuming the feature cache at image {done} of {n_images}")
         crops = crop_matrices(n_images, spec)
         start = time.perf_counter()
+        forward, engine_used = backbone_forward(
+            backbone,
+            engine=engine,
+            device=device,
+            image_size=int(store.array.shape[1]),
+            n_views=(n_images - done) * spec.n_views,
+            log=log,
+        )
         bar = tqdm(
             total=n_images,
             initial=done,
@@ -288,7 +299,7 @@ def build_feature_cache(
         for begin in range(done, n_images, batch_size):
             end = min(begin + batch_size, n_images)
             array[begin:end] = _extract(
-                backbone, store.array[begin:end], crops[begin:end], spec, mean, std, device
+                forward, store.array[begin:end], crops[begin:end], spec, mean, std, device
             )
             array.flush()
             elapsed = seconds_before + time.perf_counter() - start
@@ -302,6 +313,8 @@ def build_feature_cache(
             "images_per_second": round(n_images / seconds, 2) if seconds > 0 else None,
             "views_per_second": round(n_images * spec.n_views / seconds, 2) if seconds > 0 else None,
             "device": str(device),
+            "engine": engine_used,
+            "threads": torch.get_num_threads(),
         }
         meta["sample_sha1"] = sample_checksum(np.load(path, mmap_mode="r"))
         write_json_atomic(folder / "complete.json", meta, indent=2)

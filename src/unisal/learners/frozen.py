@@ -46,6 +46,7 @@ class FrozenLearner(Learner):
             device=self.device,
             cache_dir=self.cfg.data.cache_dir,
             batch_size=self.cfg.features.batch_size,
+            engine=self.cfg.features.engine,
             progress=self.progress,
             log=self.log,
         )
