@@ -58,11 +58,14 @@ def cpu_name() -> str:
     return platform.machine()
 
 
-def unisal(args: list[str], env: dict[str, str], competitor: str | None) -> tuple[float, str]:
-    """Wall seconds and stdout of ``unisal ARGS``; ``competitor``: None, 'before' or 'after'."""
+def unisal(
+    args: list[str], env: dict[str, str], competitor: str | None, competitor_env: dict[str, str]
+) -> tuple[float, str]:
+    """Wall seconds and stdout of ``unisal ARGS``; ``competitor``: None, 'before' or 'after'
+    (always with ``competitor_env``: the same competitor whatever the setting measured)."""
     other = None
     if competitor == "before":
-        other = subprocess.Popen([sys.executable, "-c", COMPETITOR], env=env)
+        other = subprocess.Popen([sys.executable, "-c", COMPETITOR], env=competitor_env)
         time.sleep(3.0)
     start = time.perf_counter()
     process = subprocess.Popen(
@@ -70,7 +73,7 @@ def unisal(args: list[str], env: dict[str, str], competitor: str | None) -> tupl
     )
     if competitor == "after":
         time.sleep(2.0)
-        other = subprocess.Popen([sys.executable, "-c", COMPETITOR], env=env)
+        other = subprocess.Popen([sys.executable, "-c", COMPETITOR], env=competitor_env)
     out, _ = process.communicate()
     wall = time.perf_counter() - start
     if other is not None:
@@ -87,7 +90,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=200)
     parser.add_argument("--parts", default="features,simulation")
     parser.add_argument("--features-settings", default="torch-old,torch-passive,torch-active,openvino")
-    parser.add_argument("--simulation-settings", default="active,passive,default,auto")
+    parser.add_argument("--simulation-settings", default="active,passive,auto")
     args = parser.parse_args()
     data_csv, groups_csv = write_lung_subset(args.work / "data", per_class=args.per_class)
     data = ["--data", str(data_csv), "--groups", str(groups_csv), "--format", "csv"]
@@ -116,6 +119,7 @@ def main() -> None:
                     ["features", *data, "--cache-dir", str(cache), "--feature-engine", engine, "--quiet"],
                     base | env,
                     None if scenario == "alone" else scenario,
+                    base,
                 )
                 info = json.loads(next((cache / "features").glob("*/complete.json")).read_text())
                 features.setdefault(name, {})[scenario] = {
@@ -129,13 +133,13 @@ def main() -> None:
         result["features"] = features
     if "simulation" in args.parts:
         cache = args.work / "cache-simulation"
-        unisal(["features", *data, "--cache-dir", str(cache), "--quiet"], base, None)
+        unisal(["features", *data, "--cache-dir", str(cache), "--quiet"], base, None, base)
         policies = {"active": {"OMP_WAIT_POLICY": "ACTIVE"}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
         simulation: dict[str, dict[str, float]] = {}
         for name in args.simulation_settings.split(","):
             for scenario in ("alone", "before", "after"):
                 if scenario == "after" and name == "active":
-                    continue  # measured before this project chose passive waiting: up to 4x slower
+                    continue  # measured before this project chose passive waiting (bench_threads.py): 4x slower
                 out = args.work / "runs" / f"{name}-{scenario}"
                 shutil.rmtree(out, ignore_errors=True)
                 env = base | policies.get(name, {})
@@ -146,6 +150,7 @@ def main() -> None:
                      "--initial", "30", "--budget", "30", "--rounds", "10", "--quiet", "--out", str(out)],
                     env,
                     None if scenario == "alone" else scenario,
+                    base,
                 )  # fmt: skip
                 simulation.setdefault(name, {})[scenario] = wall
                 print(name, scenario, wall, file=sys.stderr, flush=True)

@@ -30,6 +30,8 @@ def make_project(make_image_folder, tmp_path: Path, learner: str = "frozen") -> 
         "learner": {"name": learner},
         "train": {"epochs": 3, "steps_per_epoch": 4, "batch_size": 8, "eval_every": 1},
     }
+    if learner == "finetune":  # a tiny network: the frozen test exports Lite0 already
+        config["model"] = {"backbone": "test_resnet", "pretrained": False}
     folder = tmp_path / "p"
     init_project(folder, images=tiles, classes=CLASSES, labels_csv=tmp_path / "labels.csv",
                  settings=asdict(ProjectSettings(budget=3, config=config)))  # fmt: skip

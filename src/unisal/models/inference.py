@@ -10,6 +10,7 @@ runs it (with AMP and channels-last on CUDA).
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -48,13 +49,26 @@ def openvino_forward(backbone: torch.nn.Module, image_size: int, threads: int) -
     """
     import openvino as ov
 
-    example = torch.zeros(2, 3, image_size, image_size)
-    with torch.inference_mode(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the conversion traces the model: torch.jit's deprecation notes
-        model = ov.convert_model(backbone, example_input=example, input=[(-1, 3, image_size, image_size)])
+    # Through ONNX, not openvino.convert_model: the runtime reads the model and sends nothing
+    # anywhere, where the conversion API would send usage telemetry unless the user opted out.
+    onnx = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter traces the model: torch.jit's deprecation notes
+        torch.onnx.export(
+            backbone,
+            (torch.zeros(2, 3, image_size, image_size),),
+            onnx,
+            input_names=["images"],
+            output_names=["features"],
+            dynamic_axes={"images": {0: "batch"}},
+            dynamo=False,
+        )
+    core = ov.Core()
     # f32 precision: on CPUs with bf16 units OpenVINO would otherwise round activations to bf16.
-    compiled = ov.Core().compile_model(
-        model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": int(threads)}
+    compiled = core.compile_model(
+        core.read_model(onnx.getvalue(), b""),
+        "CPU",
+        {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": int(threads)},
     )
     request = compiled.create_infer_request()
 
