@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.lung_subset import write_lung_subset  # noqa: E402
+from unisal.threads import busy_cores  # noqa: E402
 
 COMPETITOR = """
 import torch
@@ -63,6 +65,11 @@ def unisal(
 ) -> tuple[float, str]:
     """Wall seconds and stdout of ``unisal ARGS``; ``competitor``: None, 'before' or 'after'
     (always with ``competitor_env``: the same competitor whatever the setting measured)."""
+    busy = busy_cores(0.5)
+    if busy > 0.3:  # something else runs: this would measure it too
+        sys.exit(
+            f"the machine is busy ({busy:.1f} cores) before `unisal {args[0]}`; measure on an idle machine"
+        )
     other = None
     if competitor == "before":
         other = subprocess.Popen([sys.executable, "-c", COMPETITOR], env=competitor_env)
@@ -74,17 +81,20 @@ def unisal(
     if competitor == "after":
         time.sleep(2.0)
         other = subprocess.Popen([sys.executable, "-c", COMPETITOR], env=competitor_env)
-    out, _ = process.communicate()
+    try:
+        out, _ = process.communicate()
+    finally:
+        if other is not None:
+            other.kill()
+            other.wait()
     wall = time.perf_counter() - start
-    if other is not None:
-        other.kill()
-        other.wait()
     if process.returncode != 0:
         sys.exit(f"unisal {' '.join(args)} failed:\n{out}")
     return round(wall, 1), out
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a killed benchmark kills its competitor too
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--per-class", type=int, default=200)
