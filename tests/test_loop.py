@@ -40,7 +40,12 @@ def tiny_config(tmp_path: Path, learner: str, out: str, **overrides: object) -> 
     values["learner"] = {"name": learner}
     if learner == "frozen":  # heads are fast: more steps, so that a round lasts long enough to be killed in
         values["train"] |= {"epochs": 4, "steps_per_epoch": 25}
-    values["data"] |= {"path": str(data_csv), "groups": str(groups_csv), "cache_dir": str(tmp_path / "cache")}
+    else:  # the loop is under test, not the backbone: a tiny network (Lite0's fine-tuning runs in test_learner_cli)
+        values["model"] = {"backbone": "test_resnet", "pretrained": False}
+    # One cache for the session (pytest's base folder, the parent of every tmp_path): the image and
+    # feature caches are keyed by the files' bytes and the settings, and no test here tests them.
+    cache = tmp_path.parent / "shared-cache"
+    values["data"] |= {"path": str(data_csv), "groups": str(groups_csv), "cache_dir": str(cache)}
     values["out"] = str(tmp_path / out)
     for key, value in overrides.items():
         section, _, leaf = key.partition("__")
@@ -240,6 +245,7 @@ def test_sigkilled_cli_run_resumes_to_the_same_result(
         cfg.out,
         "--learner",
         learner,
+        *(["--backbone", "test_resnet", "--no-pretrained"] if learner == "finetune" else []),
     ]
     config_file = tmp_path / "extra.yaml"
     config_file.write_text(

@@ -1,25 +1,32 @@
-"""Same command, same threads, same result: with another process burning the CPU or not, and
+"""Same settings, same threads, same result: with another process burning the CPU or not, and
 after a resume, which keeps the threads the run recorded (synthetic tiles; never skips)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
+import torch
 import yaml
 
 from tests.conftest import burning_cpu
+from unisal.config import RunConfig, build_config
+from unisal.loop import ActiveLearningRun
 
-FAST = ["--image-size", "32", "--epochs", "2", "--steps-per-epoch", "3", "--batch-size", "8"]
 
-
-def simulate(data: Path, cache: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    args = [sys.executable, "-m", "unisal", "simulate", "--data", str(data), "--cache-dir", str(cache),
-            "--initial", "6", "--budget", "3", "--rounds", "2", "--quiet", "--out", str(out), *FAST, *extra]  # fmt: skip
-    result = subprocess.run(args, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
+def config(data: Path, cache: Path, out: Path, threads: int | None, rounds: int = 2) -> RunConfig:
+    return build_config(
+        "cpu",
+        {
+            "data": {"path": str(data), "image_size": 32, "cache_dir": str(cache)},
+            "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 8},
+            "query": {"budget": 3},
+            "initial": 6,
+            "rounds": rounds,
+            "threads": threads,
+            "out": str(out),
+        },
+    )
 
 
 def outputs(out: Path) -> dict[str, bytes]:
@@ -29,12 +36,20 @@ def outputs(out: Path) -> dict[str, bytes]:
     return {name: (out / name).read_bytes() for name in names}
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """Runs set PyTorch's threads for the process; the next test gets the suite's number back."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 def test_same_threads_give_byte_identical_outputs_under_load(make_image_folder, tmp_path: Path) -> None:
     data = make_image_folder(classes={"red": 10, "green": 10, "blue": 10}, size=32)
     cache = tmp_path / "cache"
-    simulate(data, cache, tmp_path / "alone", "--threads", "2")
+    ActiveLearningRun(config(data, cache, tmp_path / "alone", 2), progress=False, log=lambda _: None).run()
     with burning_cpu():
-        simulate(data, cache, tmp_path / "busy", "--threads", "2")
+        ActiveLearningRun(config(data, cache, tmp_path / "busy", 2), progress=False, log=lambda _: None).run()
     assert outputs(tmp_path / "busy") == outputs(tmp_path / "alone")
     assert yaml.safe_load((tmp_path / "alone" / "config.yaml").read_text())["threads"] == 2
     assert "train_seconds" in (tmp_path / "alone" / "timings.csv").read_text().splitlines()[0]
@@ -42,11 +57,14 @@ def test_same_threads_give_byte_identical_outputs_under_load(make_image_folder, 
 
 def test_a_resumed_run_uses_the_threads_it_recorded(make_image_folder, tmp_path: Path) -> None:
     data = make_image_folder(classes={"red": 10, "green": 10}, size=32)
-    out = tmp_path / "run"
-    simulate(data, tmp_path / "cache", out, "--threads", "1", "--rounds", "1")
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    ActiveLearningRun(config(data, cache, out, 1, rounds=1), progress=False, log=lambda _: None).run()
     assert yaml.safe_load((out / "config.yaml").read_text())["threads"] == 1
-    extended = simulate(data, tmp_path / "cache", out, "--resume")  # OMP_NUM_THREADS (the suite's) says 2
-    assert "results may differ" not in extended.stdout + extended.stderr
+    said: list[str] = []
+    ActiveLearningRun(config(data, cache, out, None), resume=True, progress=False, log=said.append).run()
+    assert torch.get_num_threads() == 1 and not [line for line in said if "results may differ" in line]
     assert yaml.safe_load((out / "config.yaml").read_text())["threads"] == 1
-    again = simulate(data, tmp_path / "cache", out, "--resume", "--rounds", "3", "--threads", "2")
-    assert "the run used 1 threads and this one 2: results may differ" in again.stdout + again.stderr
+    ActiveLearningRun(
+        config(data, cache, out, 2, rounds=3), resume=True, progress=False, log=said.append
+    ).run()
+    assert any("the run used 1 threads and this one 2: results may differ" in line for line in said)
