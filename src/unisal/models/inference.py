@@ -10,9 +10,10 @@ runs it (with AMP and channels-last on CUDA).
 
 from __future__ import annotations
 
-import io
+import tempfile
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,25 +52,26 @@ def openvino_forward(backbone: torch.nn.Module, image_size: int, threads: int) -
 
     # Through ONNX, not openvino.convert_model: the runtime reads the model and sends nothing
     # anywhere, where the conversion API would send usage telemetry unless the user opted out.
-    onnx = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter traces the model: torch.jit's deprecation notes
-        torch.onnx.export(
-            backbone,
-            (torch.zeros(2, 3, image_size, image_size),),
-            onnx,
-            input_names=["images"],
-            output_names=["features"],
-            dynamic_axes={"images": {0: "batch"}},
-            dynamo=False,
-        )
     core = ov.Core()
-    # f32 precision: on CPUs with bf16 units OpenVINO would otherwise round activations to bf16.
-    compiled = core.compile_model(
-        core.read_model(onnx.getvalue(), b""),
-        "CPU",
-        {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": int(threads)},
-    )
+    with tempfile.TemporaryDirectory(prefix="unisal-onnx-") as folder:
+        path = Path(folder) / "backbone.onnx"
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter traces the model: torch.jit's deprecation notes
+            torch.onnx.export(
+                backbone,
+                (torch.zeros(2, 3, image_size, image_size),),
+                str(path),
+                input_names=["images"],
+                output_names=["features"],
+                dynamic_axes={"images": {0: "batch"}},
+                dynamo=False,
+            )
+        # f32 precision: on CPUs with bf16 units OpenVINO would otherwise round activations to bf16.
+        compiled = core.compile_model(
+            core.read_model(str(path)),
+            "CPU",
+            {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": int(threads)},
+        )
     request = compiled.create_infer_request()
 
     def forward(x: torch.Tensor) -> torch.Tensor:
