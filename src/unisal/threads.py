@@ -11,8 +11,9 @@ machine is already busy.
 
 Memory: glibc gives a freed block of the heap's top back to the kernel, and a tensor of a few
 MB freed and allocated again on the next batch then costs a page fault for every 4 KB of it.
-On this project's 2-core machine that was 40 % of the feature extraction's time, in the
-kernel. :func:`keep_freed_memory` asks glibc to keep 1 GB of freed memory for reuse.
+On this project's 2-core machine that was over a third of the feature extraction's CPU time,
+in the kernel (docs/benchmarks.md). :func:`keep_freed_memory` asks glibc to keep 1 GB of freed
+memory for reuse.
 """
 
 from __future__ import annotations
