@@ -48,7 +48,13 @@ def test_a_run_killed_before_selection_resumes_to_the_same_result(
     make_image_folder, tmp_path: Path, learner: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = make_image_folder(classes={"red": 12, "green": 12, "blue": 12}, size=32)
-    ActiveLearningRun(config(root, tmp_path, "whole", learner), progress=False, log=lambda _: None).run()
+    # the loop is under test: the fine-tune learner trains a tiny network (Lite0's in test_learner_cli)
+    tiny: dict[str, object] = (
+        {"model__backbone": "test_resnet", "model__pretrained": False} if learner == "finetune" else {}
+    )
+    ActiveLearningRun(
+        config(root, tmp_path, "whole", learner, **tiny), progress=False, log=lambda _: None
+    ).run()
 
     original = ActiveLearningRun.select_and_label
 
@@ -57,7 +63,7 @@ def test_a_run_killed_before_selection_resumes_to_the_same_result(
             raise Killed
         return original(self, round_)
 
-    killed = config(root, tmp_path, "killed", learner)
+    killed = config(root, tmp_path, "killed", learner, **tiny)
     with monkeypatch.context() as patch:
         patch.setattr(ActiveLearningRun, "select_and_label", select_then_die)
         with pytest.raises(Killed):
