@@ -27,15 +27,17 @@ from unisal.state import ALState
 from unisal.threads import configure_threads, resumed_threads
 
 
-def _load_run(run_dir: Path, overrides: dict[str, Any]) -> tuple[RunConfig, ALState]:
+def _load_run(run_dir: Path, overrides: dict[str, Any]) -> tuple[RunConfig, ALState, Any]:
+    """The run's settings with ``overrides`` applied, its state, and the threads it recorded."""
     folder = RunFolder(run_dir)
     for name in ("config.yaml", "state.json", "splits.csv"):
         if not (run_dir / name).is_file():
             raise RunError(f"{run_dir} is not a unisal run folder ({name} missing)")
-    cfg = from_dict(folder.read_config())
+    saved = folder.read_config()
+    cfg = from_dict(saved)
     cfg.learner.mode = "supervised"
     apply_overrides(cfg, overrides)
-    return cfg, folder.read_state()
+    return cfg, folder.read_state(), saved.get("threads")
 
 
 def train_supervised_reference(
@@ -57,9 +59,8 @@ def train_supervised_reference(
         overrides: nested config values (learner, model, train, seed, device) to change.
     """
     run_dir, out = Path(run_dir), Path(out)
-    cfg, state = _load_run(run_dir, overrides)
+    cfg, state, recorded = _load_run(run_dir, overrides)
     device = resolve_device(cfg.device)
-    recorded = RunFolder(run_dir).read_config().get("threads")
     cfg.threads = configure_threads(resumed_threads(overrides.get("threads"), recorded, log), log)
     data = prepare_data(cfg.data, cfg.seed, progress)
     saved_split = RunFolder(run_dir).read_split()
