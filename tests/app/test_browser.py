@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
-import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 from unisal.app.project import init_project, open_project
+from unisal.app.server import create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -29,6 +31,40 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextmanager
+def serving(folder: Path, token: str) -> Iterator[str]:
+    """The app over ``folder`` on a free port of 127.0.0.1, served by uvicorn in a thread of this
+    process (a subprocess would import torch again: 5 s per test); yields the base URL.
+    ``unisal serve`` itself, as a process, is tested in test_live_server.py."""
+    import uvicorn
+
+    port = free_port()
+    app = create_app(folder, token)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        assert thread.is_alive() and time.time() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def chromium():  # type: ignore[no-untyped-def]
+    """One headless chromium for the module; each test opens its own context (no shared storage)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
 @pytest.fixture
 def server(tmp_path: Path):
     images = tmp_path / "images"
@@ -39,55 +75,41 @@ def server(tmp_path: Path):
     store = init_project(tmp_path / "p", images=images, classes=CLASSES)
     store.replace_queue(None, [{"image_id": r["id"], "reason": f"networks disagree ({i})", "guess": "stroma",
                                 "guess_confidence": 0.55} for i, r in enumerate(store.images())])  # fmt: skip
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "unisal", "serve", str(tmp_path / "p"), "--port", str(port), "--token", "browser-token"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield tmp_path / "p", f"http://127.0.0.1:{port}/?token=browser-token"
-    process.terminate()
-    process.wait(10)
+    with serving(tmp_path / "p", "browser-token") as base:
+        yield tmp_path / "p", f"{base}/?token=browser-token"
 
 
-def open_page(playwright, url: str, annotator: str, height: int = 760):  # type: ignore[no-untyped-def]
-    """A headless chromium page on the app, the annotator's name typed in."""
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-    page = browser.new_page(viewport={"width": 1100, "height": height})
+def open_page(browser, url: str, annotator: str, height: int = 760):  # type: ignore[no-untyped-def]
+    """A page of a fresh browser context on the app, the annotator's name typed in."""
+    context = browser.new_context(viewport={"width": 1100, "height": height})
+    page = context.new_page()
     page.goto(url)
     page.fill("#annotator", annotator)
     page.keyboard.press("Tab")
-    return browser, page
+    return context, page
 
 
-def test_label_with_the_keyboard_in_chromium(server: tuple[Path, str], tmp_path: Path):
-    from playwright.sync_api import expect, sync_playwright
+def test_label_with_the_keyboard_in_chromium(server: tuple[Path, str], chromium, tmp_path: Path):
+    from playwright.sync_api import expect
 
     folder, url = server
-    with sync_playwright() as p:
-        browser, page = open_page(p, url, "dr-alice")
-        expect(page.locator("#why")).to_contain_text("networks disagree")
-        expect(page.locator("#guess")).to_contain_text("stroma (55 %)")
-        expect(page.locator("#patch")).to_have_attribute("src", "/api/image/1?token=browser-token")
-        for key, done in (("1", 1), ("2", 2), ("3", 3)):
-            page.keyboard.press(key)
-            expect(page.locator("#progress")).to_contain_text(f"{done} labelled of 8")
-        page.keyboard.press("s")  # skip patch 4
-        expect(page.locator("#message")).to_have_text("skipped")
-        page.keyboard.press("1")
-        expect(page.locator("#progress")).to_contain_text("4 labelled of 8")
-        page.keyboard.press("u")  # undo the last label
-        expect(page.locator("#progress")).to_contain_text("3 labelled of 8")
-        page.keyboard.press("z")
-        expect(page.locator("#frame")).to_have_class("zoomed")
-        page.screenshot(path=str(tmp_path / "page.png"))
-        browser.close()
+    context, page = open_page(chromium, url, "dr-alice")
+    expect(page.locator("#why")).to_contain_text("networks disagree")
+    expect(page.locator("#guess")).to_contain_text("stroma (55 %)")
+    expect(page.locator("#patch")).to_have_attribute("src", "/api/image/1?token=browser-token")
+    for key, done in (("1", 1), ("2", 2), ("3", 3)):
+        page.keyboard.press(key)
+        expect(page.locator("#progress")).to_contain_text(f"{done} labelled of 8")
+    page.keyboard.press("s")  # skip patch 4
+    expect(page.locator("#message")).to_have_text("skipped")
+    page.keyboard.press("1")
+    expect(page.locator("#progress")).to_contain_text("4 labelled of 8")
+    page.keyboard.press("u")  # undo the last label
+    expect(page.locator("#progress")).to_contain_text("3 labelled of 8")
+    page.keyboard.press("z")
+    expect(page.locator("#frame")).to_have_class("zoomed")
+    page.screenshot(path=str(tmp_path / "page.png"))
+    context.close()
     labels = open_project(folder).labels()
     assert {p: v[:2] for p, v in labels.items()} == {
         "patch_0.png": ("tumour", "dr-alice"),
@@ -97,42 +119,40 @@ def test_label_with_the_keyboard_in_chromium(server: tuple[Path, str], tmp_path:
     assert (tmp_path / "page.png").stat().st_size > 10_000
 
 
-def test_label_in_the_grid(server: tuple[Path, str]):
-    from playwright.sync_api import expect, sync_playwright
+def test_label_in_the_grid(server: tuple[Path, str], chromium):
+    from playwright.sync_api import expect
 
     folder, url = server
-    with sync_playwright() as p:
-        browser, page = open_page(p, url, "dr-bob", height=900)
-        expect(page.locator("#patch")).to_have_attribute("src", "/api/image/1?token=browser-token")
-        page.keyboard.press("g")
-        expect(page.locator("#grid figure")).to_have_count(8)  # the whole queue of 8 fits in the grid
-        expect(page.locator("#frame")).to_be_hidden()
-        page.keyboard.press("2")  # the selected (first) patch
-        expect(page.locator("#progress")).to_contain_text("1 labelled of 8")
-        expect(page.locator("#grid figure")).to_have_count(7)
-        page.keyboard.press("ArrowRight")
-        page.keyboard.press("3")  # the second remaining patch
-        expect(page.locator("#progress")).to_contain_text("2 labelled of 8")
-        page.locator("#grid figure").nth(0).click()
-        page.keyboard.press("1")
-        expect(page.locator("#progress")).to_contain_text("3 labelled of 8")
-        browser.close()
+    context, page = open_page(chromium, url, "dr-bob", height=900)
+    expect(page.locator("#patch")).to_have_attribute("src", "/api/image/1?token=browser-token")
+    page.keyboard.press("g")
+    expect(page.locator("#grid figure")).to_have_count(8)  # the whole queue of 8 fits in the grid
+    expect(page.locator("#frame")).to_be_hidden()
+    page.keyboard.press("2")  # the selected (first) patch
+    expect(page.locator("#progress")).to_contain_text("1 labelled of 8")
+    expect(page.locator("#grid figure")).to_have_count(7)
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("3")  # the second remaining patch
+    expect(page.locator("#progress")).to_contain_text("2 labelled of 8")
+    page.locator("#grid figure").nth(0).click()
+    page.keyboard.press("1")
+    expect(page.locator("#progress")).to_contain_text("3 labelled of 8")
+    context.close()
     labels = {p: v[0] for p, v in open_project(folder).labels().items()}
     assert labels == {"patch_0.png": "stroma", "patch_2.png": "normal", "patch_1.png": "tumour"}
 
 
-def test_review_a_disagreement(server: tuple[Path, str]):
-    from playwright.sync_api import expect, sync_playwright
+def test_review_a_disagreement(server: tuple[Path, str], chromium):
+    from playwright.sync_api import expect
 
     folder, url = server
     store = open_project(folder)
     store.set_label(8, "tumour", "dr-alice")
     store.set_label(8, "normal", "dr-bob")
-    with sync_playwright() as p:
-        browser, page = open_page(p, url, "dr-carol", height=900)
-        expect(page.locator("#review .case")).to_have_count(1)
-        expect(page.locator("#review .case span")).to_have_text("tumour (dr-alice) or normal (dr-bob)?")
-        page.locator("#review .case button", has_text="normal").click()
-        expect(page.locator("#review .case")).to_have_count(0)
-        browser.close()
+    context, page = open_page(chromium, url, "dr-carol", height=900)
+    expect(page.locator("#review .case")).to_have_count(1)
+    expect(page.locator("#review .case span")).to_have_text("tumour (dr-alice) or normal (dr-bob)?")
+    page.locator("#review .case button", has_text="normal").click()
+    expect(page.locator("#review .case")).to_have_count(0)
+    context.close()
     assert open_project(folder).labels()["patch_7.png"][:2] == ("normal", "dr-carol")
