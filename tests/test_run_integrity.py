@@ -110,11 +110,27 @@ def test_a_folder_that_is_not_a_run_is_refused_and_a_file_too(tiles: Path, tmp_p
     (tmp_path / "mine" / "rounds.csv").write_text("precious")
     (tmp_path / "mine" / "notes.txt").write_text("precious")
     code, output = simulate(tiles, tmp_path, tmp_path / "mine")
-    assert code != 0 and "is not empty and holds no unisal run (notes.txt)" in output
+    assert code != 0 and "is not empty and holds no unisal run (notes.txt, rounds.csv)" in output
     assert (tmp_path / "mine" / "rounds.csv").read_text() == "precious"
     (tmp_path / "afile").write_text("x")
     code, output = simulate(tiles, tmp_path, tmp_path / "afile")
     assert code != 0 and "is a file, not a folder" in output
+
+
+@pytest.mark.parametrize(
+    ("name", "text"), [("config.yaml", "keep"), ("config.yaml", "data: mine\n"), ("rounds.csv", "precious")]
+)
+def test_files_with_a_runs_names_do_not_make_a_folder_a_run(
+    tiles: Path, tmp_path: Path, name: str, text: str
+):
+    """Only a state.json or a config.yaml that parses as unisal's makes a folder a run: a folder
+    holding just a file with one of the names a run writes is someone else's, never overwritten."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / name).write_text(text)
+    code, output = simulate(tiles, tmp_path, mine)
+    assert code != 0 and f"is not empty and holds no unisal run ({name})" in output, output
+    assert [p.name for p in mine.iterdir()] == [name] and (mine / name).read_text() == text
 
 
 def test_a_run_that_failed_before_its_first_result_restarts_with_the_same_command(
@@ -245,3 +261,48 @@ def test_a_step_that_cannot_fit_in_memory_is_refused_before_anything_is_written(
         and "more than the 50 MB free on cpu; lower --batch-size (now 64)" in output
     )
     assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "long-name"])
+def test_an_out_that_cannot_be_created_is_one_line_before_any_work(tiles: Path, tmp_path: Path, where: str):
+    """simulate, benchmark and supervised: an --out under a file (`/dev/null/x`) or with a name
+    past the file system's 255 bytes is refused at once, naming it; nothing is trained."""
+    out = Path("/dev/null/x") if where == "under-a-file" else tmp_path / ("n" * 300)
+    expected = "/dev/null is a file, not a folder" if where == "under-a-file" else "is longer than 255 bytes"
+    code, output = simulate(tiles, tmp_path, out)
+    assert code == 1 and expected in output and "Traceback" not in output and "round 0" not in output, output
+    bench = CliRunner().invoke(cli, ["benchmark", "--data", str(tiles), "--strategies", "random", "--seeds", "0",
+                                     "--cache-dir", str(tmp_path / "cache"), *FAST[:-1], "--out", str(out)])  # fmt: skip
+    assert bench.exit_code == 1 and expected in bench.output, bench.output
+    run = finished_run(tiles, tmp_path)
+    ref = CliRunner().invoke(cli, ["supervised", "--run", str(run), "--out", str(out)])
+    assert ref.exit_code == 1 and expected in ref.output and "supervised reference:" not in ref.output, (
+        ref.output
+    )
+
+
+def test_supervised_never_writes_into_a_folder_of_someone_else(tiles: Path, tmp_path: Path):
+    run = finished_run(tiles, tmp_path)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.json").write_text('{"precious": true}')
+    result = CliRunner().invoke(cli, ["supervised", "--run", str(run), "--out", str(mine)])
+    assert result.exit_code == 1 and "its metrics.json is not a supervised reference's" in result.output
+    assert (mine / "metrics.json").read_text() == '{"precious": true}'
+    (mine / "metrics.json").unlink()
+    (mine / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(cli, ["supervised", "--run", str(run), "--out", str(mine)])
+    assert (
+        result.exit_code == 1
+        and "holds files that are not a supervised reference (notes.txt)" in result.output
+    )
+
+
+def test_impossible_cache_and_data_folders_are_one_line(tiles: Path, tmp_path: Path):
+    """The same class for the other folders the commands write: --cache-dir and data --root."""
+    long = tmp_path / ("c" * 300)
+    code, output = simulate(tiles, tmp_path, tmp_path / "o", "--cache-dir", str(long))
+    assert code == 1 and "cannot create the cache folder" in output and "longer than 255 bytes" in output
+    result = CliRunner().invoke(cli, ["data", "download", "kather2016", "--root", "/dev/null/x"])
+    assert result.exit_code == 1, result.output
+    assert "cannot create the data folder /dev/null/x: /dev/null is a file, not a folder" in result.output

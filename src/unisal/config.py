@@ -284,6 +284,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte at offset {exc.start})") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     return values

@@ -5,3 +5,7 @@ from __future__ import annotations
 
 class RunError(RuntimeError):
     """The run cannot start or continue; the message says what to change."""
+
+
+class InputFileError(ValueError):
+    """A file the user named cannot be read as the format it should be in (encoding, syntax)."""

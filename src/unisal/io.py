@@ -43,6 +43,108 @@ def write_csv_atomic(path: str | Path, header: list[str], rows: Iterable[Iterabl
         writer.writerows(rows)
 
 
+def make_folder(path: str | Path, *, what: str = "--out") -> Path:
+    """Create ``path`` (and its parents) if needed and check that files can be written in it.
+
+    Called before any work, so that an impossible output (``/dev/null/x``, a name too long, a
+    read-only disk) stops the command at once, not after hours of training.
+
+    Raises:
+        RunError: the folder cannot be created or written; the message says why.
+    """
+    from unisal.errors import RunError
+
+    path = check_creatable(path, what=what)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except FileExistsError:
+        raise RunError(f"{what} {path} is a file, not a folder") from None
+    except OSError as exc:
+        raise RunError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def check_creatable(path: str | Path, *, what: str = "--out") -> Path:
+    """Check, without creating anything, that folder ``path`` exists or can be created: every
+    name fits the file system's limit and the nearest existing folder above it is writable.
+
+    Raises:
+        RunError: it cannot; the message says why.
+    """
+    from unisal.errors import RunError
+
+    path = Path(path)
+    long = [part for part in path.parts if len(part.encode()) > 255]
+    if long:
+        raise RunError(f"cannot create {what} {path}: the name {long[0][:40]}... is longer than 255 bytes")
+    if path.is_dir():
+        return path
+    above = path
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise RunError(f"cannot create {what} {path}: {above} is a file, not a folder")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise RunError(f"cannot create {what} {path}: {above} is not writable")
+    return path
+
+
+def check_output_file(path: str | Path, *, what: str = "--out") -> Path:
+    """Check, before any work, that a file can be written at ``path``: its folder exists and is
+    writable, and ``path`` is not a folder.
+
+    Raises:
+        RunError: it cannot; the message says why.
+    """
+    from unisal.errors import RunError
+
+    path = Path(path)
+    if path.is_dir():
+        raise RunError(f"{what} {path} is a folder; name a file")
+    folder = path.parent
+    if not folder.is_dir():
+        raise RunError(f"{what} {path}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RunError(f"{what} {path}: the folder {folder} is not writable")
+    if len(path.name.encode()) > 255:
+        raise RunError(f"{what} {path}: the file name is longer than 255 bytes")
+    return path
+
+
+def read_csv_rows(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of a UTF-8 CSV file (a byte-order mark is allowed).
+
+    Raises:
+        InputFileError: the file is missing, not UTF-8 text, or not CSV; the message names the
+            file, the byte and the encoding expected.
+    """
+    from unisal.errors import InputFileError
+
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            header = list(reader.fieldnames or [])
+    except FileNotFoundError:
+        raise InputFileError(f"CSV file not found: {path}") from None
+    except IsADirectoryError:
+        raise InputFileError(f"{path} is a folder, not a CSV file") from None
+    except UnicodeDecodeError as exc:
+        raise InputFileError(
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): "
+            "save it as UTF-8 CSV"
+        ) from None
+    except csv.Error as exc:
+        raise InputFileError(f"{path} is not a readable CSV file: {exc}") from None
+    except OSError as exc:
+        raise InputFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return header, rows
+
+
 def save_torch_atomic(obj: Any, path: str | Path) -> None:
     import torch
 

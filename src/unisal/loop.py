@@ -26,9 +26,10 @@ from unisal.config import ConfigError, RunConfig, from_dict, to_dict
 from unisal.data.prepare import PreparedData, prepare_data
 from unisal.device import resolve_device
 from unisal.errors import RunError
+from unisal.io import check_creatable
 from unisal.learners import Learner, create_learner, learner_class
 from unisal.query import QueryContext, Strategy, create_strategy, strategy_class
-from unisal.run_folder import DAMAGED, LOCK_NAME, RunFolder
+from unisal.run_folder import DAMAGED, RunFolder
 from unisal.seeds import round_seed
 from unisal.state import NOT_LABELLED, ALState
 from unisal.threads import configure_threads, resumed_threads
@@ -104,6 +105,7 @@ class ActiveLearningRun:
         log: Callable[[str], Any] = print,
     ):
         check_run_settings(cfg)
+        check_creatable(cfg.out)
         self.cfg = cfg
         self.resume = resume
         self.progress = progress
@@ -361,16 +363,17 @@ class ActiveLearningRun:
         if self.folder.root.exists() and not self.folder.root.is_dir():
             raise RunError(f"--out {self.folder.root} is a file, not a folder")
         created = not self.folder.root.exists()
+        had_lock = self.folder.lock_file.exists()
         try:
             with self.folder.locked():
-                return self._run(data)
+                try:
+                    return self._run(data)
+                except BaseException:  # failed before its first write: leave the folder as it was
+                    if not had_lock and not (self.folder.holds_run() or self.folder.config_is_ours()):
+                        self.folder.lock_file.unlink()  # while still held: no other process can own it
+                    raise
         finally:
-            if (
-                created
-                and self.folder.root.is_dir()
-                and [p.name for p in self.folder.root.iterdir()] == [LOCK_NAME]
-            ):
-                self.folder.lock_file.unlink(missing_ok=True)  # failed before its first write: leave nothing
+            if created and self.folder.root.is_dir() and not any(self.folder.root.iterdir()):
                 self.folder.root.rmdir()
 
     def _run(self, data: PreparedData | None) -> list[dict[str, Any]]:

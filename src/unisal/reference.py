@@ -9,6 +9,7 @@ one).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from unisal.config import RunConfig, apply_overrides, from_dict, to_dict
 from unisal.data.prepare import prepare_data
 from unisal.device import resolve_device
 from unisal.errors import RunError
-from unisal.io import write_json_atomic
+from unisal.io import check_creatable, write_json_atomic
 from unisal.learners import create_learner
 from unisal.run_folder import RunFolder
 from unisal.seeds import round_seed
@@ -38,6 +39,33 @@ def _load_run(run_dir: Path, overrides: dict[str, Any]) -> tuple[RunConfig, ALSt
     cfg.learner.mode = "supervised"
     apply_overrides(cfg, overrides)
     return cfg, folder.read_state(), saved.get("threads")
+
+
+REFERENCE_FILES = {"metrics.json"}
+
+
+def check_reference_folder(out: Path) -> None:
+    """Before any training: ``out`` can be created, and holds nothing but an earlier reference
+    (a folder of someone else's is never written into).
+
+    Raises:
+        RunError: it cannot be created, or holds other files.
+    """
+    check_creatable(out)
+    if not out.is_dir():
+        return
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in REFERENCE_FILES)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise RunError(f"--out {out} holds files that are not a supervised reference ({shown}); choose another folder")
+    try:
+        ours = "n_labeled" in json.loads((out / "metrics.json").read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, TypeError):
+        ours = False
+    if not ours:
+        raise RunError(f"--out {out}: its metrics.json is not a supervised reference's; choose another folder")
 
 
 def train_supervised_reference(
@@ -59,6 +87,7 @@ def train_supervised_reference(
         overrides: nested config values (learner, model, train, seed, device) to change.
     """
     run_dir, out = Path(run_dir), Path(out)
+    check_reference_folder(out)
     cfg, state, recorded = _load_run(run_dir, overrides)
     device = resolve_device(cfg.device)
     cfg.threads = configure_threads(resumed_threads(overrides.get("threads"), recorded, log), log)

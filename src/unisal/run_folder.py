@@ -17,7 +17,13 @@ import yaml
 from unisal.config import RunConfig, to_dict
 from unisal.data.prepare import PreparedData
 from unisal.errors import RunError
-from unisal.io import save_torch_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
+from unisal.io import (
+    make_folder,
+    save_torch_atomic,
+    write_csv_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from unisal.state import ALState
 
 DAMAGED = "the run folder is damaged; restore the file or start again with a new --out"
@@ -93,20 +99,35 @@ class RunFolder:
     def lock_file(self) -> Path:
         return self.root / LOCK_NAME
 
+    def config_is_ours(self) -> bool:
+        """``config.yaml`` parses as the settings of a unisal run (not a file that has the name)."""
+        try:
+            values = yaml.safe_load(self.config_file.read_text())
+        except (OSError, ValueError, yaml.YAMLError):
+            return False
+        sections = {"data", "model", "train", "query"}
+        return isinstance(values, dict) and all(isinstance(values.get(k), dict) for k in sections)
+
     def foreign_entries(self) -> list[str]:
-        """Names in the folder that no run writes: a folder with these is someone else's."""
+        """Names in the folder that are not a run's: a folder with these is someone else's.
+
+        The names a run writes count as its own only where the folder's files say it is a run (a
+        ``state.json``, or a ``config.yaml`` that parses as unisal's: a run stopped before its
+        state); elsewhere a file called ``config.yaml`` or ``rounds.csv`` is the user's.
+        """
         if not self.root.is_dir():
             return []
-        ours = {
-            LOCK_NAME,
-            "config.yaml",
-            "state.json",
-            "rounds.csv",
-            "timings.csv",
-            "splits.csv",
-            "bad_images.csv",
-            *SUBFOLDERS,
-        }
+        ours = {LOCK_NAME}
+        if self.holds_run() or self.config_is_ours():
+            ours |= {
+                "config.yaml",
+                "state.json",
+                "rounds.csv",
+                "timings.csv",
+                "splits.csv",
+                "bad_images.csv",
+                *SUBFOLDERS,
+            }
         return sorted(
             p.name
             for p in self.root.iterdir()
@@ -120,7 +141,7 @@ class RunFolder:
         Raises:
             RunError: another process holds it.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_folder(self.root)
         handle = self.lock_file.open("a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

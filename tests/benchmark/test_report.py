@@ -19,7 +19,7 @@ from unisal.benchmark.report import (
     write_report,
 )
 from unisal.benchmark.spec import FULL
-from unisal.errors import RunError
+from unisal.errors import InputFileError, RunError
 
 
 def test_aubc_known_values():
@@ -111,5 +111,18 @@ def test_a_malformed_results_file_is_a_clear_error(tmp_path: Path):
     (tmp_path / "results.csv").write_text("a,b\n1,2\n")
     with pytest.raises(RunError, match="holds no benchmark results"):
         read_results(tmp_path / "results.csv")
-    with pytest.raises(RunError, match="cannot read"):
+    with pytest.raises(InputFileError, match="CSV file not found"):
         read_results(tmp_path / "missing.csv")
+
+
+def test_report_on_a_results_file_that_is_not_utf8_is_one_line(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from unisal.cli.main import cli
+
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "results.csv").write_bytes(b"arm,seed\nr\xe9,0\n\xff\xfe")
+    result = CliRunner().invoke(cli, ["report", str(tmp_path / "b")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "is not UTF-8 text (byte 0xe9 at offset 10): save it as UTF-8 CSV" in result.output
+    assert "Traceback" not in result.output

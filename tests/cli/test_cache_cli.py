@@ -49,3 +49,28 @@ def test_ls_and_clear(make_image_folder, tmp_path: Path) -> None:
     assert result.exit_code == 0 and f"removed features cache {feature_key}" in result.output
     assert (folder / "datasets" / "kather2016").is_dir()
     assert "0 caches" in runner.invoke(cli, ["cache", "ls", "--cache-dir", str(folder)]).output
+
+
+def test_symlinked_entries_are_sized_and_removed_as_links(make_image_folder, tmp_path: Path) -> None:
+    """A cache entry that is a symbolic link (to a file or a folder elsewhere) counts as the link:
+    `ls` does not size its target, `clear` removes the link, leaves the target, and says what it
+    freed."""
+    folder = tmp_path / "cache"
+    make_caches(make_image_folder, folder)
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "features").mkdir(parents=True)
+    (elsewhere / "big.npy").write_bytes(b"\0" * 3_000_000)
+    (elsewhere / "features" / "features.npy").write_bytes(b"\0" * 5_000_000)
+    (folder / "beef.npy").symlink_to(elsewhere / "big.npy")
+    (folder / "features" / "cafe").symlink_to(elsewhere / "features", target_is_directory=True)
+    runner = CliRunner()
+    listing = runner.invoke(cli, ["cache", "ls", "--cache-dir", str(folder)]).output
+    lines = {line.split()[1]: line for line in listing.splitlines()[:-1]}
+    assert "link to" in lines["beef"] and " 0.0 MB" in lines["beef"]
+    assert "link to" in lines["cafe"] and " 0.0 MB" in lines["cafe"]
+    result = runner.invoke(cli, ["cache", "clear", "beef", "cafe", "--cache-dir", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "0.00 GB freed" in result.output
+    assert not (folder / "beef.npy").is_symlink() and not (folder / "features" / "cafe").is_symlink()
+    assert (elsewhere / "big.npy").stat().st_size == 3_000_000
+    assert (elsewhere / "features" / "features.npy").is_file()

@@ -281,3 +281,24 @@ def test_images_without_a_file_of_their_own_keep_the_path_key(tile_paths: list[s
     assert key == cache_key(missing, 16) and hashes[-1] == ""
     npz = [f"{tmp_path / 'data.npz'}::train/{i}" for i in range(3)]
     assert image_cache_key(npz, 16, tmp_path / "cache")[0] == cache_key(npz, 16)
+
+
+def test_a_copy_of_the_data_gets_its_own_bad_image_list(
+    make_image_folder: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The cache found through a copy's bytes names the copy's files as bad, never the original's
+    (the bad list is kept by position, and reasons without paths)."""
+    import shutil
+
+    original = make_image_folder(classes={"A": 3, "B": 3}, size=20)
+    (original / "B" / "blank.png").write_bytes(b"")
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    cache_dir = tmp_path / "cache"
+    paths, copied = read_image_folder(original).paths, read_image_folder(copy).paths
+    _, bad = build_cache(paths, 16, cache_dir=cache_dir, workers=1, progress=False)
+    assert [e.path for e in bad] == [str(original / "B" / "blank.png")]
+    _, bad = build_cache(copied, 16, cache_dir=cache_dir, workers=1, progress=False)
+    assert [e.path for e in bad] == [str(copy / "B" / "blank.png")]
+    assert str(original) not in bad[0].reason and str(original) not in str(bad[0])
+    assert len(list(cache_dir.glob("*.npy"))) == 1  # one cache for both: the same bytes

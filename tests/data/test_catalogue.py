@@ -264,3 +264,51 @@ def test_attach_groups_gives_unlisted_images_their_own_groups(
     # Labels and paths are untouched.
     np.testing.assert_array_equal(grouped.labels, catalogue.labels)
     assert grouped.paths == catalogue.paths
+
+
+def test_csv_paths_through_a_symlink_are_kept_as_given_relative_or_absolute(
+    make_image_folder: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A relative path through a linked folder is joined to the CSV's folder, not resolved to the
+    link's target: the same file written relative or absolute is one path, the one given."""
+    root = make_image_folder(classes={"A": 1, "B": 1}, size=8)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "tiles").symlink_to(root, target_is_directory=True)
+    csv_file = data / "list.csv"
+    csv_file.write_text(f"path,label\ntiles/A/A_0.png,A\n{data}/tiles/B/B_0.png,B\ntiles/./B/B_0.png,B\n")
+    catalogue = read_csv_list(csv_file)
+    assert catalogue.paths == [str(data / "tiles" / "A" / "A_0.png"), str(data / "tiles" / "B" / "B_0.png")]
+    assert catalogue.notes == ["list.csv: 1 repeated row(s) of the same file were merged into one item"]
+
+
+@pytest.mark.parametrize("which", ["data", "groups"])
+def test_a_csv_that_is_not_utf8_is_one_line_naming_the_encoding(
+    make_image_folder: Callable[..., Path], tmp_path: Path, which: str
+) -> None:
+    from unisal.errors import InputFileError
+
+    root = make_image_folder(classes={"A": 1, "B": 1}, size=8)
+    latin1 = "path,{}\nA/A_0.png,caf\xe9\n".format("label" if which == "data" else "group").encode("latin-1")
+    (tmp_path / "x.csv").write_bytes(latin1)
+    with pytest.raises(InputFileError) as excinfo:
+        if which == "data":
+            read_csv_list(tmp_path / "x.csv")
+        else:
+            attach_groups(read_image_folder(root), tmp_path / "x.csv")
+    assert str(excinfo.value) == (
+        f"{tmp_path / 'x.csv'} is not UTF-8 text (byte 0xe9 at offset {len(latin1) - 2}): save it as UTF-8 CSV"
+    )
+
+
+def test_a_groups_row_without_a_group_is_named(
+    make_image_folder: Callable[..., Path], tmp_path: Path
+) -> None:
+    root = make_image_folder(classes={"A": 2, "B": 1}, size=8)
+    (tmp_path / "g.csv").write_text("path,group\nA/A_0.png,p1\nA/A_1.png,\nB/B_0.png\n")
+    with pytest.raises(DataError) as excinfo:
+        attach_groups(read_image_folder(root), tmp_path / "g.csv")
+    assert str(excinfo.value) == (
+        f"{tmp_path / 'g.csv'}: 2 row(s) without a group, e.g. line 3 (A/A_1.png); "
+        "give every listed image a group, or leave it out to give it a group of its own"
+    )

@@ -84,3 +84,19 @@ def test_json_labels_with_names_and_errors(tmp_path: Path):
     (root / "train.json").write_text("{not json")
     with pytest.raises(DataError, match="is not a JSON list"):
         load_catalogue(root, "json")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[{"name": "a.png", "label": null}]', "1 label(s) in the JSON files at {f} are not a class name or number, e.g. null for {d}/a.png"),
+        ("[" * 50_000 + "]" * 50_000, "{f} is nested too deeply to be a JSON list of labels"),
+    ],
+)  # fmt: skip
+def test_json_labels_that_are_not_classes_are_named(tmp_path: Path, text: str, message: str) -> None:
+    """A ``null`` label is not a class named "None"; a nesting bomb is not a RecursionError."""
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "labels.json").write_text(text)
+    with pytest.raises(DataError) as excinfo:
+        load_catalogue(tmp_path / "labels.json", "json")
+    assert str(excinfo.value) == message.format(f=tmp_path / "labels.json", d=tmp_path)

@@ -15,7 +15,6 @@ labelled set):
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from scipy import stats
 
 from unisal.benchmark.spec import FULL
 from unisal.errors import RunError
-from unisal.io import atomic_path, write_text_atomic
+from unisal.io import atomic_path, read_csv_rows, write_text_atomic
 from unisal.run_folder import ROUND_COLUMNS, TIMING_COLUMNS
 
 RESULT_COLUMNS = ["arm", "strategy", "learner", "seed", *ROUND_COLUMNS, *TIMING_COLUMNS[1:], "n_candidates"]
@@ -70,11 +69,7 @@ class Results:
 
 def read_results(path: str | Path) -> Results:
     path = Path(path)
-    try:
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as exc:
-        raise RunError(f"cannot read {path}: {exc}") from exc
+    _, rows = read_csv_rows(path)
     missing = {"arm", "seed", "n_labeled", *METRICS} - set(rows[0] if rows else {})
     if not rows or missing:
         raise RunError(

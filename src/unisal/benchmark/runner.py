@@ -38,7 +38,7 @@ from unisal.config import ConfigError, RunConfig, to_dict
 from unisal.data.prepare import PreparedData, prepare_data
 from unisal.device import resolve_device
 from unisal.errors import RunError
-from unisal.io import write_csv_atomic, write_json_atomic, write_text_atomic
+from unisal.io import check_creatable, write_csv_atomic, write_json_atomic, write_text_atomic
 from unisal.learners import create_learner
 from unisal.loop import ActiveLearningRun, changed_settings, check_run_settings
 from unisal.run_folder import RunFolder
@@ -118,6 +118,7 @@ class Benchmark:
     # ---- the folder
     def check_folder(self) -> None:
         out = self.plan.out
+        check_creatable(out)
         if out.exists() and not out.is_dir():
             raise RunError(f"--out {out} is a file, not a folder")
         settings_file = out / "benchmark.yaml"

@@ -60,7 +60,6 @@ def clear(keys: tuple[str, ...], everything: bool, cache_dir: str | None) -> Non
         if in_use(entry):
             click.echo(f"kept {entry.key}: another process is building it")
             continue
-        remove(entry)
-        freed += entry.bytes
+        freed += remove(entry)
         click.echo(f"removed {entry.kind} cache {entry.key}")
     click.echo(f"{freed / 1e9:.2f} GB freed")

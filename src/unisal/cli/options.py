@@ -279,7 +279,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from unisal.data.cache import CacheError
     from unisal.data.catalogue import DataError
     from unisal.data.images import BadImageError
-    from unisal.errors import RunError
+    from unisal.errors import InputFileError, RunError
     from unisal.models.backbones import WeightsError
 
-    return (ConfigError, DataError, BadImageError, RunError, WeightsError, CacheError)
+    return (ConfigError, DataError, BadImageError, RunError, WeightsError, CacheError, InputFileError)

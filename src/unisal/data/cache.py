@@ -18,7 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 from unisal.data.images import NPZ_SEPARATOR, BadImageError, load_rgb, resize_square
-from unisal.io import atomic_path, remove_stale_temporaries, write_json_atomic
+from unisal.errors import RunError
+from unisal.io import atomic_path, check_creatable, remove_stale_temporaries, write_json_atomic
 
 
 def default_cache_dir() -> Path:
@@ -110,15 +111,37 @@ def sample_checksum(array: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+# A cache is found by its images' bytes, so another folder holding the same files finds it too: its
+# bad-image list is kept by row, with this marker where a reason named the file.
+THIS_FILE = "<this file>"
+
+
+def bad_records(paths: list[str], bad: list[tuple[int, BadImageError]]) -> list[dict[str, Any]]:
+    """``bad.json``'s rows: the catalogue row of each bad file and a reason that names no path."""
+    return [{"row": i, "reason": e.reason.replace(paths[i], THIS_FILE)} for i, e in bad]
+
+
+def bad_images(paths: list[str], records: list[dict[str, Any]]) -> list[BadImageError]:
+    """The bad files of ``paths`` (this catalogue's) from ``bad.json``'s rows."""
+    out = []
+    for r in records:
+        row = r["row"]
+        if not isinstance(row, int) or not 0 <= row < len(paths):
+            raise ValueError(f"row {row!r} is outside the catalogue")
+        out.append(BadImageError(paths[row], str(r["reason"]).replace(THIS_FILE, paths[row])))
+    return out
+
+
 def _open_cache(
-    target: Path, bad_file: Path, done_file: Path, shape: tuple[int, ...]
+    target: Path, bad_file: Path, done_file: Path, paths: list[str], shape: tuple[int, ...]
 ) -> tuple[np.ndarray, list[BadImageError]] | str:
     """A complete, intact cache; else why not (a reason to rebuild)."""
     try:
         array = np.load(target, mmap_mode="r")
-        bad_records = json.loads(bad_file.read_text())
-        bad = [BadImageError(r["path"], r["reason"]) for r in bad_records]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        bad = bad_images(paths, json.loads(bad_file.read_text()))
+    except KeyError:  # a list by path, of an older version: it may name another folder's files
+        return "its bad-image list is of an older version"
+    except (OSError, ValueError, TypeError) as exc:
         return f"it is damaged ({str(exc).splitlines()[0][:120]})"
     if tuple(array.shape) != shape or array.dtype != np.uint8:
         return f"it holds {array.shape} {array.dtype}, not {shape} uint8"
@@ -197,13 +220,17 @@ def build_cache(
         CacheError: the folder is not writable or the disk too full.
     """
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    try:  # before any look inside: a name too long makes even ``is_file`` raise
+        check_creatable(folder, what="the cache folder")
+    except RunError as exc:
+        raise CacheError(f"{exc}; choose another folder with --cache-dir or $UNISAL_CACHE") from None
     key = key or image_cache_key(paths, size, cache_dir)[0]
     target, bad_file, done_file = (
         folder / f"{key}{suffix}" for suffix in (".npy", ".bad.json", ".done.json")
     )
     shape = (len(paths), size, size, 3)
     if target.is_file() and bad_file.is_file():
-        opened = _open_cache(target, bad_file, done_file, shape)
+        opened = _open_cache(target, bad_file, done_file, paths, shape)
         if not isinstance(opened, str):
             return opened
         log(f"rebuilding the image cache {target.name}: {opened}")
@@ -212,7 +239,7 @@ def build_cache(
         log(f"removed {stale.name}, left by a build that was killed")
     for old in (done_file, bad_file):
         old.unlink(missing_ok=True)
-    bad: list[BadImageError] = []
+    bad: list[tuple[int, BadImageError]] = []
     try:
         with atomic_path(target) as tmp:
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
@@ -223,14 +250,14 @@ def build_cache(
                     tqdm(results, total=len(paths), desc=f"decoding images to {size}px", disable=not progress)
                 ):
                     if isinstance(result, BadImageError):
-                        bad.append(result)
+                        bad.append((i, result))
                         array[i] = 0
                     else:
                         array[i] = result
             array.flush()
             checksum = sample_checksum(array)
             del array
-        write_json_atomic(bad_file, [{"path": e.path, "reason": e.reason} for e in bad])
+        write_json_atomic(bad_file, bad_records(paths, bad))
         write_json_atomic(done_file, {"shape": list(shape), "sample_sha1": checksum})
     except CacheError:
         raise
@@ -238,7 +265,7 @@ def build_cache(
         raise CacheError(
             f"writing the image cache in {folder} failed ({exc}); free space or choose --cache-dir"
         ) from exc
-    return np.load(target, mmap_mode="r"), bad
+    return np.load(target, mmap_mode="r"), [e for _, e in bad]
 
 
 def file_sha1(path: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -27,9 +28,17 @@ class CacheEntry:
 
 
 def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    """Bytes that removing ``path`` frees: a symbolic link is its own few bytes, never its target."""
+    if path.is_symlink() or not path.is_dir():
+        return path.lstat().st_size if path.is_symlink() or path.exists() else 0
+    total = 0
+    for root, _, files in os.walk(path):  # does not enter linked folders
+        total += sum(os.lstat(os.path.join(root, name)).st_size for name in files)
+    return total
+
+
+def _link_note(path: Path) -> str:
+    return f" (a link to {os.readlink(path)}: removing it leaves the target)" if path.is_symlink() else ""
 
 
 def list_caches(folder: Path) -> list[CacheEntry]:
@@ -48,11 +57,23 @@ def list_caches(folder: Path) -> list[CacheEntry]:
         complete = (folder / f"{key}.bad.json").is_file()
         entries.append(
             CacheEntry(
-                "images", key, paths, sum(_size(p) for p in paths), description, complete, npy.stat().st_mtime
+                "images",
+                key,
+                paths,
+                sum(_size(p) for p in paths),
+                description + _link_note(npy),
+                complete,
+                npy.lstat().st_mtime,
             )
         )
     for sub in sorted((folder / "features").glob("*")) if (folder / "features").is_dir() else []:
         if not sub.is_dir():
+            continue
+        if sub.is_symlink():
+            entries.append(
+                CacheEntry("features", sub.name, (sub,), _size(sub), _link_note(sub).strip(" ()"), True,
+                           sub.lstat().st_mtime)
+            )  # fmt: skip
             continue
         try:
             marker = json.loads((sub / "complete.json").read_text())
@@ -87,7 +108,7 @@ def list_caches(folder: Path) -> list[CacheEntry]:
 def in_use(entry: CacheEntry) -> bool:
     """A feature cache whose build lock another process holds."""
     lock = entry.paths[0] / ".lock"
-    if entry.kind != "features" or not lock.is_file():
+    if entry.kind != "features" or entry.paths[0].is_symlink() or not lock.is_file():
         return False
     with lock.open("a") as handle:
         try:
@@ -98,12 +119,16 @@ def in_use(entry: CacheEntry) -> bool:
     return False
 
 
-def remove(entry: CacheEntry) -> None:
+def remove(entry: CacheEntry) -> int:
+    """Delete the entry's files (a symbolic link itself, never what it points to); returns the
+    bytes freed, measured: what could not be removed is not counted."""
+    before = sum(_size(p) for p in entry.paths)
     for path in entry.paths:
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
+        if path.is_symlink() or not path.is_dir():
             path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    return before - sum(_size(p) for p in entry.paths)
 
 
 def describe(entry: CacheEntry) -> str:

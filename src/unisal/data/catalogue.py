@@ -14,8 +14,8 @@ and an optional groups CSV (``path,group``) ties images that must stay in one sp
 
 from __future__ import annotations
 
-import csv
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ import numpy as np
 
 from unisal.data.images import NPZ_SEPARATOR, is_image_file
 from unisal.datasets.catalog import CHAOYANG_CLASSES, PATHMNIST_CLASSES
+from unisal.io import read_csv_rows
 from unisal.registry import Registry, unknown_name
 
 UNLABELLED = -1
@@ -145,18 +146,15 @@ def read_csv_list(csv_path: str | Path, class_names: list[str] | None = None) ->
     csv_path = Path(csv_path).resolve()
     if not csv_path.is_file():
         raise DataError(f"CSV file not found: {csv_path}")
-    with csv_path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        fields = reader.fieldnames or []
-        if "path" not in fields or "label" not in fields:
-            raise DataError(f"{csv_path} must have a header with columns 'path' and 'label'; got {fields}")
-        rows = [(r["path"].strip(), (r["label"] or "").strip()) for r in reader if r["path"]]
+    fields, records = read_csv_rows(csv_path)
+    if "path" not in fields or "label" not in fields:
+        raise DataError(f"{csv_path} must have a header with columns 'path' and 'label'; got {fields}")
+    rows = [((r["path"] or "").strip(), (r["label"] or "").strip()) for r in records if r["path"]]
     if not rows:
         raise DataError(f"{csv_path} lists no images")
     root = csv_path.parent
-    rows, notes = _merge_duplicate_rows(
-        [(str((root / p).resolve()) if not Path(p).is_absolute() else p, lab) for p, lab in rows], csv_path
-    )
+    # Joined, not resolved: a path through a linked folder stays the path given, relative or absolute.
+    rows, notes = _merge_duplicate_rows([(os.path.normpath(root / p), lab) for p, lab in rows], csv_path)
     paths = [p for p, _ in rows]
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
@@ -252,10 +250,20 @@ def read_json_labels(path: str | Path) -> Catalogue:
         try:
             entries = json.loads(file.read_text())
             rows += [
-                (str((file.parent / (e.get("name") or e["path"])).resolve()), e["label"]) for e in entries
+                (os.path.normpath(file.parent / (e.get("name") or e["path"])), e["label"]) for e in entries
             ]
+        except RecursionError:
+            raise DataError(f"{file} is nested too deeply to be a JSON list of labels") from None
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DataError(f'{file} is not a JSON list of {{"name": path, "label": class}}: {exc}') from exc
+    odd = [
+        (p, lab) for p, lab in rows if isinstance(lab, bool) or not isinstance(lab, (int, str)) or lab == ""
+    ]
+    if odd:  # str(None) would invent a class "None"
+        raise DataError(
+            f"{len(odd)} label(s) in the JSON files at {path} are not a class name or number, "
+            f"e.g. {json.dumps(odd[0][1])} for {odd[0][0]}"
+        )
     if not rows:
         raise DataError(f"the JSON label files at {path} list no images")
     missing = [p for p, _ in rows if not Path(p).is_file()]
@@ -283,11 +291,18 @@ def attach_groups(catalogue: Catalogue, groups_csv: str | Path) -> Catalogue:
     groups_csv = Path(groups_csv)
     if not groups_csv.is_file():
         raise DataError(f"groups CSV not found: {groups_csv}")
-    with groups_csv.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if "path" not in (reader.fieldnames or []) or "group" not in (reader.fieldnames or []):
-            raise DataError(f"{groups_csv} must have a header with columns 'path' and 'group'")
-        mapping = {r["path"].strip(): r["group"].strip() for r in reader}
+    fields, records = read_csv_rows(groups_csv)
+    if "path" not in fields or "group" not in fields:
+        raise DataError(f"{groups_csv} must have a header with columns 'path' and 'group'")
+    listed = [(line, r) for line, r in enumerate(records, start=2) if (r["path"] or "").strip()]
+    empty = [(line, r["path"].strip()) for line, r in listed if not (r["group"] or "").strip()]
+    if empty:
+        line, path = empty[0]
+        raise DataError(
+            f"{groups_csv}: {len(empty)} row(s) without a group, e.g. line {line} ({path}); "
+            "give every listed image a group, or leave it out to give it a group of its own"
+        )
+    mapping = {r["path"].strip(): r["group"].strip() for _, r in listed}
     index = {catalogue.relative(i): i for i in range(len(catalogue))}
     index.update({catalogue.paths[i]: i for i in range(len(catalogue))})
     unknown = [p for p in mapping if p not in index]

@@ -21,7 +21,7 @@ from unisal.datasets.download import (
     fetch,
     file_digest,
 )
-from unisal.io import remove_stale_temporaries, write_json_atomic
+from unisal.io import make_folder, remove_stale_temporaries, write_json_atomic
 
 __all__ = [
     "DatasetSpec",
@@ -80,7 +80,7 @@ def download_dataset(
     """Fetch, check and extract ``spec``; returns the path for ``--data``. Idempotent and resumable."""
     if spec.manual:
         raise DownloadError(spec.manual)
-    home = data_home(root)
+    home = make_folder(data_home(root), what="the data folder")
     folder = dataset_dir(spec, root)
     remove_stale_temporaries(home)
     if (folder / COMPLETE).is_file():
