@@ -157,6 +157,11 @@ def test_refusals_name_the_problem_and_write_nothing(tiles: Path, tmp_path: Path
     code, output = bench(tiles, tmp_path, "busy", "--strategies", "random", "--seeds", "0")
     assert code != 0 and "is not empty and holds no benchmark" in output
     assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == ["notes.txt"]
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "benchmark.yaml").write_text("keep")  # a file with the name, not ours
+    code, output = bench(tiles, tmp_path, "theirs", "--strategies", "random", "--seeds", "0")
+    assert code != 0 and "holds a benchmark.yaml that unisal did not write" in output, output
+    assert (tmp_path / "theirs" / "benchmark.yaml").read_text() == "keep"
     code, output = bench(tiles, tmp_path, "done", "--strategies", "random", "--seeds", "0", "--no-reference")
     assert code == 0, output
     code, output = bench(tiles, tmp_path, "done", "--strategies", "random", "--seeds", "0", "--lr", "0.01")

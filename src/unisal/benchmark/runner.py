@@ -128,8 +128,11 @@ class Benchmark:
             return
         try:
             saved = yaml.safe_load(settings_file.read_text())["base"]
-        except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
-            raise RunError(f"cannot read {settings_file}: {exc}") from exc
+        except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError) as exc:
+            raise RunError(
+                f"--out {out} holds a benchmark.yaml that unisal did not write ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:80] if str(exc) else 'no settings'}); choose another folder"
+            ) from exc
         changed = changed_settings(saved, self.plan.base)
         if changed:
             raise RunError(
