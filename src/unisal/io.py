@@ -61,7 +61,7 @@ def make_folder(path: str | Path, *, what: str = "--out") -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except FileExistsError:
-        raise RunError(f"{what} {path} is a file, not a folder") from None
+        raise RunError(f"{what} {path} exists and is not a folder") from None
     except OSError as exc:
         raise RunError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
     return path
