@@ -57,7 +57,9 @@ def check_reference_folder(out: Path) -> None:
     foreign = sorted(p.name for p in out.iterdir() if p.name not in REFERENCE_FILES)
     if foreign:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        raise RunError(f"--out {out} holds files that are not a supervised reference ({shown}); choose another folder")
+        raise RunError(
+            f"--out {out} holds files that are not a supervised reference ({shown}); choose another folder"
+        )
     try:
         ours = "n_labeled" in json.loads((out / "metrics.json").read_text())
     except FileNotFoundError:
@@ -65,7 +67,9 @@ def check_reference_folder(out: Path) -> None:
     except (OSError, ValueError, TypeError):
         ours = False
     if not ours:
-        raise RunError(f"--out {out}: its metrics.json is not a supervised reference's; choose another folder")
+        raise RunError(
+            f"--out {out}: its metrics.json is not a supervised reference's; choose another folder"
+        )
 
 
 def train_supervised_reference(

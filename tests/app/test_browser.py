@@ -39,7 +39,7 @@ def serving(folder: Path, token: str) -> Iterator[str]:
     import uvicorn
 
     port = free_port()
-    app = create_app(folder, token)
+    app = create_app(folder, token, hosts={f"127.0.0.1:{port}"})
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -156,3 +156,56 @@ def test_review_a_disagreement(server: tuple[Path, str], chromium):
     expect(page.locator("#review .case")).to_have_count(0)
     context.close()
     assert open_project(folder).labels()["patch_7.png"][:2] == ("normal", "dr-carol")
+
+
+def test_enter_in_the_name_field_leaves_it_for_the_class_keys(server: tuple[Path, str], chromium):
+    from playwright.sync_api import expect
+
+    folder, url = server
+    context = chromium.new_context(viewport={"width": 1100, "height": 760})
+    page = context.new_page()
+    page.goto(url)
+    expect(page.locator("#why")).to_have_text("Type your name (annotator) to start.")
+    page.fill("#annotator", "dr-dan")  # the focus is in the field
+    page.keyboard.press("Enter")
+    expect(page.locator("#patch")).to_have_attribute("src", "/api/image/1?token=browser-token")
+    page.keyboard.press("1")
+    expect(page.locator("#progress")).to_contain_text("1 labelled of 8")
+    expect(page.locator("#annotator")).to_have_value("dr-dan")
+    context.close()
+    assert {p: v[:2] for p, v in open_project(folder).labels().items()} == {
+        "patch_0.png": ("tumour", "dr-dan")
+    }
+
+
+def test_resolving_a_case_needs_the_annotators_name(server: tuple[Path, str], chromium):
+    from playwright.sync_api import expect
+
+    folder, url = server
+    store = open_project(folder)
+    store.set_label(8, "tumour", "dr-alice")
+    store.set_label(8, "normal", "dr-bob")
+    context = chromium.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.goto(url)  # no name typed
+    page.locator("#review .case button", has_text="normal").click()
+    expect(page.locator("#message")).to_have_text("Type your name (annotator) to resolve a case.")
+    expect(page.locator("#annotator")).to_be_focused()
+    expect(page.locator("#review .case")).to_have_count(1)
+    context.close()
+    assert open_project(folder).labels()["patch_7.png"][:2] == ("tumour", "dr-alice")
+    assert len(open_project(folder).disagreements()) == 1
+
+
+def test_skipping_an_item_that_left_the_queue_says_so(server: tuple[Path, str], chromium):
+    from playwright.sync_api import expect
+
+    folder, url = server
+    context, page = open_page(chromium, url, "dr-fay")
+    expect(page.locator("#patch")).to_have_attribute("src", "/api/image/1?token=browser-token")
+    store = open_project(folder)
+    store.replace_queue(None, [{"image_id": 2, "reason": "next round"}])  # a round replaced the queue
+    page.keyboard.press("s")
+    expect(page.locator("#message")).to_have_text("image 1 is not in the queue")
+    expect(page.locator("#why")).to_have_text("Why: next round")
+    context.close()

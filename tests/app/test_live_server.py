@@ -3,6 +3,7 @@ a burst of label posts after which every acknowledged label is still there."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -31,9 +32,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(folder: Path, port: int, token: str) -> tuple[subprocess.Popen[str], str]:
+def start_server(folder: Path, port: int, token: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "unisal", "serve", str(folder), "--port", str(port), "--token", token],
+        [sys.executable, "-m", "unisal", "serve", str(folder), "--port", str(port), "--token", token, *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -136,6 +137,48 @@ def test_kill_9_during_a_burst_keeps_every_acknowledged_label(project: Path):
             assert labels[by_id[image_id]][0] == label
         status, _ = post(port, "/api/label", {"image_id": 299, "label": "a", "annotator": "after"}, token)
         assert status == 200
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def raw_request(port: int, request: bytes) -> bytes:
+    """Send ``request`` as it is; the whole answer (the server closes the connection)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_the_live_server_answers_only_to_its_own_host_names(project: Path):
+    port, token = free_port(), "tok-h"
+    process, _ = start_server(project, port, token, "--allow-host", "lab.example")
+    refused = b'{"detail":"this server answers only to its own address (Host header)"}'
+    try:
+        for host, status in ((f"evil.example:{port}", 400), ("evil.example", 400), (f"127.0.0.1:{port + 1}", 400),
+                             (f"127.0.0.1:{port}", 200), (f"localhost:{port}", 200), (f"[::1]:{port}", 200),
+                             (f"lab.example:{port}", 200), (f"LAB.example:{port}", 200)):  # fmt: skip
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.putrequest("GET", "/api/state", skip_host=True)
+            conn.putheader("Host", host)
+            conn.putheader("X-Unisal-Token", token)
+            conn.endheaders()
+            response = conn.getresponse()
+            body = response.read()
+            conn.close()
+            assert response.status == status, host
+            assert (body == refused) == (status == 400) and (b"classes" in body) == (status == 200), host
+        no_host = raw_request(port, f"GET /api/state HTTP/1.0\r\nX-Unisal-Token: {token}\r\n\r\n".encode())
+        assert no_host.startswith(b"HTTP/1.1 400") and no_host.endswith(refused)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # a chunked 128 KiB body
+        conn.request("POST", "/api/label", body=iter([b" " * 8192] * 16), encode_chunked=True,
+                     headers={"X-Unisal-Token": token, "Content-Type": "application/json"})  # fmt: skip
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (413, b'{"detail":"request body over 65536 bytes"}')
+        conn.close()
+        assert open_project(project).labels() == {}
     finally:
         process.terminate()
         process.wait(10)

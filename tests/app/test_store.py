@@ -17,7 +17,7 @@ CLASSES = ["TUM", "STR", "NORM"]
 @pytest.fixture
 def store(tmp_path: Path) -> ProjectStore:
     s = ProjectStore.create(tmp_path / "project.db", classes=CLASSES, settings={"strategy": "unisal"})
-    s.add_images((f"img_{i}.png", f"{i:064x}", 100 + i, f"g{i // 2}", "pool") for i in range(30))
+    s.add_images((f"img_{i}.png", f"{i:064x}", 100 + i, f"g{i // 2}", "pool", None) for i in range(30))
     return s
 
 
@@ -34,7 +34,7 @@ def test_create_open_and_refuse_a_newer_schema(store: ProjectStore, tmp_path: Pa
     with pytest.raises(ProjectError, match="newer than this unisal"):
         ProjectStore.open(tmp_path / "project.db")
     (tmp_path / "junk.db").write_bytes(b"not a database at all" * 100)
-    with pytest.raises(ProjectError, match="not a readable project database"):
+    with pytest.raises(ProjectError, match="junk.db is empty or not a unisal project database"):
         ProjectStore.open(tmp_path / "junk.db")
 
 
@@ -173,3 +173,10 @@ def test_the_database_is_in_wal_mode_with_foreign_keys(store: ProjectStore, tmp_
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     with pytest.raises(sqlite3.IntegrityError), store.transaction() as conn:
         conn.execute("INSERT INTO labels VALUES (12345, 0, 'x', 'now')")
+
+
+def test_a_finished_round_is_never_marked_failed_afterwards(store: ProjectStore):
+    round_id = store.start_round({})
+    store.finish_round(round_id, metrics={}, checkpoint="")
+    store.fail_round(round_id, "stopped by SIGTERM")  # an interruption after the last write
+    assert [(r["status"], r["error"]) for r in store.rounds()] == [("done", None)]

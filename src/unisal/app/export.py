@@ -34,7 +34,7 @@ from unisal.data.cache import ImageStore, build_cache, image_cache_key
 from unisal.data.features import fixed_view
 from unisal.data.prepare import PreparedData
 from unisal.data.splits import TRAIN
-from unisal.io import atomic_path, write_csv_atomic
+from unisal.io import atomic_path, check_output_file, write_csv_atomic
 from unisal.learners import Learner, create_learner
 
 
@@ -89,6 +89,7 @@ def predict_folder(
 ) -> int:
     """Write ``out`` CSV: path, predicted class, confidence, whether the networks agree, and the
     probability of every class. Returns the number of images."""
+    check_output_file(out)  # before loading a model or predicting
     cfg, class_names, state, round_id = latest_model(folder)
     data = _prepared(images, cfg, progress=progress)
     learner = _learner(cfg, class_names, state, data, progress, log)
@@ -153,6 +154,7 @@ class ExportedClassifier(nn.Module):
 def export_model(folder: str | Path, out: str | Path, *, log: Callable[[str], Any] = print) -> dict[str, Any]:
     """Export the latest model with ``torch.export`` into one file at ``out`` (any batch size and
     image size: the images are resized inside); returns its embedded info."""
+    check_output_file(out)  # before loading the model and tracing it
     cfg, class_names, state, round_id = latest_model(folder)
     cfg.device = "cpu"
     store = open_project(folder)

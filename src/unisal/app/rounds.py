@@ -5,6 +5,11 @@ through the same interfaces as a simulation. Metrics come from the labelled hold
 project has one, else from grouped k-fold cross-validation over the labels. A round that fails
 is recorded as failed with its reason; the labels, the previous model and the previous queue
 stay as they were (the new checkpoint and queue are written only at the end).
+
+A round holds the project's round lock (an OS lock that dies with its process) from before its
+checks to its end; a round left "running" by a killed process is recorded as failed by the
+next one (or by ``project status``). Images changed since ``project init`` stop a round before
+it starts.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from unisal.app.project import open_project
+from unisal.app.project import check_images, open_project
 from unisal.app.store import ProjectError, ProjectStore
 from unisal.config import RunConfig, build_config
 from unisal.data.cache import ImageStore, build_cache, image_cache_key
@@ -126,9 +131,7 @@ def run_round(
 ) -> dict[str, Any]:
     """Train, measure and queue the next batch; returns the round's record."""
     from unisal.device import resolve_device
-    from unisal.learners import create_learner
     from unisal.loop import check_run_settings, make_strategy
-    from unisal.query import QueryContext
 
     store = open_project(folder)
     settings = ProjectSettings.from_store(store)
@@ -136,7 +139,39 @@ def run_round(
     check_run_settings(cfg)
     strategy = make_strategy(cfg)
     device = resolve_device(cfg.device)
-    round_id = store.start_round(asdict(settings))
+    with store.round_lock():
+        store.fail_running_rounds()  # with the lock held, none is really running
+        check_images(store)
+        round_id = store.start_round(asdict(settings))
+        return _run_round(
+            store, folder, round_id, settings, cfg, strategy, device, progress=progress, log=log
+        )
+
+
+def failure_reason(error: BaseException) -> str:
+    """What a failed round's record says: an interruption's own words (``stopped by SIGTERM``),
+    else the error's type and message."""
+    if isinstance(error, KeyboardInterrupt):
+        return str(error) or "stopped by Ctrl-C (KeyboardInterrupt)"
+    return f"{type(error).__name__}: {error}"
+
+
+def _run_round(
+    store: ProjectStore,
+    folder: str | Path,
+    round_id: int,
+    settings: ProjectSettings,
+    cfg: RunConfig,
+    strategy: Any,
+    device: Any,
+    *,
+    progress: bool,
+    log: Callable[[str], Any],
+) -> dict[str, Any]:
+    """The work of round ``round_id`` (started, lock held); records its outcome."""
+    from unisal.learners import create_learner
+    from unisal.query import QueryContext
+
     start = time.perf_counter()
     try:
         data, image_ids = project_data(store, cfg, progress=progress)
@@ -148,7 +183,7 @@ def run_round(
         if budget == 0:
             raise ProjectError("every pool image is labelled: nothing left to queue")
         rng = np.random.default_rng(round_seed(settings.seed, round_id, "select"))
-        metrics: dict[str, Any] = {"n_labels": int(len(labelled))}
+        metrics: dict[str, Any] = {"n_labels": int(len(labelled)), "n_test_labels": int(len(test))}
         n_classes_seen = len(np.unique(cat.labels[labelled]))
         learner = None
         if n_classes_seen < 2 or len(labelled) < 4:  # cold start: no model to ask yet
@@ -234,6 +269,6 @@ def run_round(
         store.replace_queue(round_id, items)
         store.finish_round(round_id, metrics=metrics, checkpoint=checkpoint)
     except BaseException as error:
-        store.fail_round(round_id, f"{type(error).__name__}: {error}")
+        store.fail_round(round_id, failure_reason(error))
         raise
     return store.rounds()[-1]

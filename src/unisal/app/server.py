@@ -1,61 +1,295 @@
 """``unisal serve``: the labelling web app (FastAPI), over one project folder.
 
 Every API call needs the project's access token (header ``X-Unisal-Token``, or ``?token=``
-for images): without it the answer is 401. Images are served by id only, from the paths the
-project database holds: nothing from a request reaches the filesystem. Request bodies are
-validated (pydantic); an unknown class is a 422. A round runs in a background thread while
-labelling goes on; a second one is refused (409) until it ends.
+for images): without it the answer is 401. Before any route, :class:`Guard` answers 400 to a
+request whose ``Host`` is not one the server was started on (DNS rebinding) and 413 to a body
+over ``MAX_BODY`` bytes (before it is read whole), and puts ``SECURITY_HEADERS`` (a strict
+Content-Security-Policy: no inline script or style) on every response. Images are served by id
+only, from the paths the project database holds: nothing from a request reaches the filesystem.
+Request bodies are validated (pydantic; ids within SQLite's integers); a 422 names the field
+and the problem, never echoes the input. An unknown class is a 422. Held-out test images are
+never offered, shown, labelled, skipped or resolved (403, or 404 for the image itself).
+Annotator names in ``RESERVED_ANNOTATORS`` are refused: ``import`` marks labels that came from
+files, ``reviewer`` was the page's shared fallback for resolving (a resolution now needs the
+annotator's own name). A round runs in a background thread while labelling goes on; a second
+one is refused (409) until it ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
+import os
+import re
 import secrets
+import socket
 import threading
-from collections.abc import Callable
+import unicodedata
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from importlib import resources
-from pathlib import Path
-from typing import Annotated, Any
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from PIL import Image as PILImage
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
-from unisal.app.project import open_project
-from unisal.app.store import LabelResult, ProjectError, ProjectStore, QueueItem
+from unisal.app.project import IMPORTER, open_project
+from unisal.app.store import HeldOutError, LabelResult, ProjectError, ProjectStore, QueueItem
 from unisal.data.catalogue import UnknownClassError
 from unisal.data.images import NPZ_SEPARATOR, BadImageError, load_rgb
 
 TOKEN_HEADER = "X-Unisal-Token"
 BROWSER_FORMATS = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
-ANNOTATOR = Field(min_length=1, max_length=64, pattern=r"^[\w .@-]+$")
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id is a 422, not an OverflowError
+MAX_BODY = 64 * 1024  # the largest API body is a label: a few hundred bytes
+# Names the app itself uses in the audit trail; compared after strip() and casefold().
+RESERVED_ANNOTATORS = (IMPORTER, "reviewer")
+RESERVED_MESSAGE = f"this name is reserved ({', '.join(RESERVED_ANNOTATORS)}): type your own name"
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",  # the token in an image URL never leaves in a Referer
+    "x-frame-options": "DENY",  # frame-ancestors, for browsers without CSP 2
+}
+HOST_REFUSED = "this server answers only to its own address (Host header)"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+WILDCARD = ("0.0.0.0", "::", "")  # listening on every interface
+_HOST_RE = re.compile(
+    r"^(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?))(?::(?P<port>\d{1,5}))?$"
+)
+
+
+def not_reserved(name: str) -> str:
+    """``name``, unless it is a reserved one in any case or width (NFKC: ``ＩＭＰＯＲＴ`` too)."""
+    if unicodedata.normalize("NFKC", name).strip().casefold() in RESERVED_ANNOTATORS:
+        raise PydanticCustomError("reserved_name", RESERVED_MESSAGE)
+    return name
+
+
+# Stripped first: " alice" is alice, and a name of spaces is no name.
+AnnotatorName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[\w .@-]+$"),
+    AfterValidator(not_reserved),
+]
+# Strict: a JSON true is no id (lax pydantic would read it as 1).
+RowId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
+ClassName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+T = TypeVar("T")
 
 
 class Who(BaseModel):
-    annotator: Annotated[str, ANNOTATOR]
+    annotator: AnnotatorName
 
 
 class LabelBody(BaseModel):
-    image_id: int = Field(ge=1)
-    label: str = Field(min_length=1, max_length=200)
-    annotator: Annotated[str, ANNOTATOR]
+    image_id: RowId
+    label: ClassName
+    annotator: AnnotatorName
 
 
 class BatchBody(BaseModel):
-    annotator: Annotated[str, ANNOTATOR]
-    count: int = Field(ge=1, le=24)
+    annotator: AnnotatorName
+    count: int = Field(strict=True, ge=1, le=24)
 
 
 class ResolveBody(BaseModel):
-    disagreement_id: int = Field(ge=1)
-    label: str = Field(min_length=1, max_length=200)
-    annotator: Annotated[str, ANNOTATOR]
+    disagreement_id: RowId
+    label: ClassName
+    annotator: AnnotatorName
 
 
 class SkipBody(BaseModel):
-    image_id: int = Field(ge=1)
-    annotator: Annotated[str, ANNOTATOR]
+    image_id: RowId
+    annotator: AnnotatorName
+
+
+def short_errors(errors: Sequence[Any], *, limit: int = 300) -> str:
+    """One line naming each invalid field and its problem (at most 3), never the input.
+
+    Args:
+        errors: pydantic's error dicts; only ``loc``, ``msg`` and ``type`` are read (``input``,
+            ``ctx`` and ``url`` may hold or point at what the client sent).
+    """
+    parts = []
+    for error in errors[:3]:
+        loc = [str(p)[:40] for p in error.get("loc", ())]
+        where = "body" if error.get("type") == "json_invalid" else ".".join(loc[1:]) or ".".join(loc)
+        parts.append(f"{where or 'request'}: {str(error.get('msg', 'invalid'))[:120]}")
+    return "; ".join(parts)[:limit]
+
+
+def parse_host(text: str) -> tuple[str, int | None]:
+    """``NAME[:PORT]`` or ``[IPv6][:PORT]`` -> (lower-case name, port or None).
+
+    Raises:
+        ValueError: anything else (a URL, spaces, a port outside 1-65535).
+    """
+    match = _HOST_RE.match(text.strip())
+    port = int(match["port"]) if match and match["port"] else None
+    if match is None or (port is not None and not 1 <= port <= 65535):
+        raise ValueError(f"{text!r} is not NAME[:PORT] (a host name or address, and a port 1-65535)")
+    return (match["ip6"] or match["name"]).lower(), port
+
+
+def host_values(name: str, port: int) -> set[str]:
+    """The ``Host`` header values that name ``name:port`` (IPv6 in brackets; bare on port 80)."""
+    name = name.lower().strip("[]")
+    shown = f"[{name}]" if ":" in name else name
+    return {f"{shown}:{port}"} | ({shown} if port == 80 else set())
+
+
+def machine_names() -> set[str]:
+    """This machine's host name, FQDN and the addresses they resolve to, and the address of the
+    interface that routes outward (none sent: a UDP socket's connect only picks the route)."""
+    names = {socket.gethostname(), socket.getfqdn()}
+    for name in list(names):
+        with contextlib.suppress(OSError):  # a name that does not resolve adds nothing
+            names |= {str(info[4][0]) for info in socket.getaddrinfo(name, None)}
+    for family, target in ((socket.AF_INET, "192.0.2.1"), (socket.AF_INET6, "2001:db8::1")):
+        with (
+            contextlib.suppress(OSError),
+            socket.socket(family, socket.SOCK_DGRAM) as probe,
+        ):  # no route: none
+            probe.connect((target, 9))
+            names.add(str(probe.getsockname()[0]))
+    return {n.split("%")[0] for n in names if n}  # an IPv6 scope (fe80::1%eth0) is not in a Host
+
+
+def allowed_hosts(host: str, port: int, *, extra: Iterable[str] = ()) -> set[str]:
+    """The ``Host`` values a server listening on ``host:port`` answers: ``host`` and the loopback
+    names; with a wildcard ``host`` also :func:`machine_names`; and each ``extra`` NAME[:PORT]
+    (``--allow-host``; the server's port when none is given)."""
+    names = {host, *LOOPBACK} | (machine_names() if host in WILDCARD else set())
+    out = set().union(*(host_values(name, port) for name in names if name))
+    for text in extra:
+        name, given = parse_host(text)
+        out |= host_values(name, given or port)
+    return out
+
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The one value of header ``name``; None when it is missing or given twice."""
+    values = [bytes(v).decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == name]
+    return values[0] if len(values) == 1 else None
+
+
+class BodyTooLarge(Exception):
+    """A streamed request body passed the limit."""
+
+
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, read chunk by chunk; None if the client went away.
+
+    Raises:
+        BodyTooLarge: at the first chunk that takes it over ``limit`` bytes (the rest is never read).
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > limit:
+            raise BodyTooLarge
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def secured(send: Send) -> Send:
+    """``send`` that puts ``SECURITY_HEADERS`` on the response (replacing any of the same name)."""
+
+    async def send_secured(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [
+                (k, v)
+                for k, v in message.get("headers", [])
+                if k.decode("latin-1").lower() not in SECURITY_HEADERS
+            ]
+            message["headers"] = headers + [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+        await send(message)
+
+    return send_secured
+
+
+async def answer(send: Send, status: int, detail: str) -> None:
+    """A short JSON answer ``{"detail": detail}``."""
+    body = json.dumps({"detail": detail}, separators=(",", ":")).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Guard:
+    """ASGI wrapper run before any route: refuses a foreign, missing or repeated ``Host`` (400)
+    and a body over ``max_body`` bytes (413: a Content-Length over it, or a streamed body as soon
+    as it passes it), and adds ``SECURITY_HEADERS`` to every response, errors included."""
+
+    def __init__(self, app: ASGIApp, *, hosts: Iterable[str], max_body: int = MAX_BODY):
+        self.app = app
+        self.hosts = frozenset(h.lower() for h in hosts)
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            return await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            return  # no websockets here: the server closes the connection
+        send = secured(send)
+        host = _header(scope, b"host")
+        if host is None or host.lower() not in self.hosts:
+            return await answer(send, 400, HOST_REFUSED)
+        too_big = f"request body over {self.max_body} bytes"
+        length = _header(scope, b"content-length")
+        if length is not None and (not length.strip().isdigit() or int(length) > self.max_body):
+            return await answer(send, 413, too_big)
+        try:
+            body = await read_body(receive, self.max_body)
+        except BodyTooLarge:
+            return await answer(send, 413, too_big)
+        if body is None:
+            return None
+        pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def replay() -> Message:  # the body once, then what the client sends (a disconnect)
+            return pending.pop() if pending else await receive()
+
+        return await self.app(scope, replay, send)
+
+
+def served_path(image_root: Path, relative: str) -> Path | None:
+    """The file to send for a stored image path, or None (a tampered database, a moved file).
+
+    The stored path is checked as text, read both as a POSIX and a Windows path: relative (no
+    root, no drive), no ``..``. Then it may resolve anywhere (a symlinked file or sub-folder):
+    the project imported it, and rounds train on it.
+    """
+    flavours = (PurePosixPath(relative), PureWindowsPath(relative))
+    if not relative or any(p.is_absolute() or p.anchor or ".." in p.parts for p in flavours):
+        return None
+    path = image_root / relative
+    return path if path.is_file() and os.access(path, os.R_OK) else None
 
 
 def static_text(name: str) -> str:
@@ -92,8 +326,13 @@ class RoundRunner:
         return True
 
 
-def create_app(folder: str | Path, token: str) -> FastAPI:
-    """The app over project ``folder``; ``token`` guards every API call."""
+def create_app(folder: str | Path, token: str, *, hosts: Iterable[str]) -> Guard:
+    """The app over project ``folder``; ``token`` guards every API call.
+
+    Args:
+        hosts: the ``Host`` header values to answer (see :func:`allowed_hosts`); any other is
+            a 400.
+    """
     folder = Path(folder).resolve()
     store: ProjectStore = open_project(folder)
     image_root = Path(store.settings()["image_root"])
@@ -113,6 +352,10 @@ def create_app(folder: str | Path, token: str) -> FastAPI:
     async def project_error(_: Request, exc: ProjectError) -> JSONResponse:
         return JSONResponse(status_code=409, content={"detail": str(exc)})
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": short_errors(exc.errors())})
+
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
         return static_text("index.html")
@@ -126,6 +369,8 @@ def create_app(folder: str | Path, token: str) -> FastAPI:
 
     @app.get("/api/state", dependencies=auth)
     def state() -> dict[str, Any]:
+        if not runner.running:  # a round of a process that was killed: recorded failed, not "running"
+            store.fail_stale_rounds()
         rounds = store.rounds()
         return {
             "classes": store.class_names(),
@@ -164,14 +409,22 @@ def create_app(folder: str | Path, token: str) -> FastAPI:
         """Up to ``count`` items for a grid, leased to the annotator."""
         return [described(item) for item in store.lease(body.annotator, body.count)]
 
-    def label_change(change: Callable[[], LabelResult]) -> dict[str, Any]:
-        """Run a label change; an unknown class is a 422, an unknown image or case a 404."""
+    def queue_change(change: Callable[[], T]) -> T:
+        """Run a store change: an unknown class is a 422, a held-out image a 403, an unknown
+        image, case or queue item a 404."""
         try:
-            result = change()
-        except UnknownClassError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
+            return change()
+        except UnknownClassError as exc:  # the store's message repeats the label: not sent back
+            raise HTTPException(
+                status_code=422, detail=f"label: not one of the classes {store.class_names()}"
+            ) from exc
+        except HeldOutError as exc:
+            raise HTTPException(status_code=403, detail=str(exc)) from exc
         except ProjectError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from exc
+
+    def label_change(change: Callable[[], LabelResult]) -> dict[str, Any]:
+        result = queue_change(change)
         return {"status": result.status, "image_id": result.image_id, "label": result.label}
 
     @app.post("/api/label", dependencies=auth)
@@ -180,7 +433,7 @@ def create_app(folder: str | Path, token: str) -> FastAPI:
 
     @app.post("/api/skip", dependencies=auth)
     def skip(body: SkipBody) -> dict[str, Any]:
-        store.skip(body.image_id, body.annotator)
+        queue_change(lambda: store.skip(body.image_id, body.annotator))
         return {"status": "skipped", "image_id": body.image_id}
 
     @app.post("/api/undo", dependencies=auth)
@@ -192,7 +445,9 @@ def create_app(folder: str | Path, token: str) -> FastAPI:
 
     @app.get("/api/disagreements", dependencies=auth)
     def disagreements() -> list[dict[str, Any]]:
-        """Open disagreements: the label kept, the other one, and who gave each."""
+        """Open disagreements on pool images: the label kept, the other one, and who gave each
+        (an older database's case on a held-out image cannot be resolved here: not offered)."""
+        held = store.held_out_ids()
         return [
             {
                 "id": d["id"],
@@ -203,6 +458,7 @@ def create_app(folder: str | Path, token: str) -> FastAPI:
                 "other_annotator": d["annotator"],
             }
             for d in store.disagreements()
+            if d["image_id"] not in held
         ]
 
     @app.post("/api/resolve", dependencies=auth)
@@ -216,33 +472,46 @@ def create_app(folder: str | Path, token: str) -> FastAPI:
         return {"status": "started"}
 
     @app.get("/api/image/{image_id}", dependencies=auth)
-    def image(image_id: int) -> Response:
+    def image(image_id: Annotated[int, PathParam(ge=1, le=MAX_ID)]) -> Response:
         try:
-            relative = store.image_path(image_id)
+            relative = store.labelling_image_path(image_id)
         except ProjectError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from exc
         file_part, virtual, _ = relative.partition(NPZ_SEPARATOR)
-        path = (image_root / file_part).resolve()
-        if image_root not in path.parents or not path.is_file():  # a tampered database, or a moved file
+        path = served_path(image_root, file_part)
+        if path is None:
             raise HTTPException(status_code=404, detail="image file not found")
         if not virtual and path.suffix.lower() in BROWSER_FORMATS:
             return FileResponse(path)
         try:  # TIFF, images inside an .npz, ...: decoded and sent as PNG
-            pixels = load_rgb(str(image_root / relative))
+            pixels = load_rgb(str(path) + relative[len(file_part) :])
         except BadImageError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from exc
         buffer = io.BytesIO()
         PILImage.fromarray(pixels).save(buffer, format="PNG")
         return Response(buffer.getvalue(), media_type="image/png")
 
-    return app
+    return Guard(app, hosts=hosts)
 
 
-def serve(folder: str | Path, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None) -> None:
-    """Run the app with uvicorn; prints the URL with its token."""
+def serve(
+    folder: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    token: str | None = None,
+    allow_hosts: Iterable[str] = (),
+) -> None:
+    """Run the app with uvicorn; prints the URL with its token.
+
+    Args:
+        allow_hosts: more ``NAME[:PORT]`` values to answer besides the listening address (a
+            lab's DNS name, a reverse proxy's); see :func:`allowed_hosts`.
+    """
     import uvicorn
 
     token = token or secrets.token_urlsafe(24)
-    app = create_app(folder, token)
-    print(f"unisal: open http://{host}:{port}/?token={token}", flush=True)
+    app = create_app(folder, token, hosts=allowed_hosts(host, port, extra=allow_hosts))
+    shown = f"[{host}]" if ":" in host else host
+    print(f"unisal: open http://{shown}:{port}/?token={token}", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

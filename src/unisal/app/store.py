@@ -12,9 +12,11 @@ process is killed right after (SQLite's write-ahead log).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,8 +26,14 @@ from typing import Any
 
 from unisal.data.catalogue import UnknownClassError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "project.db"
+ROUND_LOCK_NAME = ".round.lock"  # held (fcntl.flock) by whoever runs a round, for the whole round
+# why a round marked running that nobody holds the lock of is recorded as failed
+ROUND_KILLED = "the process running it ended without finishing it (killed?)"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+# the tables every version has: a database without them is some other program's
+_TABLES = {"meta", "classes", "images", "labels", "label_events", "disagreements", "rounds", "queue"}
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -88,13 +96,58 @@ CREATE TABLE queue (
 );
 """
 
+# Version 2: each image's modification time (ns) when its hash was last checked, so that a
+# round re-hashes only the files whose size or mtime changed (NULL: never checked, hash it).
+_SCHEMA_V2 = """
+ALTER TABLE images ADD COLUMN mtime_ns INTEGER;
+"""
+
 # Version k -> the SQL that brings a version k - 1 database to k. A new column or table is a
 # new entry here; an existing entry is never edited.
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 
 class ProjectError(ValueError):
     """The project folder or a request cannot be used; the message says why."""
+
+
+def damaged(path: Path) -> ProjectError:
+    return ProjectError(
+        f"{path} is empty or not a unisal project database; restore it from a backup or create a "
+        "project with `unisal project init`"
+    )
+
+
+def check_class_names(classes: list[str]) -> None:
+    if len(classes) < 2 or len(set(classes)) != len(classes) or any(not c.strip() for c in classes):
+        raise ProjectError(f"a project needs two or more distinct, non-empty class names; got {classes}")
+
+
+def _check_database(path: Path) -> None:
+    """Refuse, without writing a byte, a file that is not a unisal project database: empty, not
+    SQLite, or SQLite without the project's tables (another program's, or version 0)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise ProjectError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if head != _SQLITE_MAGIC:
+        raise damaged(path)
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise ProjectError(f"{path} is not a readable project database: {exc}") from exc
+    if version > SCHEMA_VERSION:
+        raise ProjectError(
+            f"{path} has schema version {version}, newer than this unisal ({SCHEMA_VERSION}): upgrade unisal"
+        )
+    if version < 1 or not tables >= _TABLES:
+        raise damaged(path)
 
 
 def now() -> str:
@@ -136,6 +189,15 @@ class QueueItem:
     guess: str | None
     guess_confidence: float | None
     position: int
+
+
+class HeldOutError(ProjectError):
+    """The image is in the held-out test set: the app never labels, resolves, skips or queues it
+    (its label is the yardstick that every round is measured by)."""
+
+
+def held_out(image_id: int) -> HeldOutError:
+    return HeldOutError(f"image {image_id} is in the held-out test set: it is not labelled in the app")
 
 
 class ProjectStore:
@@ -189,10 +251,9 @@ class ProjectStore:
         path = Path(path)
         if path.exists():
             raise ProjectError(f"{path} already exists")
-        if len(classes) < 2 or len(set(classes)) != len(classes) or any(not c.strip() for c in classes):
-            raise ProjectError(f"a project needs two or more distinct, non-empty class names; got {classes}")
+        check_class_names(classes)
         store = cls(path)
-        store.migrate()
+        store.migrate(create=True)
         with store.transaction() as conn:
             conn.executemany("INSERT INTO classes (id, name) VALUES (?, ?)", list(enumerate(classes)))
             conn.execute("INSERT INTO meta VALUES ('settings', ?)", (json.dumps(settings),))
@@ -201,9 +262,15 @@ class ProjectStore:
 
     @classmethod
     def open(cls, path: str | Path) -> ProjectStore:
+        """An existing project database, migrated to this version; never creates one.
+
+        Raises:
+            ProjectError: no file, or one that is empty, not SQLite, another program's, or newer.
+        """
         path = Path(path)
         if not path.is_file():
             raise ProjectError(f"no project database at {path}")
+        _check_database(path)
         store = cls(path)
         try:
             store.migrate()
@@ -215,15 +282,23 @@ class ProjectStore:
     def version(self) -> int:
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
-    def migrate(self) -> None:
-        """Apply every migration above the database's version, each in its own transaction."""
+    def migrate(self, *, create: bool = False) -> None:
+        """Apply every migration above the database's version, each in its own transaction.
+
+        Only ``create`` starts from version 0 (an empty file): opening never creates tables.
+        """
         version = self.version
         if version > SCHEMA_VERSION:
             raise ProjectError(
                 f"{self.path} has schema version {version}, newer than this unisal ({SCHEMA_VERSION}): upgrade unisal"
             )
+        if version == 0 and not create:
+            raise damaged(self.path)
         for target in range(version + 1, SCHEMA_VERSION + 1):
             with self.transaction() as conn:
+                # Another process (the web app, a second command) may have migrated meanwhile.
+                if int(conn.execute("PRAGMA user_version").fetchone()[0]) >= target:
+                    continue
                 for statement in MIGRATIONS[target].split(";"):
                     if statement.strip():
                         conn.execute(statement)
@@ -248,14 +323,21 @@ class ProjectStore:
         return int(row[0])
 
     # ---- images
-    def add_images(self, rows: Iterable[tuple[str, str, int, str, str]]) -> int:
-        """Insert ``(path, sha256, bytes, group, split)`` rows in one transaction; returns the count."""
+    def add_images(self, rows: Iterable[tuple[str, str, int, str, str, int | None]]) -> int:
+        """Insert ``(path, sha256, bytes, group, split, mtime_ns)`` rows in one transaction
+        (``mtime_ns``: the file's modification time when it was hashed); returns the count."""
         rows = list(rows)
         with self.transaction() as conn:
             conn.executemany(
-                "INSERT INTO images (path, sha256, bytes, grp, split) VALUES (?, ?, ?, ?, ?)", rows
+                "INSERT INTO images (path, sha256, bytes, grp, split, mtime_ns) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
             )
         return len(rows)
+
+    def set_mtimes(self, rows: list[tuple[int, int]]) -> None:
+        """Record ``(image id, mtime_ns)``: the file was hashed again and its bytes are unchanged."""
+        with self.transaction() as conn:
+            conn.executemany("UPDATE images SET mtime_ns = ? WHERE id = ?", [(m, i) for i, m in rows])
 
     def image_ids(self, paths: list[str]) -> dict[str, int]:
         """Path -> id for the paths the project holds."""
@@ -279,7 +361,7 @@ class ProjectStore:
 
     def images(self) -> list[sqlite3.Row]:
         return self.conn.execute(
-            "SELECT id, path, sha256, bytes, grp, split FROM images ORDER BY id"
+            "SELECT id, path, sha256, bytes, grp, split, mtime_ns FROM images ORDER BY id"
         ).fetchall()
 
     # ---- labels
@@ -288,13 +370,35 @@ class ProjectStore:
             "SELECT class_id, annotator FROM labels WHERE image_id = ?", (image_id,)
         ).fetchone()
 
+    def _pool_image(self, conn: sqlite3.Connection, image_id: int) -> str:
+        """The path of pool image ``image_id``.
+
+        Raises:
+            HeldOutError: it is a held-out test image.
+            ProjectError: there is no such image.
+        """
+        row = conn.execute("SELECT path, split FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row is None:
+            raise ProjectError(f"no image with id {image_id}")
+        if row["split"] != "pool":
+            raise held_out(image_id)
+        return str(row["path"])
+
+    def labelling_image_path(self, image_id: int) -> str:
+        """The path of an image the app may show: a pool image (see :meth:`_pool_image`)."""
+        return self._pool_image(self.conn, image_id)
+
+    def held_out_ids(self) -> set[int]:
+        """Ids of the held-out test images."""
+        return {int(r[0]) for r in self.conn.execute("SELECT id FROM images WHERE split = 'test'")}
+
     def set_label(self, image_id: int, label: str, annotator: str) -> LabelResult:
-        """Label an image; audited. A different annotator's differing label is kept as a disagreement."""
+        """Label a pool image; audited. A different annotator's differing label is kept as a
+        disagreement. A held-out test image is refused (:class:`HeldOutError`)."""
         class_id = self.class_id(label)
         at = now()
         with self.transaction() as conn:
-            if conn.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is None:
-                raise ProjectError(f"no image with id {image_id}")
+            self._pool_image(conn, image_id)
             current = self._label_row(conn, image_id)
             if current is not None and current["class_id"] == class_id:
                 status = "unchanged"
@@ -316,11 +420,15 @@ class ProjectStore:
         return LabelResult(status, image_id, label)
 
     def undo(self, annotator: str) -> LabelResult | None:
-        """Revert this annotator's latest label change that is still in effect; None if there is none."""
+        """Revert this annotator's latest label change of a pool image that is still in effect;
+        None if there is none. (A held-out image's label is never changed through the app, nor
+        an older database's change of one undone.)"""
         with self.transaction() as conn:
             event = conn.execute(
-                "SELECT id, image_id, old_class_id, new_class_id FROM label_events "
-                "WHERE annotator = ? AND action IN ('label', 'relabel') AND undone = 0 ORDER BY id DESC LIMIT 1",
+                "SELECT e.id, e.image_id, e.old_class_id, e.new_class_id FROM label_events e "
+                "JOIN images ON images.id = e.image_id AND images.split = 'pool' "
+                "WHERE e.annotator = ? AND e.action IN ('label', 'relabel') AND e.undone = 0 "
+                "ORDER BY e.id DESC LIMIT 1",
                 (annotator,),
             ).fetchone()
             if event is None:
@@ -394,19 +502,22 @@ class ProjectStore:
         return changed
 
     def disagreements(self) -> list[sqlite3.Row]:
-        """Open disagreements: the image, the label kept and its annotator, the other label and its annotator."""
+        """Open disagreements on pool images: the image, the label kept and its annotator, the
+        other label and its annotator. (A case on a held-out image, which an older version let in,
+        cannot be resolved: held-out labels change only through ``--test``.)"""
         return self.conn.execute(
             "SELECT d.id, d.image_id, images.path, classes.name AS label, d.annotator, d.at, "
             "kept.name AS current, labels.annotator AS current_annotator FROM disagreements d "
             "JOIN images ON images.id = d.image_id JOIN classes ON classes.id = d.class_id "
             "LEFT JOIN labels ON labels.image_id = d.image_id LEFT JOIN classes kept ON kept.id = labels.class_id "
-            "WHERE d.resolved = 0 ORDER BY d.id"
+            "WHERE d.resolved = 0 AND images.split = 'pool' ORDER BY d.id"
         ).fetchall()
 
     def resolve(self, disagreement_id: int, label: str, reviewer: str) -> LabelResult:
         """Settle a disagreement with ``label`` (either side's, or another class): the image's
         label becomes it (audited as the reviewer's relabel when it changes) and every open
-        disagreement on that image is closed."""
+        disagreement on that image is closed. One on a held-out test image (an older database's)
+        is refused (:class:`HeldOutError`)."""
         class_id = self.class_id(label)
         with self.transaction() as conn:
             row = conn.execute(
@@ -415,6 +526,7 @@ class ProjectStore:
             if row is None:
                 raise ProjectError(f"no open disagreement with id {disagreement_id}")
             image_id = int(row["image_id"])
+            self._pool_image(conn, image_id)
             current = self._label_row(conn, image_id)
             old = None if current is None else current["class_id"]
             if old != class_id:
@@ -436,9 +548,11 @@ class ProjectStore:
     # ---- the queue and leases
     def replace_queue(self, round_id: int | None, items: list[dict[str, Any]]) -> None:
         """The next batch: ``image_id``, ``reason`` and optionally ``score``, ``guess`` (class
-        name), ``guess_confidence``, in the order to show them."""
+        name), ``guess_confidence``, in the order to show them. Unknown ids and held-out test
+        images are refused (nothing changes)."""
         names = self.class_names()
         with self.transaction() as conn:
+            self._check_queueable(conn, [int(item["image_id"]) for item in items])
             conn.execute("DELETE FROM queue")
             conn.executemany(
                 "INSERT INTO queue (image_id, round_id, position, reason, score, guess_class_id, guess_confidence) "
@@ -457,6 +571,22 @@ class ProjectStore:
                 ],
             )
 
+    @staticmethod
+    def _check_queueable(conn: sqlite3.Connection, image_ids: list[int]) -> None:
+        """Refuse (ProjectError, at most 5 ids shown) ids that are no image or a held-out one."""
+        split: dict[int, str] = {}
+        for start in range(0, len(image_ids), 500):
+            chunk = image_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(f"SELECT id, split FROM images WHERE id IN ({marks})", chunk)
+            split.update({int(r[0]): str(r[1]) for r in rows})
+        for problem, bad in (
+            ("unknown image id(s)", [i for i in image_ids if i not in split]),
+            ("held-out test image(s)", [i for i in image_ids if split.get(i, "pool") != "pool"]),
+        ):
+            if bad:
+                raise ProjectError(f"cannot queue {problem} {', '.join(map(str, bad[:5]))}")
+
     def lease(self, annotator: str, count: int = 1, *, lease_seconds: float = 600.0) -> list[QueueItem]:
         """Up to ``count`` queued, unlabelled items that no other annotator holds (or whose lease
         ran out) and this annotator has not skipped, the annotator's own leases first, then in
@@ -467,7 +597,7 @@ class ProjectStore:
             rows = conn.execute(
                 "SELECT q.image_id, images.path, q.reason, q.score, classes.name AS guess, q.guess_confidence, q.position "
                 "FROM queue q JOIN images ON images.id = q.image_id LEFT JOIN classes ON classes.id = q.guess_class_id "
-                "WHERE q.image_id NOT IN (SELECT image_id FROM labels) "
+                "WHERE q.image_id NOT IN (SELECT image_id FROM labels) AND images.split = 'pool' "
                 "AND (q.skipped_by IS NULL OR q.skipped_by != ?) "
                 "AND (q.lease_owner IS NULL OR q.lease_owner = ? OR q.lease_until < ?) "
                 "ORDER BY (q.lease_owner = ?) DESC, q.position LIMIT ?",
@@ -496,12 +626,20 @@ class ProjectStore:
         return items[0] if items else None
 
     def skip(self, image_id: int, annotator: str) -> None:
-        """Put an item back for the others; this annotator will not be offered it again."""
+        """Put a queued item back for the others; this annotator will not be offered it again.
+
+        Raises:
+            HeldOutError: a held-out test image.
+            ProjectError: no such image, or it is not in the queue.
+        """
         with self.transaction() as conn:
-            conn.execute(
+            self._pool_image(conn, image_id)
+            changed = conn.execute(
                 "UPDATE queue SET lease_owner = NULL, lease_until = NULL, skipped_by = ? WHERE image_id = ?",
                 (annotator, image_id),
-            )
+            ).rowcount
+            if changed == 0:
+                raise ProjectError(f"image {image_id} is not in the queue")
 
     def queue_length(self) -> int:
         return int(
@@ -511,12 +649,75 @@ class ProjectStore:
         )
 
     # ---- rounds
+    @property
+    def round_lock_file(self) -> Path:
+        return self.path.parent / ROUND_LOCK_NAME
+
+    @contextmanager
+    def round_lock(self, *, wait: float = 1.0) -> Iterator[None]:
+        """Hold the project's round lock: an OS lock (``flock``) that dies with its process, even
+        by SIGKILL. It is taken per call, on a file opened per call, so a second round is refused
+        whether it comes from another process or another thread of this one (the web app).
+
+        Args:
+            wait: seconds to retry while someone holds it briefly (``status`` settling a stale round).
+
+        Raises:
+            ProjectError: a round is running (someone else holds the lock), or the project
+                folder cannot be written.
+        """
+        try:
+            handle = self.round_lock_file.open("a+")
+        except OSError as exc:
+            raise ProjectError(f"cannot lock {self.round_lock_file}: {exc.strerror or exc}") from None
+        deadline = time.monotonic() + wait
+        try:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise ProjectError("a round is already running; wait for it to finish") from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        finally:
+            handle.close()
+
+    def fail_stale_rounds(self) -> int:
+        """Record as failed (``ROUND_KILLED``) the rounds marked running whose process is gone,
+        i.e. nobody holds the round lock; returns how many. A no-op while a round runs, or where
+        the project folder cannot be written."""
+        if not self.conn.execute("SELECT 1 FROM rounds WHERE status = 'running'").fetchone():
+            return 0
+        try:
+            with self.round_lock(wait=0.0):
+                return self.fail_running_rounds()
+        except ProjectError:
+            return 0
+
+    def fail_running_rounds(self) -> int:
+        """With the round lock held: no round is really running, whatever the database says."""
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE rounds SET status = 'failed', finished_at = ?, error = ? WHERE status = 'running'",
+                (now(), ROUND_KILLED),
+            )
+            return int(cur.rowcount)
+
     def start_round(self, settings: dict[str, Any]) -> int:
-        """A new round (status ``running``); refused while another one runs."""
+        """A new round (status ``running``); refused while another one runs. ``n_labels`` counts
+        the labels a round trains on: those of pool images (see :meth:`counts`)."""
         with self.transaction() as conn:
             if conn.execute("SELECT 1 FROM rounds WHERE status = 'running'").fetchone():
                 raise ProjectError("a round is already running; wait for it to finish")
-            n = conn.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+            n = conn.execute(
+                "SELECT COUNT(*) FROM labels JOIN images ON images.id = labels.image_id "
+                "WHERE images.split = 'pool'"
+            ).fetchone()[0]
             cur = conn.execute(
                 "INSERT INTO rounds (status, started_at, n_labels, settings) VALUES ('running', ?, ?, ?)",
                 (now(), n, json.dumps(settings)),
@@ -531,9 +732,12 @@ class ProjectStore:
             )
 
     def fail_round(self, round_id: int, error: str) -> None:
+        """Record a running round as failed; a round that finished stays done (an interruption
+        that lands after its last write does not undo it)."""
         with self.transaction() as conn:
             conn.execute(
-                "UPDATE rounds SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
+                "UPDATE rounds SET status = 'failed', finished_at = ?, error = ? "
+                "WHERE id = ? AND status = 'running'",
                 (now(), error, round_id),
             )
 
@@ -549,20 +753,31 @@ class ProjectStore:
 
     # ---- summary
     def counts(self) -> dict[str, Any]:
-        """Images, labels per class, queue length and open disagreements."""
+        """Images, labels per class, queue length and open disagreements.
+
+        One definition everywhere (status, the app's progress, rounds): ``images``, ``labelled``
+        and ``per_class`` are the pool's (the labels a round trains on); the labelled hold-out
+        is counted apart in ``test_images``, ``test_labelled`` and ``test_per_class``.
+        """
         conn = self.conn
-        per_class = {name: 0 for name in self.class_names()}
-        for name, n in conn.execute(
-            "SELECT classes.name, COUNT(*) FROM labels JOIN classes ON classes.id = labels.class_id GROUP BY classes.name"
+        names = self.class_names()
+        per_split: dict[str, dict[str, int]] = {s: dict.fromkeys(names, 0) for s in ("pool", "test")}
+        for split, name, n in conn.execute(
+            "SELECT images.split, classes.name, COUNT(*) FROM labels "
+            "JOIN classes ON classes.id = labels.class_id JOIN images ON images.id = labels.image_id "
+            "GROUP BY images.split, classes.name"
         ):
-            per_class[name] = int(n)
+            per_split[split][name] = int(n)
+        images = dict.fromkeys(("pool", "test"), 0)
+        for split, n in conn.execute("SELECT split, COUNT(*) FROM images GROUP BY split"):
+            images[split] = int(n)
         return {
-            "images": int(conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]),
-            "test_images": int(
-                conn.execute("SELECT COUNT(*) FROM images WHERE split = 'test'").fetchone()[0]
-            ),
-            "labelled": sum(per_class.values()),
-            "per_class": per_class,
+            "images": images["pool"],
+            "labelled": sum(per_split["pool"].values()),
+            "per_class": per_split["pool"],
+            "test_images": images["test"],
+            "test_labelled": sum(per_split["test"].values()),
+            "test_per_class": per_split["test"],
             "queue": self.queue_length(),
             "disagreements": len(self.disagreements()),
         }

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -27,6 +32,27 @@ def _label_exports() -> list[str]:
     return list(LABEL_EXPORTS)
 
 
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside: SIGTERM (``kill``, a scheduler's stop) raises ``KeyboardInterrupt("stopped by
+    SIGTERM")``, so it takes Ctrl-C's path: the work in progress is recorded as stopped and
+    cleaned up instead of dying half-way. Later SIGTERMs are ignored while that cleanup runs.
+    Only the main thread receives signals: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt("stopped by SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @click.group()
 def project() -> None:
     """A labelling project: the images, the labels so far, rounds and the queue (one SQLite file)."""
@@ -40,7 +66,12 @@ def project() -> None:
     type=click.Path(exists=True),
     help="The images (a folder; or CSV/npz with --format).",
 )
-@click.option("--classes", required=True, help='Class names in shortcut order, e.g. "TUM,STR,NORM".')
+@click.option(
+    "--classes",
+    default=None,
+    help='Class names in shortcut order, e.g. "TUM,STR,NORM" (default with a labelled --format: '
+    "the layout's classes, e.g. the class folders in sorted order).",
+)
 @click.option(
     "--format",
     "fmt",
@@ -64,19 +95,19 @@ def project() -> None:
 def init(
     folder: str,
     images: str,
-    classes: str,
+    classes: str | None,
     fmt: str,
     labels_csv: str | None,
     groups_csv: str | None,
     test_csv: str | None,
 ) -> None:
     """Create a project in FOLDER from the images under --images."""
-    from unisal.app.project import init_project
+    from unisal.app.project import check_new_folder, create_project, plan_project
 
-    names = [c.strip() for c in classes.split(",") if c.strip()]
+    names = None if classes is None else [c.strip() for c in classes.split(",") if c.strip()]
     try:
-        store = init_project(
-            folder,
+        check_new_folder(folder)
+        plan = plan_project(
             images=images,
             classes=names,
             fmt=fmt,
@@ -84,12 +115,17 @@ def init(
             groups_csv=groups_csv,
             test_csv=test_csv,
         )
+        store = create_project(folder, plan)
     except _errors() as error:
         raise click.ClickException(str(error)) from error
+    for note in plan.notes:
+        click.echo(note)
     counts = store.counts()
     click.echo(
-        f"project {folder}: {counts['images']} images ({counts['test_images']} held out for testing), "
-        f"{counts['labelled']} labelled, classes {', '.join(names)}"
+        f"project {folder}: {counts['images'] + counts['test_images']} images "
+        f"({counts['test_images']} held out for testing), {counts['labelled']} labelled"
+        + (f" (+{counts['test_labelled']} held out)" if counts["test_labelled"] else "")
+        + f", classes {', '.join(plan.classes)}"
     )
 
 
@@ -101,16 +137,23 @@ def status(folder: str) -> None:
 
     try:
         store = open_project(folder)
+        store.fail_stale_rounds()  # a round left "running" by a killed process says so
         counts, rounds = store.counts(), store.rounds()
     except _errors() as error:
         raise click.ClickException(str(error)) from error
+    held_out = (
+        f" (+{counts['test_labelled']} held out of {counts['test_images']} held-out images)"
+        if counts["test_images"]
+        else ""
+    )
     click.echo(
-        f"{counts['images']} images, {counts['labelled']} labelled, {counts['queue']} queued, "
+        f"{counts['images']} images, {counts['labelled']} labelled{held_out}, {counts['queue']} queued, "
         f"{counts['disagreements']} disagreements to review"
     )
     width = max(len(n) for n in counts["per_class"])
     for name, n in counts["per_class"].items():
-        click.echo(f"  {name:<{width}}  {n}")
+        extra = f" (+{counts['test_per_class'][name]} held out)" if counts["test_images"] else ""
+        click.echo(f"  {name:<{width}}  {n}{extra}")
     for r in rounds:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in (r["metrics"] or {}).items() if isinstance(v, float))
         click.echo(
@@ -157,12 +200,17 @@ def import_(folder: str, file: str, annotator: str) -> None:
 @click.option("--progress", "show_progress", is_flag=True, help="Progress bars.")
 def round_(folder: str, show_progress: bool) -> None:
     """Train on the labels so far, report metrics, and queue the next batch to label."""
-    from unisal.app.rounds import run_round
+    from unisal.app.rounds import failure_reason, run_round
 
     try:
-        record = run_round(folder, progress=show_progress, log=click.echo)
+        with sigterm_as_interrupt():
+            record = run_round(folder, progress=show_progress, log=click.echo)
     except _errors() as error:
         raise click.ClickException(str(error)) from error
+    except KeyboardInterrupt as stop:
+        raise click.ClickException(
+            f"round {failure_reason(stop)}; the labels, the model and the queue are as they were"
+        ) from None
     metrics = record["metrics"] or {}
     shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("accuracy", "macro_f1") if k in metrics)
     click.echo(

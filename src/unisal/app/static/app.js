@@ -1,4 +1,7 @@
 // The labelling page: one patch at a time, class buttons and keys, progress and rounds.
+// Class names, file names, annotators, reasons and errors come from data: they reach the page
+// only as text nodes (el(), textContent), never as markup, and the server's CSP forbids inline
+// script besides.
 "use strict";
 const params = new URLSearchParams(location.search);
 const token = params.get("token") || sessionStorage.getItem("unisal-token") || "";
@@ -32,37 +35,49 @@ function annotator() {
 
 function say(text) { $("message").textContent = text; }
 
+// An element with attributes and children; a string child becomes a text node, never markup.
+function build(node, attributes, children) {
+  for (const [key, value] of Object.entries(attributes)) {
+    if (/^on/i.test(key)) throw new Error(`no inline handlers: ${key}`);
+    node.setAttribute(key, String(value));
+  }
+  node.append(...children.map((c) => (c instanceof Node ? c : String(c))));
+  return node;
+}
+const el = (tag, attributes = {}, ...children) => build(document.createElement(tag), attributes, children);
+const svgEl = (tag, attributes = {}, ...children) =>
+  build(document.createElementNS("http://www.w3.org/2000/svg", tag), attributes, children);
+
 function drawButtons() {
-  const box = $("buttons");
-  box.innerHTML = "";
-  classes.forEach((name, k) => {
-    const b = document.createElement("button");
+  $("buttons").replaceChildren(...classes.map((name, k) => {
+    const b = el("button", {}, el("kbd", {}, k + 1), name);
     b.dataset.label = name;
-    b.innerHTML = `<kbd>${k + 1}</kbd>`;
-    b.append(name);
     b.addEventListener("click", () => label(name));
-    box.append(b);
-  });
+    return b;
+  }));
 }
 
 function drawCurve(rounds) {
   const svg = $("curve");
   const points = rounds.filter((r) => r.metrics && typeof r.metrics.accuracy === "number");
-  svg.innerHTML = "";
   if (!points.length) {
-    svg.innerHTML = '<text x="10" y="80" font-size="12">no metrics yet</text>';
+    svg.replaceChildren(svgEl("text", { x: 10, y: 80, "font-size": 12 }, "no metrics yet"));
     return;
   }
   const maxN = Math.max(...points.map((r) => r.n_labels), 1);
   const x = (n) => 30 + (260 * n) / maxN;
   const y = (a) => 140 - 120 * a;
   const path = points.map((r, i) => `${i ? "L" : "M"}${x(r.n_labels)},${y(r.metrics.accuracy)}`).join(" ");
-  svg.innerHTML =
-    `<line x1="30" y1="140" x2="290" y2="140" stroke="#999"/><line x1="30" y1="20" x2="30" y2="140" stroke="#999"/>` +
-    `<text x="2" y="24" font-size="10">1.0</text><text x="2" y="144" font-size="10">0</text>` +
-    `<text x="240" y="156" font-size="10">labels</text>` +
-    `<path d="${path}" fill="none" stroke="#1565c0" stroke-width="2"/>` +
-    points.map((r) => `<circle cx="${x(r.n_labels)}" cy="${y(r.metrics.accuracy)}" r="3" fill="#1565c0"><title>${r.n_labels} labels: ${r.metrics.accuracy.toFixed(3)}</title></circle>`).join("");
+  svg.replaceChildren(
+    svgEl("line", { x1: 30, y1: 140, x2: 290, y2: 140, stroke: "#999" }),
+    svgEl("line", { x1: 30, y1: 20, x2: 30, y2: 140, stroke: "#999" }),
+    svgEl("text", { x: 2, y: 24, "font-size": 10 }, "1.0"),
+    svgEl("text", { x: 2, y: 144, "font-size": 10 }, "0"),
+    svgEl("text", { x: 240, y: 156, "font-size": 10 }, "labels"),
+    svgEl("path", { d: path, fill: "none", stroke: "#1565c0", "stroke-width": 2 }),
+    ...points.map((r) => svgEl("circle", { cx: x(r.n_labels), cy: y(r.metrics.accuracy), r: 3, fill: "#1565c0" },
+      svgEl("title", {}, `${r.n_labels} labels: ${r.metrics.accuracy.toFixed(3)}`))),
+  );
 }
 
 async function refresh() {
@@ -70,11 +85,11 @@ async function refresh() {
   if (!classes.length) { classes = state.classes; drawButtons(); }
   const c = state.counts;
   $("progress").textContent = `${c.labelled} labelled of ${c.images} · ${c.queue} queued` + (c.disagreements ? ` · ${c.disagreements} to review` : "");
-  $("per-class").innerHTML = Object.entries(c.per_class).map(([k, v]) => `<tr><td>${k}</td><td>${v}</td></tr>`).join("");
-  $("rounds").innerHTML = state.rounds.map((r) => {
+  $("per-class").replaceChildren(...Object.entries(c.per_class).map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v))));
+  $("rounds").replaceChildren(...state.rounds.map((r) => {
     const m = r.metrics && typeof r.metrics.accuracy === "number" ? `, accuracy ${r.metrics.accuracy.toFixed(3)}` : "";
-    return `<li>${r.status}, ${r.n_labels} labels${m}${r.error ? " — " + r.error : ""}</li>`;
-  }).join("");
+    return el("li", {}, `${r.status}, ${r.n_labels} labels${m}${r.error ? " — " + r.error : ""}`);
+  }));
   drawCurve(state.rounds);
   $("review-count").textContent = c.disagreements ? `(${c.disagreements})` : "";
   if (c.disagreements || $("review").childElementCount) await drawReview();
@@ -88,16 +103,13 @@ function imageUrl(item) { return `/api/image/${item.image_id}?token=${encodeURIC
 async function loadGrid() {
   batch = await api("/api/batch", { annotator: annotator(), count: 9 });
   selected = Math.min(selected, Math.max(batch.length - 1, 0));
-  const box = $("grid");
-  box.innerHTML = "";
-  batch.forEach((item, k) => {
-    const figure = document.createElement("figure");
-    figure.className = k === selected ? "selected" : "";
-    figure.innerHTML = `<img alt="patch ${item.image_id}" src="${imageUrl(item)}"><figcaption></figcaption>`;
-    figure.querySelector("figcaption").textContent = (item.guess ? `guess ${item.guess} · ` : "") + item.reason;
+  $("grid").replaceChildren(...batch.map((item, k) => {
+    const figure = el("figure", { class: k === selected ? "selected" : "" },
+      el("img", { alt: `patch ${item.image_id}`, src: imageUrl(item) }),
+      el("figcaption", {}, (item.guess ? `guess ${item.guess} · ` : "") + item.reason));
     figure.addEventListener("click", () => { selected = k; show(); });
-    box.append(figure);
-  });
+    return figure;
+  }));
   show();
 }
 
@@ -111,25 +123,26 @@ function show() {
 
 async function drawReview() {
   const cases = await api("/api/disagreements");
-  const box = $("review");
-  box.innerHTML = "";
-  for (const d of cases) {
-    const row = document.createElement("div");
-    row.className = "case";
-    row.innerHTML = `<img alt="patch ${d.image_id}" src="${imageUrl(d)}"><span></span>`;
-    row.querySelector("span").textContent = `${d.current} (${d.current_annotator}) or ${d.other} (${d.other_annotator})?`;
-    for (const choice of [d.current, d.other]) {
-      const b = document.createElement("button");
-      b.textContent = choice;
-      b.addEventListener("click", async () => {
-        try { await api("/api/resolve", { disagreement_id: d.id, label: choice, annotator: annotator() || "reviewer" }); }
-        catch (error) { say(error.message); }
-        await refresh();
-      });
-      row.append(b);
-    }
-    box.append(row);
+  $("review").replaceChildren(...cases.map((d) => el("div", { class: "case" },
+    el("img", { alt: `patch ${d.image_id}`, src: imageUrl(d) }),
+    el("span", {}, `${d.current} (${d.current_annotator}) or ${d.other} (${d.other_annotator})?`),
+    ...[d.current, d.other].map((choice) => {
+      const b = el("button", {}, choice);
+      b.addEventListener("click", () => resolve(d.id, choice));
+      return b;
+    }))));
+}
+
+async function resolve(id, choice) {
+  const name = annotator();
+  if (!name) {  // a resolution is someone's decision: no shared fallback name
+    say("Type your name (annotator) to resolve a case.");
+    $("annotator").focus();
+    return;
   }
+  try { await api("/api/resolve", { disagreement_id: id, label: choice, annotator: name }); }
+  catch (error) { say(error.message); }
+  await refresh();
 }
 
 async function next() {
@@ -165,14 +178,18 @@ async function label(name) {
 
 async function skip() {
   if (!current) return;
-  await api("/api/skip", { image_id: current.image_id, annotator: annotator() });
-  say("skipped");
+  try {  // the item may have left the queue meanwhile (a round replaced it): say so
+    await api("/api/skip", { image_id: current.image_id, annotator: annotator() });
+    say("skipped");
+  } catch (error) { say(error.message); }
   await next();
 }
 
 async function undo() {
-  const result = await api("/api/undo", { annotator: annotator() });
-  say(result.status === "undone" ? "undone" : "nothing to undo");
+  try {
+    const result = await api("/api/undo", { annotator: annotator() });
+    say(result.status === "undone" ? "undone" : "nothing to undo");
+  } catch (error) { say(error.message); }
   await refresh();
   await next();
 }
@@ -206,5 +223,10 @@ $("round").addEventListener("click", async () => {
 });
 $("annotator").value = localStorage.getItem("unisal-annotator") || "";
 $("annotator").addEventListener("change", () => next());
+$("annotator").addEventListener("keydown", (event) => {
+  // Enter commits the name (the change event loads the next patch) and leaves the field, so
+  // that the class keys label instead of typing into the name.
+  if (event.key === "Enter") { event.preventDefault(); $("annotator").blur(); }
+});
 refresh().then(next).catch((error) => say(error.message));
 setInterval(() => refresh().catch(() => {}), 3000);
