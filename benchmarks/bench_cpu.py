@@ -15,7 +15,8 @@ the extraction alone, from the cache's record), per setting:
 Simulation (``unisal simulate``, cpu preset, 30 + 10 x 30 labels, seed 0, the subset's cache
 built beforehand; wall seconds of the whole command), per OpenMP setting:
   active (OMP_WAIT_POLICY=ACTIVE), passive (=PASSIVE), default (unset: OpenMP's bounded spin),
-  and auto, the default now: passive where the machine is busy at start, else OpenMP's default.
+  and auto, the default now: passive where the machine is busy at start, else OpenMP's default;
+  one-thread: auto with ``--threads 1`` (the floor for a run that leaves a core to another).
 Scenarios: alone; with one busy competitor started before (a PyTorch matrix-product loop with
 PyTorch's defaults, as a second run would be); for the simulation also with the competitor
 started 2 s after the run (it cannot see it coming). Prints one JSON object.
@@ -101,6 +102,7 @@ def main() -> None:
     parser.add_argument("--parts", default="features,simulation")
     parser.add_argument("--features-settings", default="torch-old,torch-passive,torch-active,openvino")
     parser.add_argument("--simulation-settings", default="active,passive,auto")
+    parser.add_argument("--repeats", type=int, default=1, help="simulation runs per setting and scenario")
     args = parser.parse_args()
     data_csv, groups_csv = write_lung_subset(args.work / "data", per_class=args.per_class)
     data = ["--data", str(data_csv), "--groups", str(groups_csv), "--format", "csv"]
@@ -145,26 +147,32 @@ def main() -> None:
         cache = args.work / "cache-simulation"
         unisal(["features", *data, "--cache-dir", str(cache), "--quiet"], base, None, base)
         policies = {"active": {"OMP_WAIT_POLICY": "ACTIVE"}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
-        simulation: dict[str, dict[str, float]] = {}
-        for name in args.simulation_settings.split(","):
-            for scenario in ("alone", "before", "after"):
-                if scenario == "after" and name == "active":
-                    continue  # measured before this project chose passive waiting (bench_threads.py): 4x slower
-                out = args.work / "runs" / f"{name}-{scenario}"
-                shutil.rmtree(out, ignore_errors=True)
-                env = base | policies.get(name, {})
-                if name == "default":
-                    env["GOMP_SPINCOUNT"] = "300000"  # OpenMP's own default, stated so that unisal keeps it
-                wall, _ = unisal(
-                    ["simulate", *data, "--cache-dir", str(cache), "--preset", "cpu", "--seed", "0",
-                     "--initial", "30", "--budget", "30", "--rounds", "10", "--quiet", "--out", str(out)],
-                    env,
-                    None if scenario == "alone" else scenario,
-                    base,
-                )  # fmt: skip
-                simulation.setdefault(name, {})[scenario] = wall
-                print(name, scenario, wall, file=sys.stderr, flush=True)
-        result["simulation_seconds"] = simulation
+        walls: dict[str, dict[str, list[float]]] = {}
+        for repeat in range(args.repeats):
+            for name in args.simulation_settings.split(","):
+                for scenario in ("alone", "before", "after"):
+                    if scenario == "after" and name in ("active", "one-thread"):
+                        continue  # active: measured before this project chose passive waiting (4x slower)
+                    out = args.work / "runs" / f"{name}-{scenario}"
+                    shutil.rmtree(out, ignore_errors=True)
+                    env = base | policies.get(name, {})
+                    if name == "default":  # OpenMP's own default, stated so that unisal keeps it
+                        env["GOMP_SPINCOUNT"] = "300000"
+                    threads = ["--threads", "1"] if name == "one-thread" else []
+                    wall, _ = unisal(
+                        ["simulate", *data, "--cache-dir", str(cache), "--preset", "cpu", "--seed", "0",
+                         "--initial", "30", "--budget", "30", "--rounds", "10", "--quiet", *threads,
+                         "--out", str(out)],
+                        env,
+                        None if scenario == "alone" else scenario,
+                        base,
+                    )  # fmt: skip
+                    walls.setdefault(name, {}).setdefault(scenario, []).append(wall)
+                    print(name, scenario, repeat, wall, file=sys.stderr, flush=True)
+        result["simulation_seconds"] = {  # one number per cell, or each repeat's
+            name: {k: v[0] if args.repeats == 1 else v for k, v in cells.items()}
+            for name, cells in walls.items()
+        }
     print(json.dumps(result, indent=2))
 
 
