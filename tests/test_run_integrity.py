@@ -118,13 +118,20 @@ def test_a_folder_that_is_not_a_run_is_refused_and_a_file_too(tiles: Path, tmp_p
 
 
 @pytest.mark.parametrize(
-    ("name", "text"), [("config.yaml", "keep"), ("config.yaml", "data: mine\n"), ("rounds.csv", "precious")]
+    ("name", "text"),
+    [
+        ("config.yaml", "keep"),
+        ("config.yaml", "data: mine\n"),
+        ("rounds.csv", "precious"),
+        ("state.json", '{"a": 1}'),
+    ],
 )
 def test_files_with_a_runs_names_do_not_make_a_folder_a_run(
     tiles: Path, tmp_path: Path, name: str, text: str
 ):
     """Only a state.json or a config.yaml that parses as unisal's makes a folder a run: a folder
-    holding just a file with one of the names a run writes is someone else's, never overwritten."""
+    holding just a file with one of the names a run writes (a user's state.json too) is someone
+    else's, never overwritten."""
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / name).write_text(text)

@@ -93,7 +93,18 @@ class RunFolder:
         return self.root / "config.yaml"
 
     def holds_run(self) -> bool:
-        return self.state_file.is_file()
+        """A ``state.json`` that is a run's: beside a unisal ``config.yaml`` (then a damaged state
+        is this run's, and said so on resume), or one that parses as a run's state. A user's
+        file of that name is not."""
+        if not self.state_file.is_file():
+            return False
+        if self.config_is_ours():
+            return True
+        try:
+            self.read_state()
+        except RunError:
+            return False
+        return True
 
     @property
     def lock_file(self) -> Path:

@@ -16,12 +16,12 @@ from unisal.data.catalogue import read_image_folder
 def make_caches(make_image_folder, folder: Path) -> tuple[str, str]:
     paths = read_image_folder(make_image_folder(classes={"A": 2, "B": 2}, size=16)).paths
     array, _ = build_cache(paths, 16, cache_dir=folder, workers=1, progress=False)
-    features = folder / "features" / "f00d"
+    features = folder / "features" / ("f00d" * 5)
     features.mkdir(parents=True)
     (features / "features.npy").write_bytes(b"\0" * 2048)
     (features / "complete.json").write_text(json.dumps({"backbone": "tiny", "shape": [4, 8, 16]}))
     (folder / "datasets" / "kather2016").mkdir(parents=True)  # downloaded data: never a cache
-    return Path(array.filename).stem, "f00d"
+    return Path(array.filename).stem, "f00d" * 5
 
 
 def test_ls_and_clear(make_image_folder, tmp_path: Path) -> None:
@@ -61,16 +61,49 @@ def test_symlinked_entries_are_sized_and_removed_as_links(make_image_folder, tmp
     (elsewhere / "features").mkdir(parents=True)
     (elsewhere / "big.npy").write_bytes(b"\0" * 3_000_000)
     (elsewhere / "features" / "features.npy").write_bytes(b"\0" * 5_000_000)
-    (folder / "beef.npy").symlink_to(elsewhere / "big.npy")
-    (folder / "features" / "cafe").symlink_to(elsewhere / "features", target_is_directory=True)
+    beef, cafe = "beef" * 5, "cafe" * 5
+    (folder / f"{beef}.npy").symlink_to(elsewhere / "big.npy")
+    (folder / "features" / cafe).symlink_to(elsewhere / "features", target_is_directory=True)
     runner = CliRunner()
     listing = runner.invoke(cli, ["cache", "ls", "--cache-dir", str(folder)]).output
     lines = {line.split()[1]: line for line in listing.splitlines()[:-1]}
-    assert "link to" in lines["beef"] and " 0.0 MB" in lines["beef"]
-    assert "link to" in lines["cafe"] and " 0.0 MB" in lines["cafe"]
-    result = runner.invoke(cli, ["cache", "clear", "beef", "cafe", "--cache-dir", str(folder)])
+    assert "link to" in lines[beef] and " 0.0 MB" in lines[beef]
+    assert "link to" in lines[cafe] and " 0.0 MB" in lines[cafe]
+    result = runner.invoke(cli, ["cache", "clear", beef, cafe, "--cache-dir", str(folder)])
     assert result.exit_code == 0, result.output
     assert "0.00 GB freed" in result.output
-    assert not (folder / "beef.npy").is_symlink() and not (folder / "features" / "cafe").is_symlink()
+    assert not (folder / f"{beef}.npy").is_symlink() and not (folder / "features" / cafe).is_symlink()
     assert (elsewhere / "big.npy").stat().st_size == 3_000_000
     assert (elsewhere / "features" / "features.npy").is_file()
+
+
+def test_clear_never_enters_a_linked_features_folder_nor_takes_files_of_the_users(
+    make_image_folder, tmp_path: Path
+) -> None:
+    """`clear --all` removes caches only: not what a linked `features` folder points to, not a
+    file whose name is no cache key, and a dangling link is an entry that is removed cleanly."""
+    folder = tmp_path / "cache"
+    make_caches(make_image_folder, folder)
+    precious = tmp_path / "precious"
+    (precious / "important").mkdir(parents=True)
+    (precious / "important" / "thesis.txt").write_text("mine")
+    features = folder / "features"
+    for sub in features.iterdir():
+        (precious / sub.name).mkdir()  # even a folder named like a key, behind the link
+    import shutil
+
+    shutil.rmtree(features)
+    features.symlink_to(precious, target_is_directory=True)
+    (folder / "notes.npy").write_bytes(b"mine")
+    (folder / ("dead" * 5 + ".npy")).symlink_to(tmp_path / "gone.npy")
+    runner = CliRunner()
+    listing = runner.invoke(cli, ["cache", "ls", "--cache-dir", str(folder)])
+    assert listing.exit_code == 0, listing.output
+    assert "notes" not in listing.output and "dead" * 5 in listing.output
+    result = runner.invoke(cli, ["cache", "clear", "--all", "--cache-dir", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert (precious / "important" / "thesis.txt").read_text() == "mine" and len(
+        list(precious.iterdir())
+    ) == 2
+    assert (folder / "notes.npy").read_bytes() == b"mine" and features.is_symlink()
+    assert not (folder / ("dead" * 5 + ".npy")).is_symlink()

@@ -302,3 +302,29 @@ def test_a_copy_of_the_data_gets_its_own_bad_image_list(
     assert [e.path for e in bad] == [str(copy / "B" / "blank.png")]
     assert str(original) not in bad[0].reason and str(original) not in str(bad[0])
     assert len(list(cache_dir.glob("*.npy"))) == 1  # one cache for both: the same bytes
+
+
+def test_a_file_rewritten_at_the_same_size_and_time_is_seen(tmp_path: Path) -> None:
+    """Same path, same size, the modification time set back (`touch -r`): the files' state also
+    holds the inode's change time (which no user can set back), so the bytes are hashed again
+    and the new pixels are decoded, not the old cache's."""
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    paths = []
+    for i, colour in enumerate([(255, 0, 0), (0, 255, 0)]):
+        path = folder / f"{i}.png"
+        Image.fromarray(np.full((8, 8, 3), colour, np.uint8)).save(path, compress_level=0)
+        paths.append(str(path))
+    cache_dir = tmp_path / "cache"
+    before, _ = build_cache(paths, 8, cache_dir=cache_dir, key=image_cache_key(paths, 8, cache_dir)[0],
+                            workers=1, progress=False)  # fmt: skip
+    assert before[0, 0, 0].tolist() == [255, 0, 0]
+    stat = os.stat(paths[0])
+    Image.fromarray(np.full((8, 8, 3), (0, 0, 255), np.uint8)).save(paths[0], compress_level=0)
+    os.utime(paths[0], ns=(stat.st_atime_ns, stat.st_mtime_ns))  # touch -r: the old time back
+    assert os.stat(paths[0]).st_size == stat.st_size and os.stat(paths[0]).st_mtime_ns == stat.st_mtime_ns
+    after, _ = build_cache(paths, 8, cache_dir=cache_dir, key=image_cache_key(paths, 8, cache_dir)[0],
+                           workers=1, progress=False)  # fmt: skip
+    assert after[0, 0, 0].tolist() == [0, 0, 255]

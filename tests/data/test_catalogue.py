@@ -312,3 +312,21 @@ def test_a_groups_row_without_a_group_is_named(
         f"{tmp_path / 'g.csv'}: 2 row(s) without a group, e.g. line 3 (A/A_1.png); "
         "give every listed image a group, or leave it out to give it a group of its own"
     )
+
+
+def test_an_image_given_two_groups_is_named(make_image_folder: Callable[..., Path], tmp_path: Path) -> None:
+    """Listed twice with two groups (also once relative, once absolute): refused, naming it, for the
+    last row winning would leave a group-mate of a test image in the pool."""
+    root = make_image_folder(classes={"A": 2, "B": 1}, size=8)
+    for rows in ("A/A_0.png,p2\nB/B_0.png,p2\nA/A_0.png,p1\n", f"A/A_0.png,p2\n{root}/A/A_0.png,p1\n"):
+        (tmp_path / "g.csv").write_text("path,group\n" + rows)
+        with pytest.raises(DataError) as excinfo:
+            attach_groups(read_image_folder(root), tmp_path / "g.csv")
+        assert str(excinfo.value) == (
+            f"{tmp_path / 'g.csv'} gives 1 image(s) two different groups, e.g. A/A_0.png (p1, p2); "
+            "give each image one group"
+        )
+    (tmp_path / "g.csv").write_text(
+        f"path,group\nA/A_0.png,p2\n{root}/A/A_0.png,p2\n"
+    )  # the same group twice: fine
+    assert len(set(attach_groups(read_image_folder(root), tmp_path / "g.csv").groups.tolist())) == 3

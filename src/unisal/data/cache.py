@@ -31,16 +31,19 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(paths: list[str], size: int) -> str:
-    """Changes when any file is added, removed, resized or touched, or the size changes.
+    """Changes when any file is added, removed, resized, touched or rewritten, or the size changes.
 
-    Paths count as absolute paths, so the same files give the same key from any directory.
+    A file's state is its size, modification time, inode and inode change time: a file
+    rewritten at the same size with its old modification time put back (``touch -r``) still
+    changes its ctime, which no user can set. Paths count as absolute paths, so the same files
+    give the same key from any directory.
     """
-    digest = hashlib.sha1(f"v1 size={size}".encode())
+    digest = hashlib.sha1(f"v2 size={size}".encode())
     for p in paths:
         p = os.path.abspath(p)
         try:
             st = os.stat(p.partition(NPZ_SEPARATOR)[0])  # an image inside an .npz: the file's stat
-            digest.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            digest.update(f"{p}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{st.st_ctime_ns}\n".encode())
         except OSError:
             digest.update(f"{p}|missing\n".encode())
     return digest.hexdigest()[:20]
@@ -309,8 +312,8 @@ def image_cache_key(
 
     The key hashes the files' bytes, in catalogue order, and the size: a copy of the same data
     (new paths, new modification times) finds the caches already built, feature caches
-    included. The bytes are read once per state of the files (paths, sizes, mtimes: the
-    path-based ``cache_key``), and their hashes kept as ``<that key>.sha1.json``. Where a file
+    included. The bytes are read once per state of the files (paths, sizes, times and inodes:
+    the path-based ``cache_key``), and their hashes kept as ``<that key>.sha1.json``. Where a file
     has no hash of its own (an image inside an .npz, an unreadable file), the key is the
     path-based one.
     """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -41,12 +42,24 @@ def _link_note(path: Path) -> str:
     return f" (a link to {os.readlink(path)}: removing it leaves the target)" if path.is_symlink() else ""
 
 
+KEY = re.compile(r"^[0-9a-f]{20}$")  # every cache is named by a 20-digit hex key: other names are not ours
+
+
+def _present(path: Path) -> bool:
+    return path.is_symlink() or path.exists()  # a dangling link is an entry too
+
+
 def list_caches(folder: Path) -> list[CacheEntry]:
-    """Every cache in ``folder``, newest first."""
+    """Every cache in ``folder``, newest first: only names that are cache keys (a file of the
+    user's there is never listed, nor removed), and never through a linked ``features`` folder."""
     entries = []
     for npy in sorted(folder.glob("*.npy")):
         key = npy.stem
-        paths = tuple(p for p in (npy, folder / f"{key}.bad.json", folder / f"{key}.done.json") if p.exists())
+        if not KEY.match(key):
+            continue
+        paths = tuple(
+            p for p in (npy, folder / f"{key}.bad.json", folder / f"{key}.done.json") if _present(p)
+        )
         try:
             import numpy as np
 
@@ -66,8 +79,9 @@ def list_caches(folder: Path) -> list[CacheEntry]:
                 npy.lstat().st_mtime,
             )
         )
-    for sub in sorted((folder / "features").glob("*")) if (folder / "features").is_dir() else []:
-        if not sub.is_dir():
+    features = folder / "features"
+    for sub in sorted(features.iterdir()) if features.is_dir() and not features.is_symlink() else []:
+        if not KEY.match(sub.name) or not (sub.is_dir() or sub.is_symlink()):
             continue
         if sub.is_symlink():
             entries.append(
@@ -86,6 +100,8 @@ def list_caches(folder: Path) -> list[CacheEntry]:
             CacheEntry("features", sub.name, (sub,), _size(sub), description, complete, sub.stat().st_mtime)
         )
     for record in sorted(folder.glob("*.sha1.json")):
+        if not KEY.match(record.name.removesuffix(".sha1.json")):
+            continue
         try:
             description = f"SHA-1 of {len(json.loads(record.read_text()))} files (find caches by content)"
             complete = True

@@ -302,19 +302,29 @@ def attach_groups(catalogue: Catalogue, groups_csv: str | Path) -> Catalogue:
             f"{groups_csv}: {len(empty)} row(s) without a group, e.g. line {line} ({path}); "
             "give every listed image a group, or leave it out to give it a group of its own"
         )
-    mapping = {r["path"].strip(): r["group"].strip() for _, r in listed}
+    pairs = [(r["path"].strip(), r["group"].strip()) for _, r in listed]
     index = {catalogue.relative(i): i for i in range(len(catalogue))}
     index.update({catalogue.paths[i]: i for i in range(len(catalogue))})
-    unknown = [p for p in mapping if p not in index]
+    unknown = [p for p, _ in pairs if p not in index]
     if unknown:
         raise DataError(
             f"{len(unknown)} path(s) in {groups_csv} are not in the data set at {catalogue.root}, "
             f"e.g. {unknown[0]}"
         )
+    given: dict[int, set[str]] = {}  # by image, not by spelling: relative and absolute are one image
+    for path, name in pairs:
+        given.setdefault(index[path], set()).add(name)
+    twice = [(i, sorted(names)) for i, names in given.items() if len(names) > 1]
+    if twice:  # the last row winning would split a group, and could leave a test image's mate in the pool
+        i, names = twice[0]
+        raise DataError(
+            f"{groups_csv} gives {len(twice)} image(s) two different groups, e.g. "
+            f"{catalogue.relative(i)} ({', '.join(names)}); give each image one group"
+        )
     group_names: dict[str, int] = {}
     groups = np.full(len(catalogue), -1, np.int64)
-    for path, name in mapping.items():
-        groups[index[path]] = group_names.setdefault(name, len(group_names))
+    for i, names in given.items():
+        groups[i] = group_names.setdefault(next(iter(names)), len(group_names))
     loose = groups < 0
     groups[loose] = len(group_names) + np.arange(int(loose.sum()))
     return Catalogue(
