@@ -101,3 +101,37 @@ def test_out_that_is_a_file_is_refused(make_image_folder, tmp_path: Path) -> Non
     cfg = config(root, tmp_path, "file", "frozen")
     with pytest.raises(RunError, match="is a file"):
         ActiveLearningRun(cfg, progress=False).run()
+
+
+def test_every_round_reports_whether_the_predictions_stopped_changing(
+    make_image_folder, tmp_path: Path
+) -> None:
+    """rounds.csv's stop_kappa is Cohen's kappa between successive rounds' predictions on the
+    stop set (blank in round 0), recomputed here from the stop_set/ files; stopped_changing is 1
+    from the round where the window's mean kappa reaches the threshold; 0 images turn it off."""
+    from unisal.stopping import agreement_kappa, first_stop
+
+    root = make_image_folder(classes={"red": 12, "green": 12, "blue": 12}, size=32)
+    cfg = config(root, tmp_path, "run", "frozen", rounds=4, query__stop_set=10, query__stop_window=2,
+                 query__stop_kappa=0.5)  # fmt: skip
+    ActiveLearningRun(cfg, progress=False, log=lambda _: None).run()
+    out = Path(cfg.out)
+    with (out / "rounds.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    predicted = []
+    for k in range(5):
+        with (out / "stop_set" / f"round_{k}.csv").open(newline="") as handle:
+            table = list(csv.DictReader(handle))
+        assert len(table) == 10 and {r["predicted"] for r in table} <= {"red", "green", "blue"}
+        predicted.append([r["predicted"] for r in table])
+    assert rows[0]["stop_kappa"] == ""
+    kappas = [None] + [agreement_kappa(*map(lambda p: __import__("numpy").asarray(p), predicted[k - 1 : k + 1]))
+                       for k in range(1, 5)]  # fmt: skip
+    assert [float(r["stop_kappa"]) for r in rows[1:]] == pytest.approx([round(k, 6) for k in kappas[1:]])
+    fired = first_stop(kappas, window=2, threshold=0.5)
+    assert [int(r["stopped_changing"]) for r in rows] == [
+        int(fired is not None and k >= fired) for k in range(5)
+    ]
+    off = config(root, tmp_path, "off", "frozen", query__stop_set=0)
+    ActiveLearningRun(off, progress=False, log=lambda _: None).run()
+    assert "stop_kappa" not in (Path(off.out) / "rounds.csv").read_text().splitlines()[0]

@@ -158,6 +158,11 @@ class QueryConfig:
     pool_subset: int | None = setting(None, ge=1)  # score a random subset of the pool per round (speed)
     kmeans_n_init: int = setting(3, ge=1)  # k-means restarts of every strategy that runs k-means
     params: dict[str, Any] = field(default_factory=dict)  # the strategy's own hyper-parameters
+    # When to stop (Bloodgood & Vijay-Shanker 2009, unisal.stopping): a fixed sample of the pool
+    # whose predictions are compared round to round with Cohen's kappa; 0 turns it off.
+    stop_set: int = setting(1000, ge=0)
+    stop_window: int = setting(3, ge=1)  # rounds whose mean kappa must reach stop_kappa
+    stop_kappa: float = setting(0.99, ge=0.0, le=1.0)
 
 
 @dataclass

@@ -32,6 +32,7 @@ from unisal.query import QueryContext, Strategy, create_strategy, strategy_class
 from unisal.run_folder import DAMAGED, RunFolder
 from unisal.seeds import round_seed
 from unisal.state import NOT_LABELLED, ALState
+from unisal.stopping import agreement_kappa, stabilised, stop_set
 from unisal.threads import configure_threads, resumed_threads
 
 __all__ = ["NOT_LABELLED", "ALState", "ActiveLearningRun", "RunError", "check_run_settings"]
@@ -302,6 +303,7 @@ class ActiveLearningRun:
         self.folder.write_history(round_, result.history)
         metrics, matrix = learner.evaluate(data.idx_test, labels[data.idx_test])
         self.folder.write_confusion(round_, data.catalogue.class_names, matrix)
+        stopping = self.stopping(round_)
         self.folder.save_checkpoint(
             round_, {"round": round_, "class_names": data.catalogue.class_names, **learner.state_dict()}
         )
@@ -314,6 +316,38 @@ class ActiveLearningRun:
             "train_seconds": round(result.seconds, 2),
             "best_epoch": result.best_epoch,
             "val_accuracy": "" if result.best_val_accuracy is None else round(result.best_val_accuracy, 6),
+            **stopping,
+        }
+
+    def stop_set_indices(self) -> np.ndarray:
+        """The run's stop set (catalogue indices): ``query.stop_set`` images of the pool the run
+        started with, drawn from the seed, the same in every round and on resume."""
+        data, _, _, _ = self._parts()
+        rng = np.random.default_rng(round_seed(self.cfg.seed, 0, "stop_set"))
+        return stop_set(data.idx_pool, self.cfg.query.stop_set, rng)
+
+    def stopping(self, round_: int) -> dict[str, Any]:
+        """The stopping criterion after round ``round_``'s training: ``stop_kappa``, the agreement of
+        this round's and the previous round's predictions on the stop set (blank in round 0), and
+        ``stopped_changing``, 1 once the mean kappa of the last ``query.stop_window`` rounds reaches
+        ``query.stop_kappa``. Empty when the criterion is off."""
+        data, learner, _, state = self._parts()
+        q = self.cfg.query
+        idx = self.stop_set_indices()
+        if len(idx) == 0:
+            return {}
+        predicted = learner.predict(idx).mean_logits().argmax(1)
+        names = [data.catalogue.class_names[int(k)] for k in predicted]
+        self.folder.write_stop_predictions(round_, [data.catalogue.paths[i] for i in idx], names)
+        previous = self.folder.read_stop_predictions(round_ - 1) if round_ > 0 else None
+        kappa = None if previous is None else agreement_kappa(np.asarray(previous), np.asarray(names))
+        earlier = sorted((r for r in state.results if r["round"] < round_), key=lambda r: r["round"])
+        kappas = [None if r.get("stop_kappa", "") == "" else float(r["stop_kappa"]) for r in earlier] + [
+            kappa
+        ]
+        return {
+            "stop_kappa": "" if kappa is None else round(kappa, 6),
+            "stopped_changing": int(stabilised(kappas, window=q.stop_window, threshold=q.stop_kappa)),
         }
 
     def select_and_label(self, round_: int) -> dict[str, Any]:

@@ -70,7 +70,7 @@ def read_round_rows(folder: str | Path) -> list[dict[str, str]]:
 
 
 LOCK_NAME = ".unisal.lock"
-SUBFOLDERS = ("queries", "confusion", "checkpoints", "history")
+SUBFOLDERS = ("queries", "confusion", "checkpoints", "history", "stop_set")
 
 
 class RunFolder:
@@ -212,6 +212,20 @@ class RunFolder:
             columns,
             ([record.get(c, "") for c in columns] for record in history),
         )
+
+    def write_stop_predictions(self, round_: int, paths: list[str], predicted: list[str]) -> None:
+        """The round's predicted class of every stop-set image (the stopping criterion's input)."""
+        write_csv_atomic(
+            self.round_file("stop_set", round_), ["path", "predicted"], zip(paths, predicted, strict=True)
+        )
+
+    def read_stop_predictions(self, round_: int) -> list[str] | None:
+        """The predicted classes written by :meth:`write_stop_predictions`, or None if there are none."""
+        path = self.round_file("stop_set", round_)
+        if not path.is_file():
+            return None
+        with path.open(newline="") as handle:
+            return [row["predicted"] for row in csv.DictReader(handle)]
 
     def write_confusion(self, round_: int, class_names: list[str], matrix: np.ndarray) -> None:
         write_csv_atomic(

@@ -28,7 +28,10 @@ from unisal.errors import RunError
 from unisal.io import atomic_path, read_csv_rows, write_text_atomic
 from unisal.run_folder import ROUND_COLUMNS, TIMING_COLUMNS
 
-RESULT_COLUMNS = ["arm", "strategy", "learner", "seed", *ROUND_COLUMNS, *TIMING_COLUMNS[1:], "n_candidates"]
+RESULT_COLUMNS = [
+    "arm", "strategy", "learner", "seed", *ROUND_COLUMNS, *TIMING_COLUMNS[1:], "n_candidates",
+    "stop_kappa", "stopped_changing",
+]  # fmt: skip
 METRICS = ("accuracy", "macro_f1")
 TARGETS = (0.95, 0.98, 0.99)
 ALPHA = 0.05
