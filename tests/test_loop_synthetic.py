@@ -132,6 +132,20 @@ def test_every_round_reports_whether_the_predictions_stopped_changing(
     assert [int(r["stopped_changing"]) for r in rows] == [
         int(fired is not None and k >= fired) for k in range(5)
     ]
+    import json
+
+    for k, row in enumerate(rows):  # the collapse signals: rounds.csv sums up diagnostics/round_<k>.json
+        record = json.loads((out / "diagnostics" / f"round_{k}.json").read_text())
+        assert len(record["networks"]) == 2 and set(record["networks"][0]["pool_shares"]) == {
+            "red",
+            "green",
+            "blue",
+        }
+        assert sum(record["networks"][1]["pool_shares"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert float(row["heads_agree"]) == record["heads_agree"] and 0.0 <= record["heads_agree"] <= 1.0
+        assert float(row["pool_share_min"]) == record["pool_share_min"]
+    history = (out / "history" / "round_1.csv").read_text().splitlines()[0].split(",")
+    assert {"lb_0", "lb_1", "lb_2", "mask_a", "pl_a_0", "pl_b_2"} <= set(history)
     off = config(root, tmp_path, "off", "frozen", query__stop_set=0)
     ActiveLearningRun(off, progress=False, log=lambda _: None).run()
     assert "stop_kappa" not in (Path(off.out) / "rounds.csv").read_text().splitlines()[0]

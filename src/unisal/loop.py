@@ -25,6 +25,7 @@ import numpy as np
 from unisal.config import ConfigError, RunConfig, from_dict, to_dict
 from unisal.data.prepare import PreparedData, prepare_data
 from unisal.device import resolve_device
+from unisal.diagnostics import round_diagnostics
 from unisal.errors import RunError
 from unisal.io import check_creatable
 from unisal.learners import Learner, create_learner, learner_class
@@ -303,7 +304,7 @@ class ActiveLearningRun:
         self.folder.write_history(round_, result.history)
         metrics, matrix = learner.evaluate(data.idx_test, labels[data.idx_test])
         self.folder.write_confusion(round_, data.catalogue.class_names, matrix)
-        stopping = self.stopping(round_)
+        signals = self.round_signals(round_)
         self.folder.save_checkpoint(
             round_, {"round": round_, "class_names": data.catalogue.class_names, **learner.state_dict()}
         )
@@ -316,7 +317,7 @@ class ActiveLearningRun:
             "train_seconds": round(result.seconds, 2),
             "best_epoch": result.best_epoch,
             "val_accuracy": "" if result.best_val_accuracy is None else round(result.best_val_accuracy, 6),
-            **stopping,
+            **signals,
         }
 
     def stop_set_indices(self) -> np.ndarray:
@@ -326,28 +327,43 @@ class ActiveLearningRun:
         rng = np.random.default_rng(round_seed(self.cfg.seed, 0, "stop_set"))
         return stop_set(data.idx_pool, self.cfg.query.stop_set, rng)
 
-    def stopping(self, round_: int) -> dict[str, Any]:
-        """The stopping criterion after round ``round_``'s training: ``stop_kappa``, the agreement of
-        this round's and the previous round's predictions on the stop set (blank in round 0), and
-        ``stopped_changing``, 1 once the mean kappa of the last ``query.stop_window`` rounds reaches
-        ``query.stop_kappa``. Empty when the criterion is off."""
+    def round_signals(self, round_: int) -> dict[str, Any]:
+        """What a round's model says about stopping and collapsing, from its predictions on the stop
+        set (a seeded sample of the pool) and on the labelled set; empty when the stop set is off.
+
+        ``stop_kappa``: Cohen's kappa of this and the previous round's predictions on the stop set
+        (blank in round 0); ``stopped_changing``: 1 once the mean kappa of the last
+        ``query.stop_window`` rounds reaches ``query.stop_kappa``; ``heads_agree``,
+        ``pool_share_min`` and ``labelled_recall_min``: collapse signals
+        (:func:`unisal.diagnostics.round_diagnostics`, whose whole record goes to
+        ``diagnostics/round_<k>.json``).
+        """
         data, learner, _, state = self._parts()
-        q = self.cfg.query
+        q, names = self.cfg.query, data.catalogue.class_names
         idx = self.stop_set_indices()
         if len(idx) == 0:
             return {}
-        predicted = learner.predict(idx).mean_logits().argmax(1)
-        names = [data.catalogue.class_names[int(k)] for k in predicted]
-        self.folder.write_stop_predictions(round_, [data.catalogue.paths[i] for i in idx], names)
+        logits = learner.predict(idx).logits
+        predicted = [names[int(k)] for k in logits.mean(0).argmax(1)]
+        self.folder.write_stop_predictions(round_, [data.catalogue.paths[i] for i in idx], predicted)
         previous = self.folder.read_stop_predictions(round_ - 1) if round_ > 0 else None
-        kappa = None if previous is None else agreement_kappa(np.asarray(previous), np.asarray(names))
+        kappa = None if previous is None else agreement_kappa(np.asarray(previous), np.asarray(predicted))
         earlier = sorted((r for r in state.results if r["round"] < round_), key=lambda r: r["round"])
         kappas = [None if r.get("stop_kappa", "") == "" else float(r["stop_kappa"]) for r in earlier] + [
             kappa
         ]
+        idx_lb = state.labelled()
+        diagnostics = round_diagnostics(
+            logits, learner.predict(idx_lb).logits, data.catalogue.labels[idx_lb], names
+        )
+        self.folder.write_diagnostics(round_, diagnostics)
+        recall_min = diagnostics["labelled_recall_min"]
         return {
             "stop_kappa": "" if kappa is None else round(kappa, 6),
             "stopped_changing": int(stabilised(kappas, window=q.stop_window, threshold=q.stop_kappa)),
+            "heads_agree": diagnostics["heads_agree"],
+            "pool_share_min": diagnostics["pool_share_min"],
+            "labelled_recall_min": "" if recall_min is None else recall_min,
         }
 
     def select_and_label(self, round_: int) -> dict[str, Any]:

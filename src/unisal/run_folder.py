@@ -70,7 +70,7 @@ def read_round_rows(folder: str | Path) -> list[dict[str, str]]:
 
 
 LOCK_NAME = ".unisal.lock"
-SUBFOLDERS = ("queries", "confusion", "checkpoints", "history", "stop_set")
+SUBFOLDERS = ("queries", "confusion", "checkpoints", "history", "stop_set", "diagnostics")
 
 
 class RunFolder:
@@ -218,6 +218,10 @@ class RunFolder:
         write_csv_atomic(
             self.round_file("stop_set", round_), ["path", "predicted"], zip(paths, predicted, strict=True)
         )
+
+    def write_diagnostics(self, round_: int, record: dict[str, Any]) -> None:
+        """The round's collapse diagnostics (:func:`unisal.diagnostics.round_diagnostics`)."""
+        write_json_atomic(self.root / "diagnostics" / f"round_{round_}.json", record, indent=2)
 
     def read_stop_predictions(self, round_: int) -> list[str] | None:
         """The predicted classes written by :meth:`write_stop_predictions`, or None if there are none."""

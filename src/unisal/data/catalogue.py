@@ -316,15 +316,15 @@ def attach_groups(catalogue: Catalogue, groups_csv: str | Path) -> Catalogue:
         given.setdefault(index[path], set()).add(name)
     twice = [(i, sorted(names)) for i, names in given.items() if len(names) > 1]
     if twice:  # the last row winning would split a group, and could leave a test image's mate in the pool
-        i, names = twice[0]
+        first, shown = twice[0]
         raise DataError(
             f"{groups_csv} gives {len(twice)} image(s) two different groups, e.g. "
-            f"{catalogue.relative(i)} ({', '.join(names)}); give each image one group"
+            f"{catalogue.relative(first)} ({', '.join(shown)}); give each image one group"
         )
     group_names: dict[str, int] = {}
     groups = np.full(len(catalogue), -1, np.int64)
-    for i, names in given.items():
-        groups[i] = group_names.setdefault(next(iter(names)), len(group_names))
+    for i, one in given.items():
+        groups[i] = group_names.setdefault(next(iter(one)), len(group_names))
     loose = groups < 0
     groups[loose] = len(group_names) + np.arange(int(loose.sum()))
     return Catalogue(

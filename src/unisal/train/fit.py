@@ -131,9 +131,13 @@ def step_loss(
         ``weight_pl * CPS + lambda_con * L_con``; and the float values of each part.
     """
     n_lb = len(y_lb)
+    n_classes = outs[0].logits.shape[1]
     loss_ce = torch.stack([F.cross_entropy(o.logits[:n_lb].float(), y_lb) for o in outs]).sum()
     loss = loss_ce
     parts = {"ce": float(loss_ce.detach())}
+    # What explains a collapse (unisal.diagnostics): the labelled batches' classes, and below each
+    # network's confident pseudo-labels per class (as shares of the unlabelled rows).
+    parts |= {f"lb_{c}": float(v) for c, v in enumerate(torch.bincount(y_lb, minlength=n_classes) / n_lb)}
     if len(outs) == 2 and outs[0].logits.shape[0] > n_lb:
         o1, o2 = outs
         loss_pl, masks = cross_pseudo_supervision(o1.logits[n_lb:].float(), o2.logits[n_lb:].float(), cfg.tau)
@@ -149,6 +153,12 @@ def step_loss(
             "confident": float((masks["mask_a"].float().mean() + masks["mask_b"].float().mean()) / 2),
             "agree": float(agree.float().mean()),
         }
+        n_ulb = len(masks["labels_a"])
+        for net in ("a", "b"):
+            confident = masks[f"labels_{net}"][masks[f"mask_{net}"]]
+            shares = torch.bincount(confident, minlength=n_classes) / n_ulb
+            parts |= {f"mask_{net}": float(masks[f"mask_{net}"].float().mean())}
+            parts |= {f"pl_{net}_{c}": float(v) for c, v in enumerate(shares)}
     return loss, parts | {"loss": float(loss.detach())}
 
 
