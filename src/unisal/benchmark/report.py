@@ -30,7 +30,7 @@ from unisal.run_folder import ROUND_COLUMNS, TIMING_COLUMNS
 
 RESULT_COLUMNS = [
     "arm", "strategy", "learner", "seed", *ROUND_COLUMNS, *TIMING_COLUMNS[1:], "n_candidates",
-    "stop_kappa", "stopped_changing",
+    "stop_kappa", "stopped_changing", "heads_agree", "pool_share_min", "labelled_recall_min",
 ]  # fmt: skip
 METRICS = ("accuracy", "macro_f1")
 TARGETS = (0.95, 0.98, 0.99)
