@@ -9,7 +9,9 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable, Iterator
+import re
+import stat
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,14 +19,54 @@ from typing import Any
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces ``path``, on error it is removed."""
+    """Yield a temporary path to write; on success it replaces ``path``, on error it is removed.
+
+    The temporary name keeps the target's ending (``.model.pt2.tmp-<pid>.pt2``) because some
+    writers pick the format by it (``torch.export.save`` warns without ``.pt2``).
+
+    Raises:
+        RunError: ``path`` exists and is not a regular file (a device, FIFO, socket, folder):
+            replacing it would destroy something that is not ours to overwrite.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _check_replaceable(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind_of(mode: int) -> str | None:
+    """What a non-regular file is (``a FIFO``), or None for a regular file or a link."""
+    for test, kind in _NOT_REGULAR:
+        if test(mode):
+            return kind
+    return None
+
+
+def _check_replaceable(path: Path, *, what: str = "output") -> None:
+    from unisal.errors import RunError
+
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError:
+        return  # the write itself reports what is wrong
+    kind = _kind_of(mode)
+    if kind is not None:
+        raise RunError(f"{what} {path} is not a regular file ({kind}); name a new file or a regular file")
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -92,9 +134,22 @@ def check_creatable(path: str | Path, *, what: str = "--out") -> Path:
     return path
 
 
-def check_output_file(path: str | Path, *, what: str = "--out") -> Path:
+def check_output_file(
+    path: str | Path, *, what: str = "--out", protected: Mapping[Path, str] | None = None
+) -> Path:
     """Check, before any work, that a file can be written at ``path``: its folder exists and is
-    writable, and ``path`` is not a folder.
+    writable, and ``path`` is a new file or an existing regular file outside what it must not
+    replace.
+
+    A symbolic link is refused, even to a regular file: the atomic rename would replace the link,
+    not write its target, and either reading surprises someone. Folder links above ``path`` are
+    resolved, so a link cannot hide a protected folder.
+
+    Args:
+        path: the output file.
+        what: how the message names it.
+        protected: file or folder -> what it is (``the project's database``): ``path`` may be
+            neither that file nor anything under that folder.
 
     Raises:
         RunError: it cannot; the message says why.
@@ -104,6 +159,9 @@ def check_output_file(path: str | Path, *, what: str = "--out") -> Path:
     path = Path(path)
     if path.is_dir():
         raise RunError(f"{what} {path} is a folder; name a file")
+    if path.is_symlink():
+        raise RunError(f"{what} {path} is a symbolic link; name the file itself or a new file")
+    _check_replaceable(path, what=what)
     folder = path.parent
     if not folder.is_dir():
         raise RunError(f"{what} {path}: the folder {folder} does not exist; create it first")
@@ -111,6 +169,13 @@ def check_output_file(path: str | Path, *, what: str = "--out") -> Path:
         raise RunError(f"{what} {path}: the folder {folder} is not writable")
     if len(path.name.encode()) > 255:
         raise RunError(f"{what} {path}: the file name is longer than 255 bytes")
+    real = Path(os.path.realpath(folder)) / path.name
+    for place, name in (protected or {}).items():
+        target = Path(os.path.realpath(place))
+        if real == target and not target.is_dir():
+            raise RunError(f"{what} {path} is {name} {place}; write it elsewhere")
+        if target.is_dir() and real.is_relative_to(target):
+            raise RunError(f"{what} {path} is inside {name} {place}; write it elsewhere")
     return path
 
 
@@ -152,8 +217,12 @@ def save_torch_atomic(obj: Any, path: str | Path) -> None:
         torch.save(obj, tmp)
 
 
+# ``.<name>.tmp-<pid>``, then the name's ending if it has one (atomic_path keeps it)
+_TEMPORARY_PID = re.compile(r"\.tmp-(\d+)(\.[^.]*)?$")
+
+
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Delete the temporary files and folders (``.<name>.tmp-<pid>``) that killed processes left
+    """Delete the temporary files and folders (``.<name>.tmp-<pid>[.<ending>]``) that killed processes left
     in ``folder``; those of running processes stay. Returns what was removed."""
     import shutil
 
@@ -162,8 +231,8 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         return removed
     for path in folder.glob(".*.tmp-*"):
-        pid = path.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or process_alive(int(pid)):
+        found = _TEMPORARY_PID.search(path.name)
+        if found is None or process_alive(int(found.group(1))):
             continue
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)

@@ -209,3 +209,20 @@ def test_skipping_an_item_that_left_the_queue_says_so(server: tuple[Path, str], 
     expect(page.locator("#message")).to_have_text("image 1 is not in the queue")
     expect(page.locator("#why")).to_have_text("Why: next round")
     context.close()
+
+
+def test_a_case_whose_kept_label_was_undone_offers_only_real_classes(server: tuple[Path, str], chromium):
+    from playwright.sync_api import expect
+
+    folder, url = server
+    store = open_project(folder)
+    store.set_label(8, "tumour", "dr-alice")
+    store.set_label(8, "normal", "dr-bob")
+    store.undo("dr-alice")  # the kept label is gone; bob's waits for review
+    context, page = open_page(chromium, url, "dr-carol", height=900)
+    expect(page.locator("#review .case span")).to_have_text("no label or normal (dr-bob)?")
+    expect(page.locator("#review .case button")).to_have_text(["normal"])  # no "null" choice
+    page.locator("#review .case button", has_text="normal").click()
+    expect(page.locator("#review .case")).to_have_count(0)
+    context.close()
+    assert open_project(folder).labels()["patch_7.png"][:2] == ("normal", "dr-carol")

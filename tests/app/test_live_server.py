@@ -182,3 +182,28 @@ def test_the_live_server_answers_only_to_its_own_host_names(project: Path):
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_a_port_in_use_is_a_one_line_error_that_never_shows_the_token(project: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "unisal",
+                "serve",
+                str(project),
+                "--port",
+                str(port),
+                "--token",
+                "s3cret-tok",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == f"Error: cannot listen on 127.0.0.1:{port}: address already in use\n"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from unisal.app.project import check_images, init_project, open_project, sha256_of
+from unisal.app.project import check_images, file_stamp, init_project, open_project, sha256_of
 from unisal.app.rounds import ProjectSettings, run_round
 from unisal.app.store import _SCHEMA_V1, SCHEMA_VERSION, ProjectError, ProjectStore
 from unisal.cli.main import cli
@@ -71,7 +71,7 @@ def test_only_files_whose_size_or_mtime_differ_are_hashed_again(
     check_images(store)
     assert hashed == ["red_1.png"]
     row = next(r for r in store.images() if r["path"] == "red/red_1.png")
-    assert row["mtime_ns"] == 1_000_000_000  # the mtime is updated: not hashed again next time
+    assert row["mtime_ns"] == file_stamp(os.stat(touched))  # the new stamp: not hashed again next time
     hashed.clear()
     check_images(store)
     assert hashed == []
@@ -104,7 +104,7 @@ def test_a_version_1_database_is_migrated_and_still_works(make_image_folder, tmp
     folder.mkdir()
     version_1_database(folder / "project.db", tiles)
     store = open_project(folder)
-    assert store.version == SCHEMA_VERSION == 2
+    assert store.version == SCHEMA_VERSION  # the latest, whichever it is
     assert [r["mtime_ns"] for r in store.images()] == [None] * 9
     record = run_round(folder, log=lambda _: None)
     assert record["status"] == "done" and store.queue_length() == 3

@@ -17,6 +17,8 @@ along in the file (``unisal.json``)::
 from __future__ import annotations
 
 import json
+import pickle
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unisal.app.project import open_project, read_images
+from unisal.app.project import open_project, protected_outputs, read_images
 from unisal.app.rounds import ProjectSettings, run_config
 from unisal.app.store import ProjectError
 from unisal.config import VIEW_SETS, RunConfig
@@ -50,10 +52,22 @@ def latest_model(folder: str | Path) -> tuple[RunConfig, list[str], dict[str, An
     settings = ProjectSettings(**record["settings"])
     cfg = run_config(settings, store.settings()["image_root"])
     path = Path(folder) / record["checkpoint"]
+    again = f"run `unisal project round {folder}` again to train a new one"
     try:
-        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as exc:
-        raise ProjectError(f"cannot read the model of round {record['id']} ({path}): {exc}") from exc
+        state: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ProjectError(f"the model of round {record['id']} ({path}) is missing; {again}") from None
+    except OSError as exc:
+        raise ProjectError(
+            f"cannot read the model of round {record['id']} ({path}): {exc.strerror or exc}"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile):
+        state = None  # torch.load's errors on a truncated, empty or foreign file
+    if not isinstance(state, dict) or not isinstance(state.get("class_names"), list):
+        raise ProjectError(
+            f"cannot read the model of round {record['id']} ({path}): the file is damaged or not a "
+            f"checkpoint; {again}"
+        )
     return cfg, list(state["class_names"]), state, int(record["id"])
 
 
@@ -88,8 +102,11 @@ def predict_folder(
     log: Callable[[str], Any] = print,
 ) -> int:
     """Write ``out`` CSV: path, predicted class, confidence, whether the networks agree, and the
-    probability of every class. Returns the number of images."""
-    check_output_file(out)  # before loading a model or predicting
+    probability of every class. Returns the number of images. ``out`` may not replace the
+    project's own files nor lie in its image folder or in ``images``."""
+    protected = protected_outputs(folder, open_project(folder))
+    protected.setdefault(Path(images), "the --images folder")
+    check_output_file(out, protected=protected)  # before loading a model or predicting
     cfg, class_names, state, round_id = latest_model(folder)
     data = _prepared(images, cfg, progress=progress)
     learner = _learner(cfg, class_names, state, data, progress, log)
@@ -154,7 +171,8 @@ class ExportedClassifier(nn.Module):
 def export_model(folder: str | Path, out: str | Path, *, log: Callable[[str], Any] = print) -> dict[str, Any]:
     """Export the latest model with ``torch.export`` into one file at ``out`` (any batch size and
     image size: the images are resized inside); returns its embedded info."""
-    check_output_file(out)  # before loading the model and tracing it
+    # before loading the model and tracing it
+    check_output_file(out, protected=protected_outputs(folder, open_project(folder)))
     cfg, class_names, state, round_id = latest_model(folder)
     cfg.device = "cpu"
     store = open_project(folder)

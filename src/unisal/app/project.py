@@ -14,6 +14,7 @@ import io
 import json
 import os
 import re
+import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 
-from unisal.app.store import DB_NAME, ProjectError, ProjectStore, check_class_names, damaged
+from unisal.app.store import DB_NAME, ROUND_LOCK_NAME, ProjectError, ProjectStore, check_class_names, damaged
 from unisal.data.cache import join_identical
 from unisal.data.catalogue import READERS, Catalogue, DataError, attach_groups, load_catalogue
 from unisal.data.images import NPZ_SEPARATOR, is_image_file, npz_member
@@ -52,6 +53,21 @@ def open_project(folder: str | Path) -> ProjectStore:
     return store
 
 
+def protected_outputs(folder: str | Path, store: ProjectStore) -> dict[Path, str]:
+    """What an output file of a project command must never replace (file or folder -> what it
+    is): the project's database with its journal files, its round lock and checkpoints, and its
+    image folder (which holds every image)."""
+    folder = Path(folder)
+    db = project_db(folder)
+    out: dict[Path, str] = {
+        Path(f"{db}{extra}"): "the project's database" for extra in ("", "-wal", "-shm", "-journal")
+    }
+    out[folder / ROUND_LOCK_NAME] = "the project's round lock"
+    out[folder / "rounds"] = "the project's rounds folder"
+    out[Path(store.settings()["image_root"])] = "the project's image folder"
+    return out
+
+
 # ---- reading and hashing the images
 def sha256_of(path: str | Path) -> tuple[str, int]:
     """Content hash and size of a file."""
@@ -72,11 +88,26 @@ def file_on_disk(path: str) -> str:
 @dataclass(frozen=True)
 class FileState:
     """What a project knows of an image's bytes: hash, size (of the array for an image inside
-    an .npz) and the modification time (ns) of the file that holds it."""
+    an .npz) and the :func:`file_stamp` of the file that holds it."""
 
     sha256: str
     size: int
-    mtime_ns: int
+    stamp: int
+
+
+def file_stamp(st: os.stat_result) -> int:
+    """One signed 64-bit number that changes whenever the file may have changed: modification
+    time, status-change time and inode (kept in the images table's ``mtime_ns`` column).
+
+    The modification time alone is not enough: ``cp other.png a.png; touch -r orig a.png``
+    puts it back. The status-change time cannot be set back by a user, and a file replaced by a
+    rename has another inode; either makes the check hash the file again.
+    """
+    digest = hashlib.blake2b(f"{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+NOT_REGULAR = "not a regular file"  # a FIFO, device or socket: reading one may wait for ever
 
 
 def _why_unreadable(error: OSError) -> str:
@@ -92,20 +123,25 @@ def _why_unreadable(error: OSError) -> str:
 def file_state(path: str) -> FileState | str:
     """The state of an image file, or why it cannot be read (permission, I/O error, empty file)."""
     try:
-        mtime_ns = os.stat(path).st_mtime_ns
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return "a folder, not a file" if stat.S_ISDIR(st.st_mode) else NOT_REGULAR
         sha256, size = sha256_of(path)
     except OSError as error:
         return _why_unreadable(error)
     if size == 0:
         return "empty file"
-    return FileState(sha256, size, mtime_ns)
+    return FileState(sha256, size, file_stamp(st))
 
 
 def _npz_states(file: str, members: list[str]) -> list[FileState | str]:
     """The states of images inside one .npz file, each ``<split>_images`` array read once, from
     the file as it is now (not a cached copy: the check is for changes)."""
     try:
-        mtime_ns = os.stat(file).st_mtime_ns
+        st = os.stat(file)
+        if not stat.S_ISREG(st.st_mode):
+            return [NOT_REGULAR] * len(members)
+        stamp = file_stamp(st)
         with np.load(file) as npz:
             arrays: dict[str, np.ndarray] = {}
             out: list[FileState | str] = []
@@ -119,7 +155,7 @@ def _npz_states(file: str, members: list[str]) -> list[FileState | str]:
                 array = np.ascontiguousarray(arrays[key][index])
                 digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
                 digest.update(array.tobytes())
-                out.append(FileState(digest.hexdigest(), int(array.nbytes), mtime_ns))
+                out.append(FileState(digest.hexdigest(), int(array.nbytes), stamp))
             return out
     except OSError as error:
         return [_why_unreadable(error)] * len(members)
@@ -163,12 +199,29 @@ def read_images(images: str | Path, fmt: str) -> Catalogue:
 
 
 def read_label_csv(path: str | Path) -> list[tuple[str, str]]:
-    """``path,label`` rows (header required; UTF-8); rows without a label are skipped."""
+    """``path,label`` rows (header required; UTF-8); rows with neither are skipped.
+
+    Raises:
+        ProjectError: no such header, a listed image without a label (for ``--test`` it would
+            silently join the pool; for ``--labels`` and ``import`` it would be dropped
+            unseen), a label without an image, or the file is a FIFO or device.
+    """
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        raise ProjectError(f"{path} is not a regular file; name a CSV file")
     header, records = read_csv_rows(path)
     if not {"path", "label"} <= set(header):
         raise ProjectError(f"{path} must have a header with columns 'path' and 'label'")
     rows = [((r["path"] or "").strip(), (r["label"] or "").strip()) for r in records]
-    return [(p, label) for p, label in rows if p and label]
+    rows = [(p, label) for p, label in rows if p or label]
+    unlabelled = [p for p, label in rows if not label]
+    if unlabelled:
+        raise ProjectError(
+            f"{path}: {len(unlabelled)} row(s) without a label, e.g. {_examples(unlabelled)}: "
+            "give every listed image a label, or leave it out"
+        )
+    if any(not p for p, _ in rows):
+        raise ProjectError(f"{path}: {sum(not p for p, _ in rows)} row(s) with a label but no path")
+    return rows
 
 
 # ---- creating a project
@@ -179,7 +232,8 @@ class ProjectPlan:
     Attributes:
         root: the image root (absolute); image paths are relative to it.
         classes: the class names, in shortcut order.
-        images: ``(path, sha256, bytes, group, split, mtime_ns)`` rows.
+        images: ``(path, sha256, bytes, group, split, file stamp)`` rows (the stamp goes in
+            the ``mtime_ns`` column; see :func:`file_stamp`).
         labels: ``(path, class name)`` labels to start from.
         notes: what init decided that the user should hear (images moved to the hold-out, ...).
     """
@@ -275,7 +329,7 @@ def plan_project(
     final.update(dict(from_csv))
     final.update(dict(test))
     image_rows = [
-        (path, s.sha256, s.size, f"g{int(g)}", str(split), s.mtime_ns)
+        (path, s.sha256, s.size, f"g{int(g)}", str(split), s.stamp)
         for path, s, g, split in zip(relative, files, groups, splits, strict=True)
     ]
     return ProjectPlan(str(Path(catalogue.root).resolve()), classes, image_rows, list(final.items()), notes)
@@ -377,9 +431,10 @@ def init_project(
 def check_images(store: ProjectStore, *, workers: int = 4) -> None:
     """Stop unless every image still has the bytes it had at ``project init``.
 
-    Cheap: a file is hashed again only when its size or modification time differs from the
-    recorded ones (or none is recorded, as in a version 1 database); when its hash still
-    matches, the new modification time is recorded.
+    Cheap: a file is hashed again only when its size or :func:`file_stamp` (modification and
+    status-change times, inode) differs from the recorded ones (or none is recorded, as in a
+    version 1 database); when its hash still matches, the new stamp is recorded. Only regular
+    files are read: a FIFO or device in place of an image is "not a regular file".
 
     Raises:
         ProjectError: images changed (same path, other bytes), missing or unreadable.
@@ -391,15 +446,15 @@ def check_images(store: ProjectStore, *, workers: int = 4) -> None:
     for row in rows:
         path = str(root / row["path"])
         try:
-            stat = os.stat(file_on_disk(path))
+            st = os.stat(file_on_disk(path))
         except FileNotFoundError:
             missing.append(row["path"])
             continue
         except OSError:
             suspects.append(row)
             continue
-        same_size = NPZ_SEPARATOR in path or stat.st_size == row["bytes"]
-        if row["mtime_ns"] is None or stat.st_mtime_ns != row["mtime_ns"] or not same_size:
+        same_size = NPZ_SEPARATOR in path or st.st_size == row["bytes"]
+        if row["mtime_ns"] is None or file_stamp(st) != row["mtime_ns"] or not same_size:
             suspects.append(row)
     states = file_states([str(root / r["path"]) for r in suspects], workers=workers)
     changed: list[str] = []
@@ -413,7 +468,7 @@ def check_images(store: ProjectStore, *, workers: int = 4) -> None:
         elif state.sha256 != row["sha256"]:
             changed.append(row["path"])
         else:
-            touched.append((int(row["id"]), state.mtime_ns))
+            touched.append((int(row["id"]), state.stamp))
     if touched:
         store.set_mtimes(touched)
     problems = []
@@ -496,10 +551,11 @@ def image_formats() -> tuple[str, ...]:
 
 
 def export_labels(store: ProjectStore, out: str | Path, fmt: str) -> int:
-    """Write the labels in an ``LABEL_EXPORTS`` format (atomically); returns how many."""
+    """Write the labels in an ``LABEL_EXPORTS`` format (atomically); returns how many. ``out``
+    may not replace the project's own files nor lie in its image folder."""
     if fmt not in LABEL_EXPORTS:
         raise ProjectError(unknown_name("export format", fmt, list(LABEL_EXPORTS)))
-    check_output_file(out)
+    check_output_file(out, protected=protected_outputs(store.path.parent, store))
     text = LABEL_EXPORTS[fmt](store)
     write_text_atomic(out, text)
     return len(store.labels())
@@ -680,4 +736,26 @@ def import_labels(store: ProjectStore, file: str | Path, *, annotator: str = IMP
         rows = read_label_csv(file)
     if not rows:
         raise ProjectError(f"{file} holds no labels")
+    check_held_out_unchanged(store, rows)
     return store.import_labels(rows, annotator)
+
+
+def check_held_out_unchanged(store: ProjectStore, rows: list[tuple[str, str]]) -> None:
+    """Refuse, before anything is written, rows that would change a held-out image's label:
+    the hold-out is fixed at ``project init`` (a row repeating its label is fine).
+
+    Raises:
+        ProjectError: naming the held-out images the rows would change.
+    """
+    held = {r["path"] for r in store.images() if r["split"] == "test"}
+    current = store.labels()
+    changes = [
+        f"{p} (held out as {current[p][0] if p in current else 'unlabelled'}, the file says {label})"
+        for p, label in dict(rows).items()
+        if p in held and (p not in current or current[p][0] != label)
+    ]
+    if changes:
+        raise ProjectError(
+            f"nothing imported: {len(changes)} held-out test image(s) would change label, e.g. "
+            f"{_examples(changes)}: the hold-out is fixed at `project init`"
+        )

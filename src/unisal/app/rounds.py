@@ -179,13 +179,13 @@ def _run_round(
         labelled = np.flatnonzero((data.split == TRAIN) & (cat.labels >= 0))
         pool = np.flatnonzero((data.split == TRAIN) & (cat.labels < 0))
         test = np.flatnonzero((data.split == TEST) & (cat.labels >= 0))
+        # A fully labelled pool still trains, measures and saves its model; it queues nothing.
         budget = min(settings.budget, len(pool))
-        if budget == 0:
-            raise ProjectError("every pool image is labelled: nothing left to queue")
         rng = np.random.default_rng(round_seed(settings.seed, round_id, "select"))
         metrics: dict[str, Any] = {"n_labels": int(len(labelled)), "n_test_labels": int(len(test))}
         n_classes_seen = len(np.unique(cat.labels[labelled]))
         learner = None
+        items: list[dict[str, Any]] = []
         if n_classes_seen < 2 or len(labelled) < 4:  # cold start: no model to ask yet
             positions = np.sort(rng.choice(len(pool), size=budget, replace=False))
             items = [
@@ -230,6 +230,7 @@ def _run_round(
                         metrics[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
                     metrics["source"] = f"{len(folds)}-fold cross-validation"
                 fit(labelled, 0)
+        if learner is not None and budget > 0:
             ctx = QueryContext(
                 pool=pool,
                 labelled=labelled,
@@ -265,6 +266,7 @@ def _run_round(
                 path,
             )
             checkpoint = str(path.relative_to(folder))
+        metrics["queued"] = len(items)
         metrics["seconds"] = round(time.perf_counter() - start, 2)
         store.replace_queue(round_id, items)
         store.finish_round(round_id, metrics=metrics, checkpoint=checkpoint)

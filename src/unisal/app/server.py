@@ -17,7 +17,9 @@ one is refused (409) until it ends.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import io
 import json
 import os
@@ -48,6 +50,9 @@ TOKEN_HEADER = "X-Unisal-Token"
 BROWSER_FORMATS = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id is a 422, not an OverflowError
 MAX_BODY = 64 * 1024  # the largest API body is a label: a few hundred bytes
+# Seconds a request's whole body may take to arrive: uvicorn has no such limit (its keep-alive
+# timeout runs between requests), so a Content-Length larger than what is sent held a connection.
+BODY_TIMEOUT = 10.0
 # Names the app itself uses in the audit trail; compared after strip() and casefold().
 RESERVED_ANNOTATORS = (IMPORTER, "reviewer")
 RESERVED_MESSAGE = f"this name is reserved ({', '.join(RESERVED_ANNOTATORS)}): type your own name"
@@ -242,14 +247,22 @@ async def answer(send: Send, status: int, detail: str) -> None:
 
 
 class Guard:
-    """ASGI wrapper run before any route: refuses a foreign, missing or repeated ``Host`` (400)
-    and a body over ``max_body`` bytes (413: a Content-Length over it, or a streamed body as soon
-    as it passes it), and adds ``SECURITY_HEADERS`` to every response, errors included."""
+    """ASGI wrapper run before any route: refuses a foreign, missing or repeated ``Host`` (400),
+    a body over ``max_body`` bytes (413: a Content-Length over it, or a streamed body as soon
+    as it passes it) and one that has not all arrived after ``body_timeout`` seconds (408), and adds ``SECURITY_HEADERS`` to every response, errors included."""
 
-    def __init__(self, app: ASGIApp, *, hosts: Iterable[str], max_body: int = MAX_BODY):
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        hosts: Iterable[str],
+        max_body: int = MAX_BODY,
+        body_timeout: float = BODY_TIMEOUT,
+    ):
         self.app = app
         self.hosts = frozenset(h.lower() for h in hosts)
         self.max_body = max_body
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -265,9 +278,12 @@ class Guard:
         if length is not None and (not length.strip().isdigit() or int(length) > self.max_body):
             return await answer(send, 413, too_big)
         try:
-            body = await read_body(receive, self.max_body)
+            async with asyncio.timeout(self.body_timeout):
+                body = await read_body(receive, self.max_body)
         except BodyTooLarge:
             return await answer(send, 413, too_big)
+        except TimeoutError:
+            return await answer(send, 408, f"request body not received within {self.body_timeout:g} s")
         if body is None:
             return None
         pending = [{"type": "http.request", "body": body, "more_body": False}]
@@ -278,17 +294,24 @@ class Guard:
         return await self.app(scope, replay, send)
 
 
-def served_path(image_root: Path, relative: str) -> Path | None:
+def served_path(image_root: Path, stored: str) -> Path | None:
     """The file to send for a stored image path, or None (a tampered database, a moved file).
 
-    The stored path is checked as text, read both as a POSIX and a Windows path: relative (no
-    root, no drive), no ``..``. Then it may resolve anywhere (a symlinked file or sub-folder):
-    the project imported it, and rounds train on it.
+    A stored path is the one ``project init`` wrote: relative to the image root, or absolute for
+    a file outside it (a CSV listing absolute paths). It is checked as text, read both as a POSIX
+    and a Windows path: no ``..``, and a relative one has no root and no drive. Then it may
+    resolve anywhere (a symlinked file or sub-folder): the project imported it, and rounds train
+    on it. It must name a readable regular file.
     """
-    flavours = (PurePosixPath(relative), PureWindowsPath(relative))
-    if not relative or any(p.is_absolute() or p.anchor or ".." in p.parts for p in flavours):
+    posix, windows = PurePosixPath(stored), PureWindowsPath(stored)
+    if not stored or ".." in posix.parts or ".." in windows.parts:
         return None
-    path = image_root / relative
+    if posix.is_absolute():
+        path = Path(stored)
+    elif windows.anchor:
+        return None
+    else:
+        path = image_root / stored
     return path if path.is_file() and os.access(path, os.R_OK) else None
 
 
@@ -512,6 +535,39 @@ def serve(
 
     token = token or secrets.token_urlsafe(24)
     app = create_app(folder, token, hosts=allowed_hosts(host, port, extra=allow_hosts))
+    listening = listen(host, port)
     shown = f"[{host}]" if ":" in host else host
+    # Only now: the URL and its token name this server, not whatever else held the port.
     print(f"unisal: open http://{shown}:{port}/?token={token}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    config = uvicorn.Config(app, log_level="warning")
+    uvicorn.Server(config).run(sockets=[listening])
+
+
+class ListenError(ProjectError):
+    """The server cannot listen on the address it was given (a port in use, a foreign address)."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound and listening on ``host:port``, for uvicorn to serve on.
+
+    Raises:
+        ListenError: the address is in use or cannot be bound; the message says why.
+    """
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a restart reuses the port
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        raise ListenError(f"cannot listen on {where}: {reason}") from None
+    sock.set_inheritable(True)
+    return sock

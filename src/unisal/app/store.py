@@ -26,12 +26,11 @@ from typing import Any
 
 from unisal.data.catalogue import UnknownClassError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_NAME = "project.db"
 ROUND_LOCK_NAME = ".round.lock"  # held (fcntl.flock) by whoever runs a round, for the whole round
 # why a round marked running that nobody holds the lock of is recorded as failed
 ROUND_KILLED = "the process running it ended without finishing it (killed?)"
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 # the tables every version has: a database without them is some other program's
 _TABLES = {"meta", "classes", "images", "labels", "label_events", "disagreements", "rounds", "queue"}
 
@@ -102,9 +101,33 @@ _SCHEMA_V2 = """
 ALTER TABLE images ADD COLUMN mtime_ns INTEGER;
 """
 
+# Version 3: every annotator who skipped a queued item (queue.skipped_by held only the last one,
+# so an earlier skipper was offered it again); the old column is copied here and no longer used.
+# And each resolution of a disagreement, so that undoing one gives the label back to the
+# annotator who had it and reopens the cases it closed.
+_SCHEMA_V3 = """
+CREATE TABLE skips (
+    image_id INTEGER NOT NULL REFERENCES queue(image_id) ON DELETE CASCADE,
+    annotator TEXT NOT NULL,
+    PRIMARY KEY (image_id, annotator)
+);
+INSERT INTO skips (image_id, annotator) SELECT image_id, skipped_by FROM queue WHERE skipped_by IS NOT NULL;
+CREATE TABLE resolutions (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    reviewer TEXT NOT NULL,
+    event_id INTEGER REFERENCES label_events(id),  -- the reviewer's relabel (NULL: the label stayed)
+    previous_annotator TEXT,                       -- whose label it replaced, and when it was given
+    previous_at TEXT,
+    closed TEXT NOT NULL,                          -- JSON list of the disagreement ids it closed
+    at TEXT NOT NULL,
+    undone INTEGER NOT NULL DEFAULT 0
+);
+"""
+
 # Version k -> the SQL that brings a version k - 1 database to k. A new column or table is a
 # new entry here; an existing entry is never edited.
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 
 
 class ProjectError(ValueError):
@@ -125,14 +148,13 @@ def check_class_names(classes: list[str]) -> None:
 
 def _check_database(path: Path) -> None:
     """Refuse, without writing a byte, a file that is not a unisal project database: empty, not
-    SQLite, or SQLite without the project's tables (another program's, or version 0)."""
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(len(_SQLITE_MAGIC))
-    except OSError as exc:
-        raise ProjectError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if head != _SQLITE_MAGIC:
-        raise damaged(path)
+    SQLite, or SQLite without the project's tables (another program's, or version 0).
+
+    The file is read only through SQLite, never with ``open()``: this process may hold other
+    connections to it (the web app's, while its round thread opens the project), and closing
+    any plain descriptor of the file would drop their POSIX locks; the next process to close
+    the database would then think it the last one and delete the write-ahead log in use.
+    """
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
         try:
@@ -141,6 +163,8 @@ def _check_database(path: Path) -> None:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB":
+            raise damaged(path) from None
         raise ProjectError(f"{path} is not a readable project database: {exc}") from exc
     if version > SCHEMA_VERSION:
         raise ProjectError(
@@ -306,8 +330,28 @@ class ProjectStore:
 
     # ---- settings and classes
     def settings(self) -> dict[str, Any]:
+        """The project's settings (a JSON object in ``meta``).
+
+        Raises:
+            ProjectError: they are not a JSON object (a damaged database).
+        """
         row = self.conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
-        return dict(json.loads(row[0])) if row else {}
+        if row is None:
+            return {}
+        settings = self._stored_json(row[0], "its settings are not a JSON object")
+        if not isinstance(settings, dict):
+            raise self._damaged_value("its settings are not a JSON object")
+        return settings
+
+    def _damaged_value(self, what: str) -> ProjectError:
+        return ProjectError(f"{self.path} is damaged: {what}; restore it from a backup")
+
+    def _stored_json(self, text: Any, what: str) -> Any:
+        """A JSON value this store wrote; a ProjectError saying ``what`` when it is not JSON."""
+        try:
+            return json.loads(text)
+        except (TypeError, ValueError):
+            raise self._damaged_value(what) from None
 
     def set_settings(self, settings: dict[str, Any]) -> None:
         with self.transaction() as conn:
@@ -420,42 +464,114 @@ class ProjectStore:
         return LabelResult(status, image_id, label)
 
     def undo(self, annotator: str) -> LabelResult | None:
-        """Revert this annotator's latest label change of a pool image that is still in effect;
-        None if there is none. (A held-out image's label is never changed through the app, nor
-        an older database's change of one undone.)"""
+        """Revert this annotator's latest change of a pool image that is still in effect: a
+        label (see :meth:`_undo_label`) or a resolution (see :meth:`_undo_resolution`); None if
+        there is none. (A held-out image's label is never changed through the app, nor an older
+        database's change of one undone.)
+
+        Raises:
+            ProjectError: that change was changed since by someone else; nothing is undone.
+        """
         with self.transaction() as conn:
             event = conn.execute(
-                "SELECT e.id, e.image_id, e.old_class_id, e.new_class_id FROM label_events e "
+                "SELECT e.id, e.image_id, e.old_class_id, e.new_class_id, e.at FROM label_events e "
                 "JOIN images ON images.id = e.image_id AND images.split = 'pool' "
                 "WHERE e.annotator = ? AND e.action IN ('label', 'relabel') AND e.undone = 0 "
+                "AND e.id NOT IN (SELECT event_id FROM resolutions WHERE event_id IS NOT NULL) "
                 "ORDER BY e.id DESC LIMIT 1",
                 (annotator,),
             ).fetchone()
-            if event is None:
+            resolution = conn.execute(
+                "SELECT r.* FROM resolutions r JOIN images ON images.id = r.image_id AND images.split = 'pool' "
+                "WHERE r.reviewer = ? AND r.undone = 0 ORDER BY r.id DESC LIMIT 1",
+                (annotator,),
+            ).fetchone()
+            if resolution is not None and (event is None or resolution["at"] >= event["at"]):
+                image_id, old = self._undo_resolution(conn, resolution)
+            elif event is not None:
+                image_id, old = self._undo_label(conn, event, annotator)
+            else:
                 return None
-            current = self._label_row(conn, event["image_id"])
-            if (
-                current is None
-                or current["class_id"] != event["new_class_id"]
-                or current["annotator"] != annotator
+        return LabelResult("undone", image_id, "" if old is None else self.class_names()[old])
+
+    @staticmethod
+    def _changed_since() -> ProjectError:
+        return ProjectError("the latest label was changed since; nothing was undone")
+
+    def _undo_label(
+        self, conn: sqlite3.Connection, event: sqlite3.Row, annotator: str
+    ) -> tuple[int, int | None]:
+        """The image's label goes back to the class before ``event`` (none: unlabelled). Open
+        disagreements on the image stay open: with no label left, a reviewer picks one of the
+        classes the others gave. Returns (image id, the class now, or None)."""
+        image_id = int(event["image_id"])
+        current = self._label_row(conn, image_id)
+        if (
+            current is None
+            or current["class_id"] != event["new_class_id"]
+            or current["annotator"] != annotator
+        ):
+            raise self._changed_since()
+        if event["old_class_id"] is None:
+            conn.execute("DELETE FROM labels WHERE image_id = ?", (image_id,))
+        else:
+            conn.execute(
+                "UPDATE labels SET class_id = ?, at = ? WHERE image_id = ?",
+                (event["old_class_id"], now(), image_id),
+            )
+        conn.execute("UPDATE label_events SET undone = 1 WHERE id = ?", (event["id"],))
+        conn.execute(
+            "INSERT INTO label_events (image_id, old_class_id, new_class_id, annotator, action, at) "
+            "VALUES (?, ?, ?, ?, 'undo', ?)",
+            (image_id, event["new_class_id"], event["old_class_id"], annotator, now()),
+        )
+        return image_id, event["old_class_id"]
+
+    def _undo_resolution(self, conn: sqlite3.Connection, resolution: sqlite3.Row) -> tuple[int, int | None]:
+        """The label before the resolution comes back with its own annotator and time (the
+        audit trail records the reviewer's undo), and the cases it closed are open again.
+        Returns (image id, the class now, or None)."""
+        image_id = int(resolution["image_id"])
+        reviewer = resolution["reviewer"]
+        current = conn.execute(
+            "SELECT class_id, annotator, at FROM labels WHERE image_id = ?", (image_id,)
+        ).fetchone()
+        if resolution["event_id"] is None:  # the label stayed: it must still be the one it kept
+            if current is None or (current["annotator"], current["at"]) != (
+                resolution["previous_annotator"],
+                resolution["previous_at"],
             ):
-                raise ProjectError("the latest label was changed since; nothing was undone")
-            if event["old_class_id"] is None:
-                conn.execute("DELETE FROM labels WHERE image_id = ?", (event["image_id"],))
+                raise self._changed_since()
+            old = int(current["class_id"])
+        else:
+            event = conn.execute(
+                "SELECT old_class_id, new_class_id FROM label_events WHERE id = ?", (resolution["event_id"],)
+            ).fetchone()
+            if current is None or (current["class_id"], current["annotator"]) != (
+                event["new_class_id"],
+                reviewer,
+            ):
+                raise self._changed_since()
+            old = event["old_class_id"]
+            if old is None:
+                conn.execute("DELETE FROM labels WHERE image_id = ?", (image_id,))
             else:
                 conn.execute(
-                    "UPDATE labels SET class_id = ?, at = ? WHERE image_id = ?",
-                    (event["old_class_id"], now(), event["image_id"]),
+                    "UPDATE labels SET class_id = ?, annotator = ?, at = ? WHERE image_id = ?",
+                    (old, resolution["previous_annotator"], resolution["previous_at"], image_id),
                 )
-            conn.execute("UPDATE label_events SET undone = 1 WHERE id = ?", (event["id"],))
+            conn.execute("UPDATE label_events SET undone = 1 WHERE id = ?", (resolution["event_id"],))
             conn.execute(
                 "INSERT INTO label_events (image_id, old_class_id, new_class_id, annotator, action, at) "
                 "VALUES (?, ?, ?, ?, 'undo', ?)",
-                (event["image_id"], event["new_class_id"], event["old_class_id"], annotator, now()),
+                (image_id, event["new_class_id"], old, reviewer, now()),
             )
-        names = self.class_names()
-        old = event["old_class_id"]
-        return LabelResult("undone", int(event["image_id"]), "" if old is None else names[old])
+        closed = [
+            int(i) for i in self._stored_json(resolution["closed"], "a resolution's cases are not JSON")
+        ]
+        conn.executemany("UPDATE disagreements SET resolved = 0 WHERE id = ?", [(i,) for i in closed])
+        conn.execute("UPDATE resolutions SET undone = 1 WHERE id = ?", (resolution["id"],))
+        return image_id, old
 
     def labels(self) -> dict[str, tuple[str, str, str]]:
         """Path -> (class name, annotator, time) of every labelled image."""
@@ -527,12 +643,37 @@ class ProjectStore:
                 raise ProjectError(f"no open disagreement with id {disagreement_id}")
             image_id = int(row["image_id"])
             self._pool_image(conn, image_id)
-            current = self._label_row(conn, image_id)
+            current = conn.execute(
+                "SELECT class_id, annotator, at FROM labels WHERE image_id = ?", (image_id,)
+            ).fetchone()
             old = None if current is None else current["class_id"]
+            at = now()
+            event_id = None
             if old != class_id:
-                _write_label(conn, image_id, old, class_id, reviewer, "relabel", now())
+                _write_label(conn, image_id, old, class_id, reviewer, "relabel", at)
+                event_id = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            closed = [
+                int(r[0])
+                for r in conn.execute(
+                    "SELECT id FROM disagreements WHERE image_id = ? AND resolved = 0 ORDER BY id",
+                    (image_id,),
+                )
+            ]
             conn.execute(
                 "UPDATE disagreements SET resolved = 1 WHERE image_id = ? AND resolved = 0", (image_id,)
+            )
+            conn.execute(
+                "INSERT INTO resolutions (image_id, reviewer, event_id, previous_annotator, previous_at, closed, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    image_id,
+                    reviewer,
+                    event_id,
+                    None if current is None else current["annotator"],
+                    None if current is None else current["at"],
+                    json.dumps(closed),
+                    at,
+                ),
             )
         return LabelResult("resolved", image_id, label)
 
@@ -553,6 +694,7 @@ class ProjectStore:
         names = self.class_names()
         with self.transaction() as conn:
             self._check_queueable(conn, [int(item["image_id"]) for item in items])
+            conn.execute("DELETE FROM skips")  # a new batch: every item is offered afresh
             conn.execute("DELETE FROM queue")
             conn.executemany(
                 "INSERT INTO queue (image_id, round_id, position, reason, score, guess_class_id, guess_confidence) "
@@ -598,7 +740,7 @@ class ProjectStore:
                 "SELECT q.image_id, images.path, q.reason, q.score, classes.name AS guess, q.guess_confidence, q.position "
                 "FROM queue q JOIN images ON images.id = q.image_id LEFT JOIN classes ON classes.id = q.guess_class_id "
                 "WHERE q.image_id NOT IN (SELECT image_id FROM labels) AND images.split = 'pool' "
-                "AND (q.skipped_by IS NULL OR q.skipped_by != ?) "
+                "AND NOT EXISTS (SELECT 1 FROM skips s WHERE s.image_id = q.image_id AND s.annotator = ?) "
                 "AND (q.lease_owner IS NULL OR q.lease_owner = ? OR q.lease_until < ?) "
                 "ORDER BY (q.lease_owner = ?) DESC, q.position LIMIT ?",
                 (annotator, annotator, t.isoformat(timespec="microseconds"), annotator, count),
@@ -626,7 +768,8 @@ class ProjectStore:
         return items[0] if items else None
 
     def skip(self, image_id: int, annotator: str) -> None:
-        """Put a queued item back for the others; this annotator will not be offered it again.
+        """This annotator will not be offered the queued item again; their own lease on it ends
+        (another annotator's lease stays: it is theirs to label or skip).
 
         Raises:
             HeldOutError: a held-out test image.
@@ -634,12 +777,15 @@ class ProjectStore:
         """
         with self.transaction() as conn:
             self._pool_image(conn, image_id)
-            changed = conn.execute(
-                "UPDATE queue SET lease_owner = NULL, lease_until = NULL, skipped_by = ? WHERE image_id = ?",
-                (annotator, image_id),
-            ).rowcount
-            if changed == 0:
+            if conn.execute("SELECT 1 FROM queue WHERE image_id = ?", (image_id,)).fetchone() is None:
                 raise ProjectError(f"image {image_id} is not in the queue")
+            conn.execute(
+                "INSERT OR IGNORE INTO skips (image_id, annotator) VALUES (?, ?)", (image_id, annotator)
+            )
+            conn.execute(
+                "UPDATE queue SET lease_owner = NULL, lease_until = NULL WHERE image_id = ? AND lease_owner = ?",
+                (image_id, annotator),
+            )
 
     def queue_length(self) -> int:
         return int(
@@ -746,8 +892,10 @@ class ProjectStore:
         out = []
         for r in rows:
             item = dict(r)
-            item["settings"] = json.loads(item["settings"])
-            item["metrics"] = json.loads(item["metrics"]) if item["metrics"] else None
+            for column in ("settings", "metrics"):
+                what = f"the {column} of round {item['id']} are not JSON"
+                empty = column == "metrics" and not item[column]  # a round that has not finished
+                item[column] = None if empty else self._stored_json(item[column], what)
             out.append(item)
         return out
 

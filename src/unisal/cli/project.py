@@ -11,7 +11,7 @@ from types import FrameType
 
 import click
 
-from unisal.cli.options import RegistryChoice, user_errors
+from unisal.cli.options import RegistryChoice, preset_option, strategy_option, user_errors
 
 
 def _errors() -> tuple[type[Exception], ...]:
@@ -24,6 +24,12 @@ def _image_formats() -> tuple[str, ...]:
     from unisal.app.project import image_formats
 
     return image_formats()
+
+
+def _learner_names() -> list[str]:
+    from unisal.config import learner_names
+
+    return list(learner_names())
 
 
 def _label_exports() -> list[str]:
@@ -92,6 +98,14 @@ def project() -> None:
 @click.option(
     "--test", "test_csv", type=click.Path(dir_okay=False), help="CSV path,label: a labelled hold-out set."
 )
+@strategy_option
+@click.option("--budget", type=click.IntRange(min=1), help="Images queued per round (default: 20).")
+@click.option(
+    "--learner",
+    type=RegistryChoice(_learner_names, "learner"),
+    help="frozen (heads on cached features, the default) or finetune (train the backbone).",
+)
+@preset_option
 def init(
     folder: str,
     images: str,
@@ -100,9 +114,21 @@ def init(
     labels_csv: str | None,
     groups_csv: str | None,
     test_csv: str | None,
+    strategy: str | None,
+    budget: int | None,
+    learner: str | None,
+    preset: str | None,
 ) -> None:
     """Create a project in FOLDER from the images under --images."""
+    from dataclasses import asdict
+
     from unisal.app.project import check_new_folder, create_project, plan_project
+    from unisal.app.rounds import ProjectSettings
+
+    chosen = {"strategy": strategy, "budget": budget, "preset": preset}
+    settings = ProjectSettings(**{k: v for k, v in chosen.items() if v is not None})  # type: ignore[arg-type]
+    if learner is not None:
+        settings.config = {"learner": {"name": learner}}
 
     names = None if classes is None else [c.strip() for c in classes.split(",") if c.strip()]
     try:
@@ -115,7 +141,7 @@ def init(
             groups_csv=groups_csv,
             test_csv=test_csv,
         )
-        store = create_project(folder, plan)
+        store = create_project(folder, plan, settings=asdict(settings))
     except _errors() as error:
         raise click.ClickException(str(error)) from error
     for note in plan.notes:
@@ -216,5 +242,10 @@ def round_(folder: str, show_progress: bool) -> None:
     click.echo(
         f"round {record['id']}: {metrics.get('n_labels', 0)} labels"
         + (f", {shown} ({metrics['source']})" if shown else ", no metrics yet")
-        + f"; {metrics.get('seconds', 0):.1f} s; next batch queued"
+        + f"; {metrics.get('seconds', 0):.1f} s; "
+        + (
+            "next batch queued"
+            if metrics.get("queued", 1)
+            else "every pool image is labelled: nothing queued"
+        )
     )

@@ -121,12 +121,16 @@ function show() {
   document.querySelectorAll("#buttons button").forEach((b) => b.classList.toggle("guess", !!current && b.dataset.label === current.guess));
 }
 
+// The kept label may be gone (its annotator undid it): the case stays open, with real classes only.
+function kept(d) { return d.current === null ? "no label" : `${d.current} (${d.current_annotator})`; }
+function choices(d) { return [...new Set([d.current, d.other])].filter((c) => c !== null); }
+
 async function drawReview() {
   const cases = await api("/api/disagreements");
   $("review").replaceChildren(...cases.map((d) => el("div", { class: "case" },
     el("img", { alt: `patch ${d.image_id}`, src: imageUrl(d) }),
-    el("span", {}, `${d.current} (${d.current_annotator}) or ${d.other} (${d.other_annotator})?`),
-    ...[d.current, d.other].map((choice) => {
+    el("span", {}, `${kept(d)} or ${d.other} (${d.other_annotator})?`),
+    ...choices(d).map((choice) => {
       const b = el("button", {}, choice);
       b.addEventListener("click", () => resolve(d.id, choice));
       return b;
