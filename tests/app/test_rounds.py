@@ -119,3 +119,36 @@ def test_a_failing_round_keeps_labels_model_and_queue(
     assert rounds[1]["error"] == "MemoryError: simulated: out of memory"
     assert ((folder / good["checkpoint"]).read_bytes(), store.labels(), store.queue_length()) == before
     assert not (folder / "rounds" / "round_2.pt").exists()
+
+
+def test_project_rounds_report_when_the_model_stopped_changing(tiles: Path, tmp_path: Path):
+    """Each trained round's stop_kappa compares its predictions on the stop set with the last
+    round's (the files in rounds/); status and the round's output say when it has stopped."""
+    import json
+
+    import numpy as np
+    from click.testing import CliRunner
+
+    from unisal.cli.main import cli
+    from unisal.stopping import agreement_kappa
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\n" + "".join(f"{c}/{c}_{i}.png,{c}\n" for c in CLASSES for i in range(3)))
+    values = settings(tmp_path)
+    values["config"]["query"] = {"stop_set": 12, "stop_window": 1, "stop_kappa": 0.0}  # type: ignore[index]
+    folder = tmp_path / "p"
+    init_project(folder, images=tiles, classes=CLASSES, labels_csv=labels, settings=values)
+    first = run_round(folder, log=quiet)
+    assert first["metrics"]["stop_kappa"] is None and first["metrics"]["stopped_changing"] is False
+    label_queue(folder)
+    result = CliRunner().invoke(cli, ["project", "round", str(folder)])
+    assert result.exit_code == 0, result.output
+    second = open_project(folder).rounds()[-1]
+    a, b = (json.loads((folder / "rounds" / f"stop_set_{k}.json").read_text()) for k in (1, 2))
+    assert len(a) == 12 and set(a) == set(b)
+    expected = agreement_kappa(np.asarray([a[i] for i in sorted(a)]), np.asarray([b[i] for i in sorted(a)]))
+    assert second["metrics"]["stop_kappa"] == round(expected, 6)
+    assert second["metrics"]["stopped_changing"] is True  # the threshold 0 holds with one comparison
+    assert "the model has stopped changing" in result.output
+    status = CliRunner().invoke(cli, ["project", "status", str(folder)])
+    assert "stop_kappa" in status.output and "the model has stopped changing" in status.output

@@ -14,6 +14,7 @@ it starts.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -148,6 +149,75 @@ def run_round(
         )
 
 
+def stop_file(folder: Path, round_id: int) -> Path:
+    """Round ``round_id``'s predictions on the project's stop set: image id -> class name (JSON)."""
+    return folder / "rounds" / f"stop_set_{round_id}.json"
+
+
+def round_stopping(
+    store: ProjectStore,
+    folder: Path,
+    round_id: int,
+    learner: Any,
+    data: PreparedData,
+    image_ids: np.ndarray,
+    cfg: RunConfig,
+    seed: int,
+) -> dict[str, Any]:
+    """The stop signal of a project round (:mod:`unisal.stopping`, as in a simulation).
+
+    The stop set is ``query.stop_set`` pool images drawn from the project's seed, the same every
+    round; the round's predictions on it go to :func:`stop_file`, and its ``stop_kappa`` is their
+    agreement with the latest earlier round that has predictions (None in the first);
+    ``stopped_changing`` holds once the mean of the last ``query.stop_window`` kappas reaches
+    ``query.stop_kappa``. Empty when the stop set is off.
+    """
+    from unisal.io import write_json_atomic
+    from unisal.stopping import agreement_kappa, stabilised, stop_set
+
+    pool = np.flatnonzero(data.split == TRAIN)
+    idx = stop_set(pool, cfg.query.stop_set, np.random.default_rng(round_seed(seed, 0, "stop_set")))
+    if len(idx) == 0:
+        return {}
+    names = data.catalogue.class_names
+    predicted = {
+        str(int(image_ids[i])): names[int(k)]
+        for i, k in zip(idx, learner.predict(idx).mean_logits().argmax(1), strict=True)
+    }
+    earlier = [
+        r
+        for r in store.rounds()
+        if r["id"] < round_id and r["status"] == "done" and stop_file(folder, r["id"]).is_file()
+    ]
+    kappa = None
+    if earlier:
+        previous = json.loads(stop_file(folder, earlier[-1]["id"]).read_text())
+        common = sorted(set(previous) & set(predicted))
+        if common:
+            kappa = agreement_kappa(
+                np.asarray([previous[i] for i in common]), np.asarray([predicted[i] for i in common])
+            )
+    stop_file(folder, round_id).parent.mkdir(exist_ok=True)
+    write_json_atomic(stop_file(folder, round_id), predicted)
+    kappas = [(r["metrics"] or {}).get("stop_kappa") for r in earlier] + [kappa]
+    q = cfg.query
+    return {
+        "stop_kappa": None if kappa is None else round(kappa, 6),
+        "stopped_changing": stabilised(kappas, window=q.stop_window, threshold=q.stop_kappa),
+    }
+
+
+def stop_message(record: dict[str, Any]) -> str:
+    """What a lab is told when a round's model has stopped changing; empty otherwise."""
+    metrics = record.get("metrics") or {}
+    if not metrics.get("stopped_changing"):
+        return ""
+    return (
+        "the model has stopped changing: its predictions on a fixed sample of the images agree "
+        "round to round (Cohen's kappa); more labels of this kind are unlikely to change it much"
+    )
+
+
 def failure_reason(error: BaseException) -> str:
     """What a failed round's record says: an interruption's own words (``stopped by SIGTERM``),
     else the error's type and message."""
@@ -230,6 +300,10 @@ def _run_round(
                         metrics[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
                     metrics["source"] = f"{len(folds)}-fold cross-validation"
                 fit(labelled, 0)
+        if learner is not None:
+            metrics |= round_stopping(
+                store, Path(folder), round_id, learner, data, image_ids, cfg, settings.seed
+            )
         if learner is not None and budget > 0:
             ctx = QueryContext(
                 pool=pool,

@@ -160,6 +160,7 @@ def init(
 def status(folder: str) -> None:
     """Labels per class, the queue, and the rounds with their metrics."""
     from unisal.app.project import open_project
+    from unisal.app.rounds import stop_message
 
     try:
         store = open_project(folder)
@@ -187,6 +188,9 @@ def status(folder: str) -> None:
             + (f", {metrics}" if metrics else "")
             + (f" ({r['error']})" if r["error"] else "")
         )
+    done = [r for r in rounds if r["status"] == "done"]
+    if done and stop_message(done[-1]):
+        click.echo(stop_message(done[-1]))
 
 
 @project.command()
@@ -226,7 +230,7 @@ def import_(folder: str, file: str, annotator: str) -> None:
 @click.option("--progress", "show_progress", is_flag=True, help="Progress bars.")
 def round_(folder: str, show_progress: bool) -> None:
     """Train on the labels so far, report metrics, and queue the next batch to label."""
-    from unisal.app.rounds import failure_reason, run_round
+    from unisal.app.rounds import failure_reason, run_round, stop_message
 
     try:
         with sigterm_as_interrupt():
@@ -249,3 +253,5 @@ def round_(folder: str, show_progress: bool) -> None:
             else "every pool image is labelled: nothing queued"
         )
     )
+    if stop_message(record):
+        click.echo(stop_message(record))

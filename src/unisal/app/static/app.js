@@ -94,7 +94,10 @@ async function refresh() {
   $("review-count").textContent = c.disagreements ? `(${c.disagreements})` : "";
   if (c.disagreements || $("review").childElementCount) await drawReview();
   $("round").disabled = state.round_running;
-  $("round-status").textContent = state.round_running ? "training…" : (state.last_error || "");
+  const done = state.rounds.filter((r) => r.status === "done");
+  const stopped = done.length && done[done.length - 1].metrics && done[done.length - 1].metrics.stopped_changing;
+  $("round-status").textContent = state.round_running ? "training…"
+    : (state.last_error || (stopped ? "the model has stopped changing: more labels of this kind are unlikely to change it much" : ""));
   return state;
 }
 
