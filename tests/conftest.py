@@ -127,3 +127,18 @@ def burning_cpu(seconds: float = 600) -> Iterator[None]:
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.fixture
+def device_node(tmp_path: Path) -> Path:
+    """A character device of the test's own to aim outputs at: a null device node made in
+    ``tmp_path``, never the system's /dev/null, which a regression would replace when the tests
+    run as root."""
+    import stat
+
+    path = tmp_path / "null-device"
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except OSError:
+        pytest.skip("cannot make a device node here (not root); the FIFO tests cover other non-regular files")
+    return path

@@ -12,27 +12,13 @@ from unisal.errors import RunError
 from unisal.io import atomic_path, check_output_file, remove_stale_temporaries
 
 
-def a_device(folder: Path) -> str:
-    """A character device of our own to aim at: a null device node made in ``folder`` (never the
-    system's /dev/null, which a regression would replace when the tests run as root)."""
-    import os
-    import stat
-
-    path = folder / "null-device"
-    try:
-        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
-    except (PermissionError, OSError):
-        pytest.skip("cannot make a device node here (not root); the FIFO tests cover other non-regular files")
-    return str(path)
-
-
 def test_a_new_or_regular_file_is_accepted(tmp_path: Path):
     assert check_output_file(tmp_path / "new.csv") == tmp_path / "new.csv"
     (tmp_path / "old.csv").write_text("x")
     assert check_output_file(tmp_path / "old.csv") == tmp_path / "old.csv"
 
 
-def test_a_fifo_or_device_is_refused(tmp_path: Path):
+def test_a_fifo_or_device_is_refused(tmp_path: Path, device_node: Path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     with pytest.raises(RunError) as excinfo:
@@ -41,7 +27,7 @@ def test_a_fifo_or_device_is_refused(tmp_path: Path):
         str(excinfo.value)
         == f"--out {fifo} is not a regular file (a FIFO); name a new file or a regular file"
     )
-    device = a_device(tmp_path)
+    device = str(device_node)
     with pytest.raises(RunError) as excinfo:
         check_output_file(device)
     assert (

@@ -40,3 +40,12 @@ def test_the_criterion_fires_when_the_window_mean_reaches_the_threshold() -> Non
     assert first_stop(kappas, window=1, threshold=0.99) == 3
     assert first_stop([None, 1.0, 1.0]) is None  # the first round has no comparison: the window is not full
     assert first_stop([0.5, 0.6], threshold=0.99) is None
+
+
+def test_stop_signal_is_one_step_of_the_criterion() -> None:
+    from unisal.stopping import stop_signal
+
+    assert stop_signal(None, ["a", "b"], [], window=1, threshold=0.5) == (None, False)  # the first round
+    kappa, stopped = stop_signal(["a", "b", "a", "b"], ["a", "b", "a", "b"], [0.2], window=2, threshold=0.6)
+    assert (kappa, stopped) == (1.0, True)  # mean(0.2, 1.0) = 0.6
+    assert stop_signal(["a", "b"], ["b", "a"], [1.0], window=2, threshold=0.6)[1] is False

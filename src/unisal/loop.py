@@ -33,7 +33,7 @@ from unisal.query import QueryContext, Strategy, create_strategy, strategy_class
 from unisal.run_folder import DAMAGED, RunFolder
 from unisal.seeds import round_seed
 from unisal.state import NOT_LABELLED, ALState
-from unisal.stopping import agreement_kappa, stabilised, stop_set
+from unisal.stopping import stop_set, stop_signal
 from unisal.threads import configure_threads, resumed_threads
 
 __all__ = ["NOT_LABELLED", "ALState", "ActiveLearningRun", "RunError", "check_run_settings"]
@@ -347,11 +347,14 @@ class ActiveLearningRun:
         predicted = [names[int(k)] for k in logits.mean(0).argmax(1)]
         self.folder.write_stop_predictions(round_, [data.catalogue.paths[i] for i in idx], predicted)
         previous = self.folder.read_stop_predictions(round_ - 1) if round_ > 0 else None
-        kappa = None if previous is None else agreement_kappa(np.asarray(previous), np.asarray(predicted))
         earlier = sorted((r for r in state.results if r["round"] < round_), key=lambda r: r["round"])
-        kappas = [None if r.get("stop_kappa", "") == "" else float(r["stop_kappa"]) for r in earlier] + [
-            kappa
-        ]
+        kappa, stopped = stop_signal(
+            previous,
+            predicted,
+            [None if r.get("stop_kappa", "") == "" else float(r["stop_kappa"]) for r in earlier],
+            window=q.stop_window,
+            threshold=q.stop_kappa,
+        )
         idx_lb = state.labelled()
         diagnostics = round_diagnostics(
             logits, learner.predict(idx_lb).logits, data.catalogue.labels[idx_lb], names
@@ -360,7 +363,7 @@ class ActiveLearningRun:
         recall_min = diagnostics["labelled_recall_min"]
         return {
             "stop_kappa": "" if kappa is None else round(kappa, 6),
-            "stopped_changing": int(stabilised(kappas, window=q.stop_window, threshold=q.stop_kappa)),
+            "stopped_changing": int(stopped),
             "heads_agree": diagnostics["heads_agree"],
             "pool_share_min": diagnostics["pool_share_min"],
             "labelled_recall_min": "" if recall_min is None else recall_min,

@@ -65,3 +65,18 @@ def first_stop(kappas: Sequence[float | None], *, window: int = 3, threshold: fl
         if stabilised(kappas[: k + 1], window=window, threshold=threshold):
             return k
     return None
+
+
+def stop_signal(
+    previous: Sequence[str] | None,
+    current: Sequence[str],
+    earlier: Sequence[float | None],
+    *,
+    window: int,
+    threshold: float,
+) -> tuple[float | None, bool]:
+    """A round's kappa against the previous round's predictions on the stop set (None without
+    them), and whether the criterion holds counting the ``earlier`` rounds' kappas: one step for
+    a simulated round and a labelling project's round alike."""
+    kappa = None if previous is None else agreement_kappa(np.asarray(previous), np.asarray(current))
+    return kappa, stabilised([*earlier, kappa], window=window, threshold=threshold)

@@ -20,21 +20,6 @@ from unisal.app.rounds import ProjectSettings
 from unisal.app.store import ProjectError
 from unisal.cli.main import cli
 
-
-def a_device(folder: Path) -> str:
-    """A character device of our own to aim at: a null device node made in ``folder`` (never the
-    system's /dev/null, which a regression would replace when the tests run as root)."""
-    import os
-    import stat
-
-    path = folder / "null-device"
-    try:
-        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
-    except (PermissionError, OSError):
-        pytest.skip("cannot make a device node here (not root); the FIFO tests cover other non-regular files")
-    return str(path)
-
-
 CLASSES = ["red", "green", "blue"]
 
 
@@ -116,8 +101,8 @@ def test_predict_refuses_to_write_among_the_images_it_predicts(project: Path, ma
     assert result.output == f"Error: --out {out} is inside the --images folder {other}; write it elsewhere\n"
 
 
-def test_a_device_output_is_refused_by_every_command(project: Path, tiles: Path, tmp_path: Path):
-    device = a_device(tmp_path)
+def test_a_device_output_is_refused_by_every_command(project: Path, tiles: Path, device_node: Path):
+    device = str(device_node)
     message = f"Error: --out {device} is not a regular file (a device); name a new file or a regular file\n"
     for args in (
         ["project", "export", str(project), "--out", device],

@@ -173,7 +173,7 @@ def round_stopping(
     ``query.stop_kappa``. Empty when the stop set is off.
     """
     from unisal.io import write_json_atomic
-    from unisal.stopping import agreement_kappa, stabilised, stop_set
+    from unisal.stopping import stop_set, stop_signal
 
     pool = np.flatnonzero(data.split == TRAIN)
     idx = stop_set(pool, cfg.query.stop_set, np.random.default_rng(round_seed(seed, 0, "stop_set")))
@@ -189,21 +189,21 @@ def round_stopping(
         for r in store.rounds()
         if r["id"] < round_id and r["status"] == "done" and stop_file(folder, r["id"]).is_file()
     ]
-    kappa = None
-    if earlier:
-        previous = json.loads(stop_file(folder, earlier[-1]["id"]).read_text())
-        common = sorted(set(previous) & set(predicted))
-        if common:
-            kappa = agreement_kappa(
-                np.asarray([previous[i] for i in common]), np.asarray([predicted[i] for i in common])
-            )
+    previous = json.loads(stop_file(folder, earlier[-1]["id"]).read_text()) if earlier else {}
+    common = sorted(set(previous) & set(predicted))  # the same images, unless the pool changed
     stop_file(folder, round_id).parent.mkdir(exist_ok=True)
     write_json_atomic(stop_file(folder, round_id), predicted)
-    kappas = [(r["metrics"] or {}).get("stop_kappa") for r in earlier] + [kappa]
     q = cfg.query
+    kappa, stopped = stop_signal(
+        [previous[i] for i in common] if common else None,
+        [predicted[i] for i in common],
+        [(r["metrics"] or {}).get("stop_kappa") for r in earlier],
+        window=q.stop_window,
+        threshold=q.stop_kappa,
+    )
     return {
         "stop_kappa": None if kappa is None else round(kappa, 6),
-        "stopped_changing": stabilised(kappas, window=q.stop_window, threshold=q.stop_kappa),
+        "stopped_changing": stopped,
     }
 
 
