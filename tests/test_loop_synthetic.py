@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from unisal.config import ConfigError, RunConfig, build_config
@@ -125,8 +126,9 @@ def test_every_round_reports_whether_the_predictions_stopped_changing(
         assert len(table) == 10 and {r["predicted"] for r in table} <= {"red", "green", "blue"}
         predicted.append([r["predicted"] for r in table])
     assert rows[0]["stop_kappa"] == ""
-    kappas = [None] + [agreement_kappa(*map(lambda p: __import__("numpy").asarray(p), predicted[k - 1 : k + 1]))
-                       for k in range(1, 5)]  # fmt: skip
+    kappas = [None] + [
+        agreement_kappa(np.asarray(predicted[k - 1]), np.asarray(predicted[k])) for k in range(1, 5)
+    ]
     assert [float(r["stop_kappa"]) for r in rows[1:]] == pytest.approx([round(k, 6) for k in kappas[1:]])
     fired = first_stop(kappas, window=2, threshold=0.5)
     assert [int(r["stopped_changing"]) for r in rows] == [
