@@ -50,6 +50,9 @@ def strategy_names() -> list[str]:
 
 
 OPTIMIZERS = ("sgd", "adamw")
+PSEUDO_LABELS = ("plain", "align", "debias")  # unisal.train.pseudo
+THRESHOLDS = ("fixed", "freematch")
+GUARDS = ("off", "fallback")  # unisal.guard
 LABELLED_SAMPLING = ("uniform", "balanced")
 SCORE_VIEWS = ("mean", "tta", "first")
 
@@ -88,6 +91,9 @@ class DataConfig:
         0.2, gt=0.0, lt=1.0
     )  # of all labelled images, never queried nor trained on
     skip_bad_images: bool = False  # default is to stop on the first unreadable file
+    # class name -> weight: keep whole groups so that the classes stand in this ratio (per seed), e.g.
+    # {lung_n: 10, lung_aca: 3, lung_scc: 1}; classes not named are left out; empty: every image
+    class_ratio: dict[str, float] = field(default_factory=dict)
     cache_dir: str | None = None  # decoded-image cache; default is the user cache folder
 
 
@@ -108,6 +114,9 @@ class LearnerConfig:
     # cotrain: UniSAL's two networks, CPS + contrastive; supervised: labelled data only
     mode: str = setting("cotrain", choices=LEARNER_MODES)
     networks: int = setting(2, ge=1, le=2)  # networks whose logits are averaged; cotrain needs 2
+    # At the end of a co-training round, compare with supervised heads trained on the same labels and
+    # fall back to them when the co-trained ones look degenerate (unisal.guard); off: no check
+    guard: str = setting("off", choices=GUARDS)
 
 
 @dataclass
@@ -149,6 +158,20 @@ class TrainConfig:
     # labelled images per batch: uniform (each image equally often) or balanced (each class equally
     # often, its images in shuffled passes): keeps a rare class in every step's cross-entropy
     labelled_sampling: str = setting("uniform", choices=LABELLED_SAMPLING)
+    # Robustness of cross pseudo supervision to few and imbalanced labels (unisal.train.pseudo, with
+    # the papers): plain = the confident argmax; align = ReMixMatch's distribution alignment;
+    # debias = DebiasPL's logit adjustment
+    pseudo_labels: str = setting("plain", choices=PSEUDO_LABELS)
+    thresholds: str = setting("fixed", choices=THRESHOLDS)  # fixed = tau; freematch = FreeMatch's per class
+    pl_momentum: float = setting(0.99, ge=0.0, lt=1.0)  # per-step decay of the pseudo-label statistics
+    debias_strength: float = setting(1.0, ge=0.0)  # DebiasPL's lambda
+    # pseudo-labels from an exponential moving average of the other network (Mean Teacher,
+    # Tarvainen & Valpola 2017) with this decay per step; 0: from the other network itself
+    ema_teacher: float = setting(0.0, ge=0.0, lt=1.0)
+    # CPS weight times min(1, labels per class / this): pseudo supervision grows with the labels; null: off
+    cps_labels_per_class: int | None = setting(None, ge=1)
+    # co-training starts from the heads of a supervised fit on the labels (same steps), not from scratch
+    warm_start: bool = False
 
 
 @dataclass
@@ -240,6 +263,41 @@ PRESETS: dict[str, dict[str, Any]] = {
         "rounds": 9,
     },
 }
+
+
+# Named setting bundles a benchmark arm can add on top of its base (``unisal@frozen+v1``, and
+# several in order: ``unisal+balanced+debias``): the training candidates of issue 15, and ``v1``,
+# UniSAL's training as it was before them (the cpu preset until issue 15), pinned.
+RECIPES: dict[str, dict[str, Any]] = {
+    "v1": {
+        "learner": {"guard": "off"},
+        "train": {
+            "labelled_sampling": "uniform",
+            "pseudo_labels": "plain",
+            "thresholds": "fixed",
+            "ema_teacher": 0.0,
+            "cps_labels_per_class": None,
+            "warm_start": False,
+        },
+    },
+    "balanced": {"train": {"labelled_sampling": "balanced"}},
+    "align": {"train": {"pseudo_labels": "align"}},
+    "debias": {"train": {"pseudo_labels": "debias"}},
+    "freematch": {"train": {"thresholds": "freematch"}},
+    "ema": {"train": {"ema_teacher": 0.99}},
+    "grow": {"train": {"cps_labels_per_class": 30}},
+    "warm": {"train": {"warm_start": True}},
+    "guard": {"learner": {"guard": "fallback"}},
+}
+
+
+def recipe_values(name: str) -> dict[str, Any]:
+    """The settings of recipe ``name``; ConfigError naming the known ones otherwise."""
+    if name not in RECIPES:
+        close = difflib.get_close_matches(name, list(RECIPES), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"unknown recipe '{name}'{hint}; expected one of {sorted(RECIPES)}")
+    return RECIPES[name]
 
 
 class ConfigError(ValueError):

@@ -304,6 +304,14 @@ class ActiveLearningRun:
         self.folder.write_history(round_, result.history)
         metrics, matrix = learner.evaluate(data.idx_test, labels[data.idx_test])
         self.folder.write_confusion(round_, data.catalogue.class_names, matrix)
+        # With a supervised companion (guard, warm start): both sets of heads on the test split, to
+        # measure the guard by; never used for a decision
+        alternatives = {
+            f"accuracy_{name}": round(
+                learner.evaluate(data.idx_test, labels[data.idx_test], nets=nets)[0]["accuracy"], 6
+            )
+            for name, nets in learner.alternatives.items()
+        }
         signals = self.round_signals(round_)
         self.folder.save_checkpoint(
             round_, {"round": round_, "class_names": data.catalogue.class_names, **learner.state_dict()}
@@ -318,6 +326,8 @@ class ActiveLearningRun:
             "best_epoch": result.best_epoch,
             "val_accuracy": "" if result.best_val_accuracy is None else round(result.best_val_accuracy, 6),
             **signals,
+            **(result.guard or {}),
+            **alternatives,
         }
 
     def stop_set_indices(self) -> np.ndarray:

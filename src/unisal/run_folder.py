@@ -42,6 +42,7 @@ ROUND_COLUMNS = [
     "macro_f1",
     "macro_precision",
     "macro_recall",
+    "balanced_accuracy",
     "best_epoch",
     "val_accuracy",
 ]

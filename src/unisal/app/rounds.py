@@ -218,6 +218,17 @@ def stop_message(record: dict[str, Any]) -> str:
     )
 
 
+def guard_message(record: dict[str, Any]) -> str:
+    """What a lab is told when the round's guard (unisal.guard) fell back; empty otherwise."""
+    metrics = record.get("metrics") or {}
+    if not metrics.get("guard_fallback"):
+        return ""
+    return (
+        f"the co-trained model looked degenerate ({metrics.get('guard_reason', '')}): "
+        "this round uses the heads trained on the labels alone"
+    )
+
+
 def failure_reason(error: BaseException) -> str:
     """What a failed round's record says: an interruption's own words (``stopped by SIGTERM``),
     else the error's type and message."""
@@ -269,9 +280,10 @@ def _run_round(
             learner = create_learner(cfg, len(cat.class_names), device, progress=progress, log=log)
             learner.prepare(data)
 
-            def fit(train_idx: np.ndarray, part: int) -> None:
+            def fit(train_idx: np.ndarray, part: int) -> dict[str, Any]:
+                """Train on ``train_idx``; the guard's verdict (unisal.guard) when it ran, else {}."""
                 assert learner is not None
-                learner.fit(
+                result = learner.fit(
                     train_idx,
                     cat.labels[train_idx],
                     idx_ulb=pool,
@@ -280,9 +292,10 @@ def _run_round(
                     init_seed=round_seed(settings.seed, round_id, "init", part),
                     seed=round_seed(settings.seed, round_id, "train", part),
                 )
+                return result.guard or {}
 
             if len(test):
-                fit(labelled, 0)
+                metrics |= fit(labelled, 0)
                 scores, _ = learner.evaluate(test, cat.labels[test])
                 metrics |= {"source": f"hold-out of {len(test)}", **scores}
             else:
@@ -299,7 +312,7 @@ def _run_round(
                         metrics[key] = float(np.mean(values))
                         metrics[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
                     metrics["source"] = f"{len(folds)}-fold cross-validation"
-                fit(labelled, 0)
+                metrics |= fit(labelled, 0)
         if learner is not None:
             metrics |= round_stopping(
                 store, Path(folder), round_id, learner, data, image_ids, cfg, settings.seed

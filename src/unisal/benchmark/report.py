@@ -31,18 +31,24 @@ from unisal.run_folder import ROUND_COLUMNS, TIMING_COLUMNS
 RESULT_COLUMNS = [
     "arm", "strategy", "learner", "seed", *ROUND_COLUMNS, *TIMING_COLUMNS[1:], "n_candidates",
     "stop_kappa", "stopped_changing", "heads_agree", "pool_share_min", "labelled_recall_min",
+    "guard_fallback", "guard_reason", "guard_kappa", "guard_share_ratio", "accuracy_cotrain", "accuracy_supervised",
 ]  # fmt: skip
 METRICS = ("accuracy", "macro_f1")
+OPTIONAL_METRICS = ("balanced_accuracy",)  # in results.csv files written since issue 15
+METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "balanced_accuracy": "balanced accuracy"}
 TARGETS = (0.95, 0.98, 0.99)
 ALPHA = 0.05
+COLLAPSE_GAP = 0.10  # a training collapsed: accuracy this far below the random arm's (same seed, labels)
 
 
 @dataclass
 class Curve:
-    """One arm and seed: label counts (R,) ascending and each metric (R,)."""
+    """One arm and seed: label counts (R,) ascending, each metric (R,), and whether the stop
+    criterion held in that round (R,) bool (all false for results without it)."""
 
     n_labeled: np.ndarray
     values: dict[str, np.ndarray]
+    stopped: np.ndarray | None = None
 
 
 @dataclass
@@ -55,6 +61,7 @@ class Results:
     seconds: dict[str, dict[str, list[float]]] = field(
         default_factory=dict
     )  # arm -> train/select -> per round
+    metrics: tuple[str, ...] = METRICS  # those every row holds: METRICS and, where present, OPTIONAL_METRICS
 
     @property
     def arms(self) -> list[str]:
@@ -78,16 +85,21 @@ def read_results(path: str | Path) -> Results:
         raise RunError(
             f"{path} holds no benchmark results" + (f" (missing {sorted(missing)})" if rows else "")
         )
-    points: dict[str, dict[int, list[tuple[int, dict[str, float]]]]] = defaultdict(lambda: defaultdict(list))
-    results = Results()
+    points: dict[str, dict[int, list[tuple[int, dict[str, float], bool]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    metrics = METRICS + tuple(
+        m for m in OPTIONAL_METRICS if all(row.get(m) not in (None, "") for row in rows)
+    )
+    results = Results(metrics=metrics)
     try:
         for row in rows:
             seed, n = int(row["seed"]), int(row["n_labeled"])
-            values = {m: float(row[m]) for m in METRICS}
+            values = {m: float(row[m]) for m in metrics}
             if row["arm"] == FULL:
                 results.full[seed], results.full_n_labeled[seed] = values, n
             else:
-                points[row["arm"]][seed].append((n, values))
+                points[row["arm"]][seed].append((n, values, row.get("stopped_changing") in ("1", "True")))
                 timing = results.seconds.setdefault(row["arm"], {"train": [], "select": []})
                 for kind in ("train", "select"):
                     if row.get(f"{kind}_seconds"):
@@ -99,7 +111,9 @@ def read_results(path: str | Path) -> Results:
         for seed, pts in sorted(by_seed.items()):
             pts.sort(key=lambda p: p[0])
             results.curves[arm][seed] = Curve(
-                np.array([p[0] for p in pts]), {m: np.array([p[1][m] for p in pts]) for m in METRICS}
+                np.array([p[0] for p in pts]),
+                {m: np.array([p[1][m] for p in pts]) for m in metrics},
+                np.array([p[2] for p in pts], bool),
             )
     return results
 
@@ -172,19 +186,19 @@ def fmt(mean: float, std: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def _order(results: Results) -> list[str]:
-    """Arms by mean accuracy AUBC, best first."""
+def _order(results: Results, metric: str = "accuracy") -> list[str]:
+    """Arms by mean AUBC of ``metric``, best first."""
     score = {
-        arm: np.mean([aubc(c.n_labeled, c.values["accuracy"]) for c in by_seed.values()])
+        arm: np.mean([aubc(c.n_labeled, c.values[metric]) for c in by_seed.values()])
         for arm, by_seed in results.curves.items()
     }
     return sorted(results.arms, key=lambda a: -score[a])
 
 
-def metric_table(results: Results, metric: str) -> list[str]:
+def metric_table(results: Results, metric: str, main: str = "accuracy") -> list[str]:
     budgets = results.budgets()
     lines = ["| arm | " + " | ".join(str(n) for n in budgets) + " |", "|---" * (len(budgets) + 1) + "|"]
-    for arm in _order(results):
+    for arm in _order(results, main):
         cells = []
         for n in budgets:
             v = list(values_at(results, arm, n, metric).values())
@@ -200,21 +214,117 @@ def metric_table(results: Results, metric: str) -> list[str]:
     return lines
 
 
-def aubc_table(results: Results) -> list[str]:
-    lines = ["| arm | seeds | AUBC accuracy | AUBC macro-F1 |", "|---|---|---|---|"]
-    for arm in _order(results):
+def aubc_table(results: Results, main: str = "accuracy") -> list[str]:
+    heads = " | ".join(f"AUBC {METRIC_NAMES[m]}" for m in results.metrics)
+    lines = [f"| arm | seeds | {heads} |", "|---" * (len(results.metrics) + 2) + "|"]
+    for arm in _order(results, main):
         by_seed = results.curves[arm]
         cells = [
-            fmt(*mean_std([aubc(c.n_labeled, c.values[m]) for c in by_seed.values()]), 4) for m in METRICS
+            fmt(*mean_std([aubc(c.n_labeled, c.values[m]) for c in by_seed.values()]), 4)
+            for m in results.metrics
         ]
         lines.append(f"| {arm} | {len(by_seed)} | " + " | ".join(cells) + " |")
     return lines
 
 
-def target_table(results: Results) -> list[str]:
+def seed_aubc(results: Results, arm: str, metric: str) -> dict[int, float]:
+    """Seed -> AUBC of ``metric`` of ``arm``."""
+    return {seed: aubc(c.n_labeled, c.values[metric]) for seed, c in results.curves[arm].items()}
+
+
+def versus_table(results: Results, default: str, main: str = "accuracy") -> list[str]:
+    """The default arm's AUBC against every other arm's, paired over the seeds both have."""
+    lines = [
+        f"| arm | seeds | {default} minus arm, AUBC {METRIC_NAMES[main]} | paired t-test p | {default} higher in |",
+        "|---|---|---|---|---|",
+    ]
+    mine = seed_aubc(results, default, main)
+    for arm in _order(results, main):
+        if arm == default:
+            continue
+        theirs = seed_aubc(results, arm, main)
+        seeds = sorted(set(mine) & set(theirs))
+        if not seeds:
+            continue
+        diff = np.array([mine[s] - theirs[s] for s in seeds])
+        p = (
+            float(stats.ttest_rel([mine[s] for s in seeds], [theirs[s] for s in seeds]).pvalue)
+            if (len(seeds) > 1 and not np.allclose(diff, diff[0]))
+            else float("nan")
+        )
+        shown_p = "" if np.isnan(p) else f"{p:.3f}"
+        lines.append(
+            f"| {arm} | {len(seeds)} | {fmt(*mean_std(diff), 4)} | {shown_p} | {int((diff > 0).sum())}/{len(seeds)} seeds |"
+        )
+    return lines
+
+
+def collapses(results: Results, reference: str = "random") -> dict[str, list[tuple[int, int, float, float]]]:
+    """Per arm, its collapsed trainings: (seed, labels, accuracy, random's accuracy) where the arm's
+    test accuracy is more than ``COLLAPSE_GAP`` below the ``reference`` arm's at the same seed and
+    label count. Empty when the reference arm is absent."""
+    if reference not in results.curves:
+        return {}
+    out: dict[str, list[tuple[int, int, float, float]]] = {}
+    for arm in results.arms:
+        out[arm] = []
+        for seed, curve in results.curves[arm].items():
+            base = results.curves[reference].get(seed)
+            if base is None:
+                continue
+            for n, acc in zip(curve.n_labeled, curve.values["accuracy"], strict=True):
+                hit = np.flatnonzero(base.n_labeled == n)
+                if len(hit) and acc < base.values["accuracy"][hit[0]] - COLLAPSE_GAP:
+                    out[arm].append((int(seed), int(n), float(acc), float(base.values["accuracy"][hit[0]])))
+    return out
+
+
+def collapse_table(results: Results, main: str = "accuracy") -> list[str]:
+    found = collapses(results)
+    if not found:
+        return ["No `random` arm: collapses (accuracy far below random's) cannot be counted."]
+    lines = [
+        "| arm | trainings | collapsed | which (seed: labels, accuracy vs random's) |",
+        "|---|---|---|---|",
+    ]
+    for arm in _order(results, main):
+        n = sum(len(c.n_labeled) for c in results.curves[arm].values())
+        shown = "; ".join(f"{s}: {k}, {a:.3f} vs {r:.3f}" for s, k, a, r in found[arm][:6])
+        more = f"; ... {len(found[arm]) - 6} more" if len(found[arm]) > 6 else ""
+        lines.append(f"| {arm} | {n} | {len(found[arm])} | {shown}{more} |")
+    return lines
+
+
+def stop_table(results: Results, main: str = "accuracy") -> list[str]:
+    """Per arm, where the stop criterion first held: round, labels, accuracy then, gap to the run's
+    final accuracy and to full supervision (mean ± std over the seeds where it held)."""
+    lines = [
+        "| arm | fired in | round | labels | accuracy then | final accuracy | final minus then | full minus then |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for arm in _order(results, main):
+        fired = []
+        for seed, c in results.curves[arm].items():
+            if c.stopped is None or not c.stopped.any():
+                continue
+            k = int(np.flatnonzero(c.stopped)[0])
+            acc = c.values["accuracy"]
+            full = results.full.get(seed, {}).get("accuracy", np.nan)
+            fired.append((k, c.n_labeled[k], acc[k], acc[-1], acc[-1] - acc[k], full - acc[k]))
+        total = len(results.curves[arm])
+        if not fired:
+            lines.append(f"| {arm} | 0/{total} |  |  |  |  |  |  |")
+            continue
+        cols = np.array(fired, np.float64)
+        cells = [fmt(*mean_std(cols[:, j]), 1 if j < 2 else 3) for j in range(6)]
+        lines.append(f"| {arm} | {len(fired)}/{total} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def target_table(results: Results, main: str = "accuracy") -> list[str]:
     heads = " | ".join(f"{round(t * 100)} % of full" for t in TARGETS)
     lines = [f"| arm | {heads} |", "|---" * (len(TARGETS) + 1) + "|"]
-    for arm in _order(results):
+    for arm in _order(results, main):
         cells = []
         for t in TARGETS:
             reached, tried = [], 0
@@ -222,9 +332,7 @@ def target_table(results: Results) -> list[str]:
                 if seed not in results.full:
                     continue
                 tried += 1
-                n = labels_to_reach(
-                    curve.n_labeled, curve.values["accuracy"], t * results.full[seed]["accuracy"]
-                )
+                n = labels_to_reach(curve.n_labeled, curve.values[main], t * results.full[seed][main])
                 if n is not None:
                     reached.append(n)
             if not tried:
@@ -239,7 +347,7 @@ def target_table(results: Results) -> list[str]:
 
 
 def penalty_table(results: Results, metric: str = "accuracy") -> list[str]:
-    arms = _order(results)
+    arms = _order(results, metric)
     index = {a: i for i, a in enumerate(results.arms)}
     wins, compared = penalty_matrix(results, metric)
     short = [f"{k + 1}" for k in range(len(arms))]
@@ -261,55 +369,98 @@ def penalty_table(results: Results, metric: str = "accuracy") -> list[str]:
     return lines
 
 
-def timing_table(results: Results) -> list[str]:
+def timing_table(results: Results, main: str = "accuracy") -> list[str]:
     lines = ["| arm | training s / round | selection s / round |", "|---|---|---|"]
-    for arm in _order(results):
+    for arm in _order(results, main):
         timing = results.seconds.get(arm, {})
         cells = [fmt(*mean_std(timing[k]), 2) if timing.get(k) else "" for k in ("train", "select")]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return lines
 
 
-def summary_markdown(results: Results, *, title: str = "Benchmark", settings: list[str] | None = None) -> str:
+def summary_markdown(
+    results: Results,
+    *,
+    title: str = "Benchmark",
+    settings: list[str] | None = None,
+    default: str | None = None,
+    main: str = "accuracy",
+) -> str:
+    """The whole summary; ``default`` names the preset's default arm, ``main`` the metric that
+    orders the arms and drives the targets, the comparisons and the penalty matrix."""
     seeds = results.seeds
+    main = main if main in results.metrics else "accuracy"
+    name = METRIC_NAMES[main]
     lines = [f"# {title}", ""]
     lines += settings or []
+    if default in results.curves:
+        lines += [f"default arm: {default}", ""]
     lines += [
         f"Seeds: {', '.join(map(str, seeds))} ({len(seeds)}). Every arm of a seed shares its split and "
-        "initial labelled set, so comparisons are paired. Values are mean ± sample std over seeds.",
+        "initial labelled set, so comparisons are paired. Values are mean ± sample std over seeds. "
+        f"Main figure: {name} (arms are ordered by its AUBC).",
         "",
-        "## Test accuracy by number of labels",
-        "",
-        *metric_table(results, "accuracy"),
-        "",
-        "## Test macro-F1 by number of labels",
-        "",
-        "Macro-F1 averages over every class; a class absent from the test split counts as 0.",
-        "",
-        *metric_table(results, "macro_f1"),
-        "",
+    ]
+    for metric in dict.fromkeys([main, *results.metrics]):
+        lines += [f"## Test {METRIC_NAMES[metric]} by number of labels", ""]
+        if metric == "macro_f1":
+            lines += [
+                "Macro-F1 averages over every class; a class absent from the test split counts as 0.",
+                "",
+            ]
+        if metric == "balanced_accuracy":
+            lines += ["Balanced accuracy: the mean of the per-class recalls.", ""]
+        lines += [*metric_table(results, metric, main), ""]
+    lines += [
         "## Area under the budget curve (AUBC)",
         "",
         "Trapezoids over the label range, divided by that range; per seed, then mean ± std.",
         "",
-        *aubc_table(results),
+        *aubc_table(results, main),
         "",
-        "## Labels needed to reach a fraction of full-supervision accuracy",
+    ]
+    if default in results.curves:
+        lines += [
+            f"## The default arm against each other arm (AUBC {name})",
+            "",
+            "Per seed the difference of the two arms' AUBC; mean ± std over the seeds both have, and a "
+            "two-sided paired t-test. A difference within its std is noise, not a win.",
+            "",
+            *versus_table(results, default, main),
+            "",
+        ]
+    lines += [
+        f"## Labels needed to reach a fraction of full-supervision {name}",
         "",
-        "Per seed, the first label count at which test accuracy reaches the fraction of that seed's "
-        "full-supervision accuracy; mean ± std over the seeds that reached it (reached/total).",
+        f"Per seed, the first label count at which test {name} reaches the fraction of that seed's "
+        f"full-supervision {name}; mean ± std over the seeds that reached it (reached/total).",
         "",
-        *target_table(results),
+        *target_table(results, main),
         "",
-        "## Pairwise penalty matrix (test accuracy)",
+        "## Collapsed trainings",
         "",
-        *penalty_table(results, "accuracy"),
+        f"A training collapsed when its test accuracy is more than {COLLAPSE_GAP:.2f} below the random "
+        "arm's at the same seed and number of labels.",
+        "",
+        *collapse_table(results, main),
+        "",
+        "## When the stop criterion first held",
+        "",
+        "The stabilising-predictions criterion (unisal.stopping): the round where it first held per "
+        "seed, and the test accuracy then, at the run's last round and with full supervision; mean ± "
+        "std over the seeds where it held.",
+        "",
+        *stop_table(results, main),
+        "",
+        f"## Pairwise penalty matrix (test {name})",
+        "",
+        *penalty_table(results, main),
         "",
         "## Time per round",
         "",
         "Mean ± std over rounds and seeds, as measured in the runs (selection includes scoring the pool).",
         "",
-        *timing_table(results),
+        *timing_table(results, main),
         "",
     ]
     return "\n".join(lines)
@@ -377,12 +528,30 @@ def plot_curves(results: Results, out_stem: Path) -> list[Path]:
     return paths
 
 
+def benchmark_choices(folder: Path) -> tuple[str | None, str]:
+    """The default arm (the base's strategy, no recipe, the default learner: its label is the
+    strategy's name) and the main metric, from the folder's ``benchmark.yaml``; (None, accuracy)
+    without one."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((folder / "benchmark.yaml").read_text()) or {}
+        strategy = saved["base"]["query"]["strategy"]
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        return None, "accuracy"
+    main = saved.get("main_metric", "accuracy")
+    return str(strategy), main if main in METRIC_NAMES else "accuracy"
+
+
 def write_report(folder: str | Path, *, title: str = "Benchmark", settings: list[str] | None = None) -> Path:
-    """Rebuild ``summary.md`` and the curves of a benchmark folder from its ``results.csv``."""
+    """Rebuild ``summary.md`` and the curves of a benchmark folder from its ``results.csv`` (and
+    ``benchmark.yaml`` for the default arm and the main metric)."""
     folder = Path(folder)
     results = read_results(folder / "results.csv")
     if not settings and (folder / "settings.md").is_file():
         settings = (folder / "settings.md").read_text().splitlines() + [""]
-    write_text_atomic(folder / "summary.md", summary_markdown(results, title=title, settings=settings))
+    default, main = benchmark_choices(folder)
+    text = summary_markdown(results, title=title, settings=settings, default=default, main=main)
+    write_text_atomic(folder / "summary.md", text)
     plot_curves(results, folder / "curves")
     return folder / "summary.md"

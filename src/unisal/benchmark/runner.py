@@ -61,6 +61,7 @@ class BenchmarkPlan:
     # The full-supervision reference trains to convergence: this many passes over all pool labels
     # (a run's fixed step budget is a few passes over thousands of labels, and under-trains it).
     reference_passes: int = 30
+    main_metric: str = "accuracy"  # what summary.md orders the arms by (macro_f1 for imbalanced classes)
 
     def configs(self) -> list[tuple[Arm, int, RunConfig]]:
         """Every run, seed by seed; each config checked (no I/O)."""
@@ -87,11 +88,12 @@ class BenchmarkPlan:
     def settings(self) -> dict[str, Any]:
         return {
             "base": to_dict(self.base),
-            "arms": [f"{a.strategy}@{a.learner}" for a in self.arms],
+            "arms": [f"{a.strategy}@{a.learner}" + "".join(f"+{r}" for r in a.recipes) for a in self.arms],
             "seeds": self.seeds,
             "reference": self.reference,
             "params": self.params,
             "reference_passes": self.reference_passes,
+            "main_metric": self.main_metric,
         }
 
 

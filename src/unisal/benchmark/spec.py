@@ -2,7 +2,8 @@
 
 An arm is written ``STRATEGY`` (with every learner of ``--learners``) or
 ``STRATEGY@LEARNER[:MODE]``, e.g. ``unisal@frozen:supervised``: UniSAL's selection with networks
-trained on the labels only.
+trained on the labels only; ``+RECIPE`` (repeatable) adds named settings on top of the base, e.g.
+``unisal+v1``: UniSAL trained as before issue 15.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
-from unisal.config import LEARNER_MODES, ConfigError, RunConfig
+from unisal.config import LEARNER_MODES, ConfigError, RunConfig, apply_overrides, recipe_values
 from unisal.learners import learner_class
 from unisal.query import strategy_class
 
@@ -38,19 +39,25 @@ class LearnerSpec:
 
 @dataclass(frozen=True)
 class Arm:
-    """One curve of the benchmark: a query strategy with a learner."""
+    """One curve of the benchmark: a query strategy with a learner, and recipes on top of the base
+    settings (:data:`unisal.config.RECIPES`, applied in order)."""
 
     strategy: str
     learner: LearnerSpec
+    recipes: tuple[str, ...] = ()
 
     def label(self, default: LearnerSpec) -> str:
-        """How tables and plots name the arm: the strategy alone with the default learner."""
-        return self.strategy if self.learner == default else f"{self.strategy} ({self.learner})"
+        """How tables and plots name the arm: the strategy (and its recipes) alone with the default
+        learner, ``strategy+recipe (learner:mode)`` otherwise."""
+        name = "+".join((self.strategy, *self.recipes))
+        return name if self.learner == default else f"{name} ({self.learner})"
 
     @property
     def key(self) -> str:
-        """Folder name: ``strategy@learner[-mode]``."""
-        return f"{self.strategy}@{str(self.learner).replace(':', '-')}"
+        """Folder name: ``strategy@learner[-mode][+recipe...]``."""
+        return f"{self.strategy}@{str(self.learner).replace(':', '-')}" + "".join(
+            f"+{r}" for r in self.recipes
+        )
 
 
 def parse_arms(strategies: str, learners: list[LearnerSpec]) -> list[Arm]:
@@ -59,10 +66,13 @@ def parse_arms(strategies: str, learners: list[LearnerSpec]) -> list[Arm]:
     for item in (s.strip() for s in strategies.split(",")):
         if not item:
             continue
-        name, at, learner = item.partition("@")
+        head, *recipes = item.split("+")
+        name, at, learner = head.partition("@")
         strategy_class(name)  # unknown strategy: ConfigError naming the known ones
+        for recipe in recipes:
+            recipe_values(recipe.strip())  # unknown recipe: ConfigError naming the known ones
         for spec in [LearnerSpec.parse(learner)] if at else learners:
-            arm = Arm(name, spec)
+            arm = Arm(name, spec, tuple(r.strip() for r in recipes))
             if arm not in arms:
                 arms.append(arm)
     if not arms:
@@ -92,6 +102,8 @@ def parse_seeds(text: str) -> list[int]:
 def run_config(base: RunConfig, arm: Arm, seed: int, out: Path) -> RunConfig:
     """The settings of one run: ``base`` with the arm's strategy and learner, the seed and folder."""
     cfg = copy.deepcopy(base)
+    for recipe in arm.recipes:
+        apply_overrides(cfg, recipe_values(recipe))
     cfg.query.strategy = arm.strategy
     cfg.learner.name, cfg.learner.mode = arm.learner.name, arm.learner.mode
     if arm.learner.mode == "cotrain":

@@ -51,7 +51,8 @@ DEFAULT_STRATEGIES = "random,entropy,margin,bald,coreset,badge,typiclust,unisal,
     "--strategies",
     default=DEFAULT_STRATEGIES,
     show_default=True,
-    help="Comma-separated strategies; STRATEGY@LEARNER[:MODE] pins a learner (e.g. unisal@frozen:supervised).",
+    help="Comma-separated strategies; STRATEGY@LEARNER[:MODE] pins a learner (e.g. unisal@frozen:supervised), "
+    "+RECIPE adds named settings (e.g. unisal+v1: UniSAL as trained before issue 15).",
 )
 @click.option(
     "--learners",
@@ -76,6 +77,13 @@ DEFAULT_STRATEGIES = "random,entropy,margin,bald,coreset,badge,typiclust,unisal,
     show_default=True,
     help="Passes over all pool labels of the full-supervision reference.",
 )
+@click.option(
+    "--main-metric",
+    type=click.Choice(["accuracy", "macro_f1", "balanced_accuracy"]),
+    default="accuracy",
+    show_default=True,
+    help="What summary.md orders the arms by and compares them on (macro_f1 for imbalanced classes).",
+)
 @click.option("--out", required=True, type=click.Path(), help="Benchmark folder (resumable).")
 @click.option("--progress", "show_progress", is_flag=True, help="Progress bars inside each run.")
 def benchmark(
@@ -87,6 +95,7 @@ def benchmark(
     params: tuple[str, ...],
     no_reference: bool,
     reference_passes: int,
+    main_metric: str,
     out: str,
     show_progress: bool,
     **flags: Any,
@@ -111,6 +120,7 @@ def benchmark(
             default_learner=learner_specs[0],
             reference=not no_reference,
             reference_passes=reference_passes,
+            main_metric=main_metric,
             params=parse_params(params, scoped=True),
             command=command_line(click.get_current_context()),
         )

@@ -160,7 +160,7 @@ def init(
 def status(folder: str) -> None:
     """Labels per class, the queue, and the rounds with their metrics."""
     from unisal.app.project import open_project
-    from unisal.app.rounds import stop_message
+    from unisal.app.rounds import guard_message, stop_message
 
     try:
         store = open_project(folder)
@@ -189,8 +189,9 @@ def status(folder: str) -> None:
             + (f" ({r['error']})" if r["error"] else "")
         )
     done = [r for r in rounds if r["status"] == "done"]
-    if done and stop_message(done[-1]):
-        click.echo(stop_message(done[-1]))
+    for message in (guard_message(done[-1]), stop_message(done[-1])) if done else ():
+        if message:
+            click.echo(message)
 
 
 @project.command()
@@ -230,7 +231,7 @@ def import_(folder: str, file: str, annotator: str) -> None:
 @click.option("--progress", "show_progress", is_flag=True, help="Progress bars.")
 def round_(folder: str, show_progress: bool) -> None:
     """Train on the labels so far, report metrics, and queue the next batch to label."""
-    from unisal.app.rounds import failure_reason, run_round, stop_message
+    from unisal.app.rounds import failure_reason, guard_message, run_round, stop_message
 
     try:
         with sigterm_as_interrupt():
@@ -253,5 +254,6 @@ def round_(folder: str, show_progress: bool) -> None:
             else "every pool image is labelled: nothing queued"
         )
     )
-    if stop_message(record):
-        click.echo(stop_message(record))
+    for message in (guard_message(record), stop_message(record)):
+        if message:
+            click.echo(message)

@@ -10,7 +10,7 @@ from unisal.config import DataConfig
 from unisal.data.cache import ImageStore, build_cache, image_cache_key, join_identical
 from unisal.data.catalogue import Catalogue, DataError, load_catalogue
 from unisal.data.images import BadImageError
-from unisal.data.splits import TEST, TRAIN, VAL, grouped_split
+from unisal.data.splits import TEST, TRAIN, VAL, grouped_split, subsample_classes
 
 
 @dataclass
@@ -75,7 +75,12 @@ def prepare_data(cfg: DataConfig, seed: int, progress: bool = True) -> PreparedD
         hashes = [h for h, k in zip(hashes, keep, strict=True) if k]
     if (catalogue.labels >= 0).sum() == 0:
         raise DataError("no labelled images: a simulation needs labels to act as the oracle")
-    notes = list(catalogue.notes)
+    if cfg.class_ratio:
+        catalogue, rows, hashes, note = _subsample(catalogue, rows, hashes, cfg.class_ratio, seed)
+        notes_before = [note]
+    else:
+        notes_before = []
+    notes = list(catalogue.notes) + notes_before
     groups, n_sets, joined = join_identical(catalogue.groups, hashes)
     if n_sets:
         notes.append(
@@ -95,6 +100,32 @@ def prepare_data(cfg: DataConfig, seed: int, progress: bool = True) -> PreparedD
     split = grouped_split(catalogue.labels, catalogue.groups, val_fraction, cfg.test_fraction, seed)
     notes += missing_classes(catalogue, split, check_val=val_fraction > 0)
     return PreparedData(catalogue, ImageStore(array, rows, fingerprint=key), split, bad, notes)
+
+
+def _subsample(
+    catalogue: Catalogue, rows: np.ndarray, hashes: list[str], class_ratio: dict[str, float], seed: int
+) -> tuple[Catalogue, np.ndarray, list[str], str]:
+    """The catalogue subsampled by groups to ``class_ratio`` (``data.class_ratio``), per seed; the
+    image cache rows follow, so the decoded-image and feature caches of the whole set serve it."""
+    from unisal.seeds import round_seed
+
+    unknown = sorted(set(class_ratio) - set(catalogue.class_names))
+    if unknown:
+        raise DataError(
+            f"data.class_ratio names {', '.join(unknown)}, not a class of the data ({', '.join(catalogue.class_names)})"
+        )
+    try:
+        ratio = np.array([float(class_ratio.get(name, 0.0)) for name in catalogue.class_names])
+    except (TypeError, ValueError):
+        raise DataError(f"data.class_ratio must map class names to numbers, not {class_ratio!r}") from None
+    if not np.isfinite(ratio).all() or (ratio < 0).any() or not (ratio > 0).any():
+        raise DataError("data.class_ratio needs non-negative weights, at least one of them positive")
+    keep = subsample_classes(catalogue.labels, catalogue.groups, ratio, round_seed(seed, 0, "subsample"))
+    catalogue, rows = catalogue.subset(keep), rows[keep]
+    hashes = [h for h, k in zip(hashes, keep, strict=True) if k]
+    counts = np.bincount(catalogue.labels[catalogue.labels >= 0], minlength=len(ratio))
+    shown = ", ".join(f"{n} {c}" for n, c in zip(catalogue.class_names, counts, strict=True))
+    return catalogue, rows, hashes, f"subsampled by groups to data.class_ratio: {shown}"
 
 
 def missing_classes(catalogue: Catalogue, split: np.ndarray, *, check_val: bool) -> list[str]:

@@ -50,3 +50,43 @@ def grouped_split(
         assigned[g] = s
         filled[s] += c
     return np.asarray(SPLIT_NAMES)[assigned[group_of]]
+
+
+def subsample_classes(labels: np.ndarray, groups: np.ndarray, ratio: np.ndarray, seed: int) -> np.ndarray:
+    """Keep whole groups so that the classes stand in ``ratio``, as many images as that allows.
+
+    Each group counts for its most frequent class. Per class ``c`` the target is
+    ``unit * ratio[c]`` images with ``unit = min_c(n_c / ratio[c])`` (the class that is scarcest
+    for its ratio is kept whole); groups are taken in a seeded random order while they fit under
+    the target, so a class lands within one group's size below it. Unlabelled images (-1) are
+    dropped; a class of ratio 0 is dropped.
+
+    Args:
+        labels: class indices (N,), -1 where unknown; groups: group ids (N,).
+        ratio: (C,) non-negative weights, at least one positive.
+        seed: the choice of groups is a pure function of the inputs and this seed.
+
+    Returns:
+        Boolean mask (N,) of the images kept.
+    """
+    labels, groups, ratio = np.asarray(labels), np.asarray(groups), np.asarray(ratio, np.float64)
+    keep = np.zeros(len(labels), bool)
+    labelled = np.flatnonzero(labels >= 0)
+    if not len(labelled) or not (ratio > 0).any():
+        return keep
+    group_ids, group_of = np.unique(groups[labelled], return_inverse=True)
+    counts = np.zeros((len(group_ids), len(ratio)))
+    np.add.at(counts, (group_of, labels[labelled]), 1.0)
+    group_class, group_size = counts.argmax(axis=1), counts.sum(axis=1)
+    per_class = np.bincount(group_class, weights=group_size, minlength=len(ratio))
+    wanted = ratio > 0
+    unit = float(np.min(per_class[wanted] / ratio[wanted]))
+    target = unit * ratio
+    taken = np.zeros(len(ratio))
+    chosen = np.zeros(len(group_ids), bool)
+    for g in np.random.default_rng(seed).permutation(len(group_ids)):
+        c = group_class[g]
+        if ratio[c] > 0 and taken[c] + group_size[g] <= target[c] + 1e-9:
+            chosen[g], taken[c] = True, taken[c] + group_size[g]
+    keep[labelled[chosen[group_of]]] = True
+    return keep

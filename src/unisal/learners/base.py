@@ -11,6 +11,7 @@ run can refuse bad settings before it writes anything; ``prepare`` does the one-
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -20,6 +21,7 @@ import torch
 
 from unisal.config import ConfigError, RunConfig
 from unisal.data.prepare import PreparedData
+from unisal.guard import POOL_SAMPLE, GuardVerdict, guard_verdict
 from unisal.models.network import UniSALNet
 from unisal.registry import Registry
 from unisal.train.evaluate import Predictions, evaluate, predict, predict_mc_dropout
@@ -56,6 +58,9 @@ class Learner(ABC):
         self.log = log
         self.nets: list[UniSALNet] = []
         self._inputs: NetworkInputs | None = None
+        self.class_names: list[str] | None = None  # for the guard's reasons; set by prepare
+        # after a fit with a supervised companion (warm start or guard): both sets of heads by name
+        self.alternatives: dict[str, list[UniSALNet]] = {}
 
     # ---- settings
     @classmethod
@@ -94,6 +99,7 @@ class Learner(ABC):
     def prepare(self, data: PreparedData) -> None:
         """One-off work before the first fit (weights, caches); writes nothing to a run folder."""
         self._inputs = self.make_inputs(data)
+        self.class_names = list(data.catalogue.class_names)
 
     @property
     def inputs(self) -> NetworkInputs:
@@ -121,21 +127,77 @@ class Learner(ABC):
             init_seed: seeds the networks' initial weights.
             seed: seeds batch order and views.
         """
-        self.nets = self.new_networks(init_seed)
+        cfg = self.cfg
+        self.alternatives = {}
+        supervised: list[UniSALNet] | None = None
+        if self.cotrain and (cfg.train.warm_start or cfg.learner.guard != "off"):
+            # the heads of `unisal@<learner>:supervised`: the same networks, seeds and steps
+            supervised = self._fit_nets(
+                self.new_networks(init_seed), idx_lb, y_lb, None, idx_val, y_val, seed
+            )[0]
+        nets = (
+            copy.deepcopy(supervised) if cfg.train.warm_start and supervised else self.new_networks(init_seed)
+        )
+        self.nets, result = self._fit_nets(
+            nets, idx_lb, y_lb, idx_ulb if self.cotrain else None, idx_val, y_val, seed
+        )
+        if supervised is not None:
+            self.alternatives = {"cotrain": self.nets, "supervised": supervised}
+        if supervised is not None and cfg.learner.guard != "off":
+            verdict = self._judge(supervised, idx_lb, y_lb, idx_ulb, seed)
+            result.guard = verdict.record()
+            if verdict.fallback:
+                self.nets = supervised
+        return result
+
+    def _fit_nets(
+        self,
+        nets: list[UniSALNet],
+        idx_lb: np.ndarray,
+        y_lb: np.ndarray,
+        idx_ulb: np.ndarray | None,
+        idx_val: np.ndarray,
+        y_val: np.ndarray,
+        seed: int,
+    ) -> tuple[list[UniSALNet], FitResult]:
         torch.manual_seed(seed)
-        return fit(
-            self.nets,
+        result = fit(
+            nets,
             self.inputs,
             idx_lb,
             y_lb,
-            idx_ulb if self.cotrain else None,
+            idx_ulb,
             idx_val,
             y_val,
             self.cfg.train,
             self.device,
             seed=seed,
             progress=self.progress,
-            batch_limit=len(idx_lb) + len(idx_ulb),
+            batch_limit=len(idx_lb) + (0 if idx_ulb is None else len(idx_ulb)),
+        )
+        return nets, result
+
+    def _judge(
+        self,
+        supervised: list[UniSALNet],
+        idx_lb: np.ndarray,
+        y_lb: np.ndarray,
+        idx_ulb: np.ndarray,
+        seed: int,
+    ) -> GuardVerdict:
+        """The guard (:mod:`unisal.guard`) on a seeded sample of the unlabelled images."""
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(idx_ulb, size=min(POOL_SAMPLE, len(idx_ulb)), replace=False))
+        both = np.concatenate([sample, np.asarray(idx_lb)])
+        cot = self._predict_with(self.nets, both).mean_logits()
+        sup = self._predict_with(supervised, both).mean_logits()
+        n = len(sample)
+        names = [str(c) for c in range(cot.shape[1])] if self.class_names is None else self.class_names
+        return guard_verdict(cot[:n], sup[:n], cot[n:], sup[n:], np.asarray(y_lb), names)
+
+    def _predict_with(self, nets: list[UniSALNet], idx: np.ndarray) -> Predictions:
+        return predict(
+            nets, self.inputs, idx, self.device, self.cfg.train.eval_batch_size, False, desc="guard"
         )
 
     def _trained(self) -> list[UniSALNet]:
@@ -169,10 +231,13 @@ class Learner(ABC):
             progress=self.progress,
         )
 
-    def evaluate(self, idx: np.ndarray, y_true: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-        """Metrics and (C, C) confusion matrix of the averaged logits on images ``idx`` (N,)."""
+    def evaluate(
+        self, idx: np.ndarray, y_true: np.ndarray, *, nets: list[UniSALNet] | None = None
+    ) -> tuple[dict[str, float], np.ndarray]:
+        """Metrics and (C, C) confusion matrix of the averaged logits on images ``idx`` (N,), of the
+        trained networks or of ``nets`` (one of :attr:`alternatives`)."""
         return evaluate(
-            self._trained(),
+            nets or self._trained(),
             self.inputs,
             idx,
             y_true,

@@ -144,16 +144,23 @@ def predict_mc_dropout(
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, float]:
-    """Accuracy and macro precision/recall/F1 over all ``n_classes`` (absent classes count as 0)."""
+    """Accuracy and macro precision/recall/F1 over all ``n_classes`` (absent classes count as 0),
+    and balanced accuracy: the mean recall over the classes ``y_true`` holds (the figure to read
+    with imbalanced classes, beside macro-F1)."""
     labels = list(range(n_classes))
     precision, recall, f1, _ = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, average="macro", zero_division=0
     )
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    held = np.unique(y_true)
     return {
-        "accuracy": float(np.mean(np.asarray(y_true) == np.asarray(y_pred))),
+        "accuracy": float(np.mean(y_true == y_pred)),
         "macro_f1": float(f1),
         "macro_precision": float(precision),
         "macro_recall": float(recall),
+        "balanced_accuracy": float(np.mean([np.mean(y_pred[y_true == c] == c) for c in held]))
+        if len(held)
+        else 0.0,
     }
 
 

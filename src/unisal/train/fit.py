@@ -26,7 +26,13 @@ from unisal.config import TrainConfig
 from unisal.models.network import NetOutput, UniSALNet
 from unisal.train.evaluate import predict
 from unisal.train.inputs import NetworkInputs
-from unisal.train.losses import classwise_contrastive_loss, cross_pseudo_supervision, sigmoid_rampup
+from unisal.train.losses import (
+    classwise_contrastive_loss,
+    cross_pseudo_supervision,
+    pseudo_supervision,
+    sigmoid_rampup,
+)
+from unisal.train.pseudo import PseudoLabeller
 
 
 @dataclass
@@ -36,6 +42,7 @@ class FitResult:
     seconds: float
     steps: int
     history: list[dict[str, float]] = field(default_factory=list)
+    guard: dict[str, Any] | None = None  # the guard's verdict (unisal.guard), when it ran
 
 
 class IndexSampler:
@@ -115,7 +122,13 @@ def batch_sizes(cfg: TrainConfig, semi: bool, limit: int | None = None) -> tuple
 
 
 def step_loss(
-    outs: list[NetOutput], y_lb: torch.Tensor, cfg: TrainConfig, weight_pl: float
+    outs: list[NetOutput],
+    y_lb: torch.Tensor,
+    cfg: TrainConfig,
+    weight_pl: float,
+    *,
+    labellers: list[PseudoLabeller] | None = None,
+    teacher_logits: list[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training loss of one step, and its parts for the log.
 
@@ -125,6 +138,11 @@ def step_loss(
         y_lb: classes of the labelled rows, (L,).
         cfg: loss settings (tau, temperature, lambda_con).
         weight_pl: current weight of cross pseudo supervision (ramped up).
+        labellers: per network, what turns its logits into the pseudo-labels the other network
+            learns (:class:`unisal.train.pseudo.PseudoLabeller`); None: the confident argmax at
+            ``cfg.tau``, UniSAL as published.
+        teacher_logits: per network, the logits its pseudo-labels come from on the unlabelled
+            rows, (U, C) each (an EMA teacher); None: the network's own.
 
     Returns:
         ``sum_k CE_k(lb)``, plus, for two networks with unlabelled rows,
@@ -140,7 +158,16 @@ def step_loss(
     parts |= {f"lb_{c}": float(v) for c, v in enumerate(torch.bincount(y_lb, minlength=n_classes) / n_lb)}
     if len(outs) == 2 and outs[0].logits.shape[0] > n_lb:
         o1, o2 = outs
-        loss_pl, masks = cross_pseudo_supervision(o1.logits[n_lb:].float(), o2.logits[n_lb:].float(), cfg.tau)
+        s1, s2 = o1.logits[n_lb:].float(), o2.logits[n_lb:].float()
+        if labellers is None and teacher_logits is None:
+            loss_pl, masks = cross_pseudo_supervision(s1, s2, cfg.tau)
+        else:
+            t1, t2 = teacher_logits or [s1, s2]
+            la, lb = labellers or [PseudoLabeller(n_classes, cfg.tau) for _ in range(2)]
+            labels_a, mask_a = la(t1)  # what network 1 teaches network 2, and the reverse
+            labels_b, mask_b = lb(t2)
+            loss_pl = pseudo_supervision(s1, labels_b, mask_b) + pseudo_supervision(s2, labels_a, mask_a)
+            masks = {"labels_a": labels_a, "mask_a": mask_a, "labels_b": labels_b, "mask_b": mask_b}
         # Contrastive anchors: labelled rows, and unlabelled rows both networks agree on confidently.
         agree = masks["mask_a"] & masks["mask_b"] & (masks["labels_a"] == masks["labels_b"])
         classes = torch.cat([y_lb, masks["labels_a"]])
@@ -160,6 +187,43 @@ def step_loss(
             parts |= {f"mask_{net}": float(masks[f"mask_{net}"].float().mean())}
             parts |= {f"pl_{net}_{c}": float(v) for c, v in enumerate(shares)}
     return loss, parts | {"loss": float(loss.detach())}
+
+
+def robust_parts(
+    nets: list[UniSALNet], y_lb: np.ndarray, cfg: TrainConfig
+) -> tuple[list[PseudoLabeller] | None, list[UniSALNet] | None]:
+    """The pseudo-labellers and EMA teachers co-training uses, or None where ``cfg`` asks for
+    UniSAL's plain confident argmax from the other network itself (then the loss is unchanged)."""
+    labellers = None
+    if cfg.pseudo_labels != "plain" or cfg.thresholds != "fixed":
+        n_classes = int(getattr(nets[0], "num_classes", 0)) or int(np.max(y_lb)) + 1
+        counts = torch.bincount(torch.as_tensor(np.asarray(y_lb), dtype=torch.int64), minlength=n_classes)
+        labellers = [
+            PseudoLabeller(
+                n_classes,
+                cfg.tau,
+                how=cfg.pseudo_labels,
+                thresholds=cfg.thresholds,
+                p_target=counts.float() + 1.0,  # the labels' classes, Laplace-smoothed: none is ruled out
+                momentum=cfg.pl_momentum,
+                strength=cfg.debias_strength,
+            )
+            for _ in nets
+        ]
+    teachers = None
+    if cfg.ema_teacher > 0:
+        teachers = [copy.deepcopy(net).eval().requires_grad_(False) for net in nets]
+    return labellers, teachers
+
+
+@torch.no_grad()
+def ema_update(teachers: list[UniSALNet], students: list[UniSALNet], decay: float) -> None:
+    """Each teacher's weights ``decay * teacher + (1 - decay) * student``; buffers copied."""
+    for teacher, student in zip(teachers, students, strict=True):
+        for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
+            t.lerp_(s.detach(), 1.0 - decay)
+        for tb, sb in zip(teacher.buffers(), student.buffers(), strict=True):
+            tb.copy_(sb)
 
 
 def fit(
@@ -207,6 +271,14 @@ def fit(
         net.to(device)
         if device.type == "cuda":
             net.to(memory_format=torch.channels_last)
+    labellers, teachers = robust_parts(nets, y_lb, cfg) if semi else (None, None)
+    # CPS grows with the labels: full weight from cps_labels_per_class labels per class on
+    n_classes = int(getattr(nets[0], "num_classes", 0)) or int(np.max(y_lb)) + 1
+    grow = (
+        1.0
+        if cfg.cps_labels_per_class is None
+        else min(1.0, len(idx_lb) / n_classes / cfg.cps_labels_per_class)
+    )
     optimiser = make_optimiser([p for net in nets for p in net.parameters()], cfg)
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -230,8 +302,14 @@ def fit(
             views = inputs.train_views(batch, len(nets), generator, device)
             with autocast:
                 outs = [net(view) for net, view in zip(nets, views, strict=True)]
-                weight_pl = cfg.lambda_pl * sigmoid_rampup(step, warmup)
-                loss, parts = step_loss(outs, y, cfg, weight_pl)
+                weight_pl = cfg.lambda_pl * sigmoid_rampup(step, warmup) * grow
+                taught = None
+                if teachers is not None:
+                    with torch.no_grad():
+                        taught = [
+                            t(v[len(b_lb) :]).logits.float() for t, v in zip(teachers, views, strict=True)
+                        ]
+                loss, parts = step_loss(outs, y, cfg, weight_pl, labellers=labellers, teacher_logits=taught)
             if not math.isfinite(parts["loss"]):
                 raise FloatingPointError(
                     f"training diverged at step {step} (loss {parts['loss']}); lower the lr"
@@ -240,6 +318,8 @@ def fit(
             scaler.scale(loss).backward()
             scaler.step(optimiser)
             scaler.update()
+            if teachers is not None:
+                ema_update(teachers, nets, cfg.ema_teacher)
             for key, value in parts.items():
                 if key != "loss":
                     sums[key] = sums.get(key, 0.0) + value

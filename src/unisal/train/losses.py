@@ -40,10 +40,19 @@ def cross_pseudo_supervision(
     """
     labels_a, mask_a = confident_pseudo_labels(logits_a, tau)
     labels_b, mask_b = confident_pseudo_labels(logits_b, tau)
-    ce_a = F.cross_entropy(logits_a, labels_b, reduction="none") * mask_b
-    ce_b = F.cross_entropy(logits_b, labels_a, reduction="none") * mask_a
-    loss = ce_a.mean() + ce_b.mean() if len(logits_a) else logits_a.sum() * 0.0
+    loss = pseudo_supervision(logits_a, labels_b, mask_b) + pseudo_supervision(logits_b, labels_a, mask_a)
     return loss, {"labels_a": labels_a, "mask_a": mask_a, "labels_b": labels_b, "mask_b": mask_b}
+
+
+def pseudo_supervision(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``mean_i mask_i * CE(logits_i, labels_i)`` over all B rows (masked rows count as zero).
+
+    Args:
+        logits: the student's logits (B, C); labels: the teacher's pseudo-labels (B,); mask: (B,) bool.
+    """
+    if not len(logits):
+        return logits.sum() * 0.0
+    return (F.cross_entropy(logits, labels, reduction="none") * mask).mean()
 
 
 def classwise_contrastive_loss(

@@ -88,16 +88,20 @@ async function refresh() {
   $("per-class").replaceChildren(...Object.entries(c.per_class).map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v))));
   $("rounds").replaceChildren(...state.rounds.map((r) => {
     const m = r.metrics && typeof r.metrics.accuracy === "number" ? `, accuracy ${r.metrics.accuracy.toFixed(3)}` : "";
-    return el("li", {}, `${r.status}, ${r.n_labels} labels${m}${r.error ? " — " + r.error : ""}`);
+    const g = r.metrics && r.metrics.guard_fallback ? " · the co-trained model looked degenerate: this round uses the supervised one" : "";
+    return el("li", {}, `${r.status}, ${r.n_labels} labels${m}${g}${r.error ? " — " + r.error : ""}`);
   }));
   drawCurve(state.rounds);
   $("review-count").textContent = c.disagreements ? `(${c.disagreements})` : "";
   if (c.disagreements || $("review").childElementCount) await drawReview();
   $("round").disabled = state.round_running;
   const done = state.rounds.filter((r) => r.status === "done");
-  const stopped = done.length && done[done.length - 1].metrics && done[done.length - 1].metrics.stopped_changing;
-  $("round-status").textContent = state.round_running ? "training…"
-    : (state.last_error || (stopped ? "the model has stopped changing: more labels of this kind are unlikely to change it much" : ""));
+  const last = done.length ? (done[done.length - 1].metrics || {}) : {};
+  const notes = [
+    last.stopped_changing ? "the model has stopped changing: more labels of this kind are unlikely to change it much" : "",
+    last.guard_fallback ? `the co-trained model looked degenerate (${last.guard_reason}): the last round uses the supervised one` : "",
+  ].filter(Boolean);
+  $("round-status").textContent = state.round_running ? "training…" : (state.last_error || notes.join(" · "));
   return state;
 }
 
