@@ -146,3 +146,20 @@ def test_stored_paths_are_absolute_and_normalised(tmp_path, monkeypatch) -> None
     assert cfg.out == str(here / "out")
     cfg.data.path = "https://example.org/data.zip"
     assert absolute_paths(cfg).data.path == "https://example.org/data.zip"  # URLs stay as they are
+
+
+def test_the_pinned_v1_files_equal_the_v1_recipe() -> None:
+    """benchmarks/unisal-v1.yaml (and the v1 part of val-fraction-10.yaml) pin what the recipe
+    v1 pins, and on the cpu preset they undo exactly the robust training of issue 15."""
+    from pathlib import Path
+
+    from unisal.config import RECIPES, ROBUST_TRAINING, load_yaml, to_dict
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    v1 = load_yaml(root / "unisal-v1.yaml")
+    assert v1 == RECIPES["v1"]
+    old = load_yaml(root / "val-fraction-10.yaml")
+    assert {k: old[k] for k in ("learner", "train")} == RECIPES["v1"]
+    pinned, plain = to_dict(build_config("cpu", v1)), to_dict(build_config("cpu"))
+    changed = {(s, k) for s in ("learner", "train") for k in pinned[s] if pinned[s][k] != plain[s][k]}
+    assert changed == {(s, k) for s, values in ROBUST_TRAINING.items() for k in values}

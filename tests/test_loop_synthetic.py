@@ -151,3 +151,23 @@ def test_every_round_reports_whether_the_predictions_stopped_changing(
     off = config(root, tmp_path, "off", "frozen", query__stop_set=0)
     ActiveLearningRun(off, progress=False, log=lambda _: None).run()
     assert "stop_kappa" not in (Path(off.out) / "rounds.csv").read_text().splitlines()[0]
+
+
+def test_guard_and_cross_validation_columns_in_rounds_csv(make_image_folder, tmp_path: Path) -> None:
+    """With the guard on and query.cv_folds 2, every round writes the guard's verdict, the test
+    accuracy of both sets of heads, and a cross-validated accuracy inside its own interval."""
+    root = make_image_folder(classes={"red": 12, "green": 12, "blue": 12}, size=32)
+    cfg = config(root, tmp_path, "guarded", "frozen", learner__guard="fallback", query__cv_folds=2)
+    ActiveLearningRun(cfg, progress=False, log=lambda _: None).run()
+    with (tmp_path / "guarded" / "rounds.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3
+    for row in rows:
+        assert row["guard_fallback"] in ("0", "1") and 0.0 <= float(row["guard_share_ratio"])
+        chosen = row["accuracy_supervised"] if row["guard_fallback"] == "1" else row["accuracy_cotrain"]
+        assert float(chosen) == pytest.approx(float(row["accuracy"]))
+        assert float(row["cv_low"]) <= float(row["cv_accuracy"]) <= float(row["cv_high"])
+    plain = config(root, tmp_path, "plain", "frozen")
+    ActiveLearningRun(plain, progress=False, log=lambda _: None).run()
+    header = (tmp_path / "plain" / "rounds.csv").read_text().splitlines()[0]
+    assert "guard_fallback" not in header and "cv_accuracy" not in header and "stop_kappa" in header

@@ -186,6 +186,9 @@ class QueryConfig:
     stop_set: int = setting(1000, ge=0)
     stop_window: int = setting(3, ge=1)  # rounds whose mean kappa must reach stop_kappa
     stop_kappa: float = setting(0.99, ge=0.0, le=1.0)
+    # Each round, also estimate accuracy from the labels alone (unisal.estimate): k-fold
+    # cross-validation over the labelled set, k more trainings a round; 0 turns it off
+    cv_folds: int = setting(0, ge=0, le=20)
 
 
 @dataclass
@@ -210,9 +213,16 @@ _CPU_FINETUNE: dict[str, Any] = {"learner": {"name": "finetune"}}
 
 # Heads on cached EfficientNet-Lite0 features of the 8 flips/rotations at 112 px: seconds a round
 # on a CPU (see docs/results-frozen-lc25000-lung.md for the measurements behind the choice).
+# Training robust to few and imbalanced labels (issue 15, docs/robust-default.md): class-balanced
+# labelled batches, debiased pseudo-labels, co-training warm-started from supervised heads, and
+# the guard that falls back to those heads when the co-trained ones look degenerate.
+ROBUST_TRAINING: dict[str, Any] = {
+    "learner": {"guard": "fallback"},
+    "train": {"labelled_sampling": "balanced", "pseudo_labels": "debias", "warm_start": True},
+}
 _CPU_FROZEN: dict[str, Any] = {
     "data": {"image_size": 112},
-    "learner": {"name": "frozen"},
+    "learner": {"name": "frozen", **ROBUST_TRAINING["learner"]},
     "model": {"head_hidden": 256, "drop_rate": 0.2},
     "features": {"views": "d8", "score": "mean"},
     "train": {
@@ -225,6 +235,7 @@ _CPU_FROZEN: dict[str, Any] = {
         "ulb_ratio": 3.0,
         "eval_every": 1,
         "eval_batch_size": 1024,
+        **ROBUST_TRAINING["train"],
     },
 }
 
@@ -266,9 +277,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 # Named setting bundles a benchmark arm can add on top of its base (``unisal@frozen+v1``, and
-# several in order: ``unisal+balanced+debias``): the training candidates of issue 15, and ``v1``,
-# UniSAL's training as it was before them (the cpu preset until issue 15), pinned.
+# several in order: ``unisal+balanced+debias``): the training candidates of issue 15; ``v1``,
+# UniSAL's training as it was before them (the cpu preset until issue 15), pinned; ``v2``, the
+# robust training the cpu preset has since, pinned.
 RECIPES: dict[str, dict[str, Any]] = {
+    "v2": ROBUST_TRAINING,
     "v1": {
         "learner": {"guard": "off"},
         "train": {

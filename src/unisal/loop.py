@@ -292,6 +292,7 @@ class ActiveLearningRun:
         labels = data.catalogue.labels
         idx_lb = state.labelled()
         idx_ulb = np.concatenate([np.setdiff1d(data.idx_pool, idx_lb), data.idx_unlabelled_extra])
+        estimate = self.cv_estimate(round_, idx_lb, idx_ulb)
         result = learner.fit(
             idx_lb,
             labels[idx_lb],
@@ -326,9 +327,42 @@ class ActiveLearningRun:
             "best_epoch": result.best_epoch,
             "val_accuracy": "" if result.best_val_accuracy is None else round(result.best_val_accuracy, 6),
             **signals,
+            **estimate,
             **(result.guard or {}),
             **alternatives,
         }
+
+    def cv_estimate(self, round_: int, idx_lb: np.ndarray, idx_ulb: np.ndarray) -> dict[str, Any]:
+        """What a lab without a test set would be told (``query.cv_folds`` > 1): the accuracy of
+        out-of-fold predictions over grouped folds of the labelled set, and its 95 % interval
+        (:mod:`unisal.estimate`); empty when off or when the labels allow no two folds."""
+        from unisal.estimate import fold_metrics, grouped_folds, wilson_interval
+
+        data, learner, _, _ = self._parts()
+        k = self.cfg.query.cv_folds
+        labels, groups = data.catalogue.labels, data.catalogue.groups
+        folds = (
+            grouped_folds(labels[idx_lb], groups[idx_lb], k, round_seed(self.cfg.seed, round_, "cv"))
+            if k > 1
+            else []
+        )
+        if not folds:
+            return {}
+        correct = n = 0.0
+        for part, (a, b) in enumerate(folds, start=1):
+            learner.fit(
+                idx_lb[a],
+                labels[idx_lb[a]],
+                idx_ulb=idx_ulb,
+                idx_val=np.array([], np.int64),
+                y_val=np.array([], np.int64),
+                init_seed=round_seed(self.cfg.seed, round_, "init", part),
+                seed=round_seed(self.cfg.seed, round_, "train", part),
+            )
+            scores = fold_metrics(learner, idx_lb[b], labels[idx_lb[b]])
+            correct, n = correct + scores["correct"], n + scores["n"]
+        low, high = wilson_interval(correct, n)
+        return {"cv_accuracy": round(correct / n, 6), "cv_low": round(low, 6), "cv_high": round(high, 6)}
 
     def stop_set_indices(self) -> np.ndarray:
         """The run's stop set (catalogue indices): ``query.stop_set`` images of the pool the run

@@ -126,3 +126,22 @@ def test_unlabelled_images_are_split_too() -> None:
     assert np.count_nonzero(unlabelled == TEST) == 20
     assert np.count_nonzero(unlabelled == VAL) == 10
     assert np.count_nonzero(unlabelled == TRAIN) == 70
+
+
+def test_subsample_keeps_whole_groups_in_the_ratio() -> None:
+    """Three classes of 100 images in groups of 5: ratio 10 : 3 : 1 keeps class 0 whole (100),
+    30 of class 1 and 10 of class 2, whole groups only, the same for a seed."""
+    from unisal.data.splits import subsample_classes
+
+    labels = np.repeat([0, 1, 2], 100)
+    groups = np.arange(300) // 5
+    keep = subsample_classes(labels, groups, np.array([10.0, 3.0, 1.0]), seed=1)
+    assert np.bincount(labels[keep], minlength=3).tolist() == [100, 30, 10]
+    for g in np.unique(groups):
+        assert len(set(keep[groups == g].tolist())) == 1  # a group is kept or dropped whole
+    assert np.array_equal(keep, subsample_classes(labels, groups, np.array([10.0, 3.0, 1.0]), seed=1))
+    assert not np.array_equal(keep, subsample_classes(labels, groups, np.array([10.0, 3.0, 1.0]), seed=2))
+    dropped = subsample_classes(labels, groups, np.array([1.0, 1.0, 0.0]), seed=0)
+    assert np.bincount(labels[dropped], minlength=3).tolist() == [100, 100, 0]
+    unlabelled = subsample_classes(np.full(4, -1), np.arange(4), np.array([1.0]), seed=0)
+    assert not unlabelled.any()

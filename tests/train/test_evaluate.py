@@ -35,7 +35,13 @@ def test_classification_metrics_count_absent_classes_as_zero():
 def test_classification_metrics_perfect():
     y = np.array([2, 0, 1, 1])
     m = classification_metrics(y, y, n_classes=3)
-    assert m == {"accuracy": 1.0, "macro_f1": 1.0, "macro_precision": 1.0, "macro_recall": 1.0}
+    assert m == {
+        "accuracy": 1.0,
+        "macro_f1": 1.0,
+        "macro_precision": 1.0,
+        "macro_recall": 1.0,
+        "balanced_accuracy": 1.0,
+    }
 
 
 def test_confusion_rows_are_true_classes():
@@ -80,3 +86,13 @@ def test_predictions_means_over_networks():
     np.testing.assert_allclose(
         preds.mean_embedding(), (preds.embeddings[0] + preds.embeddings[1]) / 2, rtol=1e-6
     )
+
+
+def test_balanced_accuracy_is_the_mean_recall_over_the_classes_present() -> None:
+    from unisal.train.evaluate import classification_metrics
+
+    y_true = np.array([0, 0, 0, 0, 1, 1])
+    y_pred = np.array([0, 0, 0, 0, 0, 1])
+    out = classification_metrics(y_true, y_pred, 3)  # class 2 absent: not in the balanced mean
+    assert out["balanced_accuracy"] == pytest.approx((1.0 + 0.5) / 2)
+    assert out["accuracy"] == pytest.approx(5 / 6)

@@ -31,6 +31,7 @@ from unisal.data.catalogue import Catalogue
 from unisal.data.prepare import PreparedData
 from unisal.data.splits import TEST, TRAIN
 from unisal.io import save_torch_atomic
+from unisal.estimate import fold_metrics, grouped_folds, wilson_interval
 from unisal.seeds import round_seed
 
 
@@ -98,33 +99,6 @@ def project_data(store: ProjectStore, cfg: RunConfig, *, progress: bool) -> tupl
     split = np.asarray([TEST if r["split"] == "test" else TRAIN for r in rows])
     ids = np.asarray([r["id"] for r in rows], np.int64)
     return PreparedData(catalogue, ImageStore(array, np.arange(len(paths)), fingerprint=key), split, []), ids
-
-
-def grouped_folds(
-    labels: np.ndarray, groups: np.ndarray, k: int, seed: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train positions, held-out positions) of up to ``k`` folds that never split a group."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    n_groups = len(np.unique(groups))
-    k = min(k, n_groups, int(np.bincount(labels).max()))  # no more folds than the largest class has items
-    if k < 2:
-        return []
-    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    return [(a, b) for a, b in splitter.split(np.zeros(len(labels)), labels, groups)]
-
-
-def fold_metrics(learner: Any, idx: np.ndarray, y_true: np.ndarray) -> dict[str, float]:
-    """Accuracy and macro-F1 on a held-out fold (N,); macro-F1 over the classes the fold holds,
-    since a small fold rarely holds every class and an absent class would count as 0."""
-    from sklearn.metrics import f1_score
-
-    y_pred = learner.predict(idx).mean_logits().argmax(1)
-    present = sorted(set(np.asarray(y_true).tolist()))
-    return {
-        "accuracy": float(np.mean(y_pred == y_true)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
-    }
 
 
 def run_round(
@@ -297,7 +271,13 @@ def _run_round(
             if len(test):
                 metrics |= fit(labelled, 0)
                 scores, _ = learner.evaluate(test, cat.labels[test])
-                metrics |= {"source": f"hold-out of {len(test)}", **scores}
+                low, high = wilson_interval(round(scores["accuracy"] * len(test)), len(test))
+                metrics |= {
+                    "source": f"hold-out of {len(test)}",
+                    **scores,
+                    "accuracy_low": low,
+                    "accuracy_high": high,
+                }
             else:
                 folds = grouped_folds(
                     cat.labels[labelled], cat.groups[labelled], settings.folds, settings.seed
@@ -311,6 +291,11 @@ def _run_round(
                         values = [s[key] for s in fold_scores]
                         metrics[key] = float(np.mean(values))
                         metrics[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+                    # every labelled image predicted once by a model that did not see it: a 95 % interval
+                    low, high = wilson_interval(
+                        sum(s["correct"] for s in fold_scores), sum(s["n"] for s in fold_scores)
+                    )
+                    metrics |= {"accuracy_low": low, "accuracy_high": high}
                     metrics["source"] = f"{len(folds)}-fold cross-validation"
                 metrics |= fit(labelled, 0)
         if learner is not None:

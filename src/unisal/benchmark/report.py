@@ -31,6 +31,7 @@ from unisal.run_folder import ROUND_COLUMNS, TIMING_COLUMNS
 RESULT_COLUMNS = [
     "arm", "strategy", "learner", "seed", *ROUND_COLUMNS, *TIMING_COLUMNS[1:], "n_candidates",
     "stop_kappa", "stopped_changing", "heads_agree", "pool_share_min", "labelled_recall_min",
+    "cv_accuracy", "cv_low", "cv_high",
     "guard_fallback", "guard_reason", "guard_kappa", "guard_share_ratio", "accuracy_cotrain", "accuracy_supervised",
 ]  # fmt: skip
 METRICS = ("accuracy", "macro_f1")

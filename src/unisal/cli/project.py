@@ -182,7 +182,13 @@ def status(folder: str) -> None:
         extra = f" (+{counts['test_per_class'][name]} held out)" if counts["test_images"] else ""
         click.echo(f"  {name:<{width}}  {n}{extra}")
     for r in rounds:
-        metrics = ", ".join(f"{k} {v:.4f}" for k, v in (r["metrics"] or {}).items() if isinstance(v, float))
+        shown_keys = {"accuracy_low", "accuracy_high", "guard_kappa", "guard_share_ratio"}
+        values = r["metrics"] or {}
+        metrics = ", ".join(
+            f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float) and k not in shown_keys
+        )
+        if "accuracy_low" in values:
+            metrics += f", 95 % interval {values['accuracy_low']:.3f}-{values['accuracy_high']:.3f}"
         click.echo(
             f"round {r['id']}: {r['status']}, {r['n_labels']} labels"
             + (f", {metrics}" if metrics else "")

@@ -87,7 +87,10 @@ async function refresh() {
   $("progress").textContent = `${c.labelled} labelled of ${c.images} · ${c.queue} queued` + (c.disagreements ? ` · ${c.disagreements} to review` : "");
   $("per-class").replaceChildren(...Object.entries(c.per_class).map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v))));
   $("rounds").replaceChildren(...state.rounds.map((r) => {
-    const m = r.metrics && typeof r.metrics.accuracy === "number" ? `, accuracy ${r.metrics.accuracy.toFixed(3)}` : "";
+    const mm = r.metrics || {};
+    const m = (typeof mm.accuracy === "number" ? `, accuracy ${mm.accuracy.toFixed(3)}` : "")
+      + (typeof mm.accuracy_low === "number" ? ` (95 % ${mm.accuracy_low.toFixed(3)}–${mm.accuracy_high.toFixed(3)}, ${mm.source})` : "")
+      + (typeof mm.stop_kappa === "number" ? `, kappa vs previous round ${mm.stop_kappa.toFixed(3)}` : "");
     const g = r.metrics && r.metrics.guard_fallback ? " · the co-trained model looked degenerate: this round uses the supervised one" : "";
     return el("li", {}, `${r.status}, ${r.n_labels} labels${m}${g}${r.error ? " — " + r.error : ""}`);
   }));
