@@ -30,8 +30,8 @@ from unisal.data.cache import ImageStore, build_cache, image_cache_key
 from unisal.data.catalogue import Catalogue
 from unisal.data.prepare import PreparedData
 from unisal.data.splits import TEST, TRAIN
-from unisal.io import save_torch_atomic
 from unisal.estimate import fold_metrics, grouped_folds, wilson_interval
+from unisal.io import save_torch_atomic
 from unisal.seeds import round_seed
 
 
