@@ -152,3 +152,32 @@ def test_project_rounds_report_when_the_model_stopped_changing(tiles: Path, tmp_
     assert "the model has stopped changing" in result.output
     status = CliRunner().invoke(cli, ["project", "status", str(folder)])
     assert "stop_kappa" in status.output and "the model has stopped changing" in status.output
+
+
+def test_a_project_round_that_falls_back_says_so(
+    tiles: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """With the guard (the cpu preset's default) a round records its verdict; when it falls back,
+    `project round` and `project status` say why, and the metrics carry the interval."""
+    from click.testing import CliRunner
+
+    from unisal.cli.main import cli
+    from unisal.guard import GuardVerdict
+    from unisal.learners import base as learner_base
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\n" + "".join(f"{c}/{c}_{i}.png,{c}\n" for c in CLASSES for i in range(4)))
+    folder = tmp_path / "p"
+    init_project(folder, images=tiles, classes=CLASSES, labels_csv=labels, settings=settings(tmp_path))
+    verdict = GuardVerdict(True, "the co-trained heads predict red on 1.0% of the pool", 0.3, 0.05)
+    monkeypatch.setattr(learner_base, "guard_verdict", lambda *a, **k: verdict)
+    result = CliRunner().invoke(cli, ["project", "round", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "looked degenerate (the co-trained heads predict red on 1.0% of the pool)" in result.output
+    metrics = open_project(folder).rounds()[-1]["metrics"]
+    assert (
+        metrics["guard_fallback"] == 1
+        and 0.0 <= metrics["accuracy_low"] <= metrics["accuracy"] <= metrics["accuracy_high"]
+    )
+    status = CliRunner().invoke(cli, ["project", "status", str(folder)])
+    assert "looked degenerate" in status.output and "95 % interval" in status.output

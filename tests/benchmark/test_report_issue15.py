@@ -130,3 +130,17 @@ def test_recipes_name_arms_and_pin_settings(tmp_path: Path) -> None:
     assert (both.train.labelled_sampling, both.train.pseudo_labels) == ("balanced", "debias")
     with pytest.raises(ConfigError, match="unknown recipe 'balance' \\(did you mean 'balanced'\\?\\)"):
         parse_arms("unisal+balance", [frozen])
+
+
+def test_stop_sensitivity_recomputes_the_criterion_from_the_kappas(tmp_path: Path) -> None:
+    """Kappas 0.96, 0.97 over rounds 1-2 (window 2): the mean 0.965 reaches 0.95 at round 2 (30
+    labels) and never 0.98."""
+    from unisal.benchmark.report import stop_sensitivity_table
+
+    data = rows()
+    for row in data:
+        if row["arm"] == "unisal":
+            row["stop_kappa"] = {0: "", 1: 0.96, 2: 0.97}[int(row["round"])]  # type: ignore[call-overload]
+    _write(tmp_path / "results.csv", data)
+    table = "\n".join(stop_sensitivity_table(read_results(tmp_path / "results.csv"), "unisal", window=2))
+    assert "| 0.95 | 3/3 | 30 ± 0 |" in table and "| 0.98 | 0/3 |" in table

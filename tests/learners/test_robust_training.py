@@ -128,3 +128,30 @@ def test_the_new_settings_are_checked() -> None:
         build_config("cpu", {"learner": {"guard": "maybe"}})
     with pytest.raises(ConfigError, match="train.ema_teacher"):
         build_config("cpu", {"train": {"ema_teacher": 1.0}})
+
+
+@pytest.mark.parametrize(
+    ("mode", "guard"), [("supervised", "off"), ("cotrain", "off"), ("cotrain", "fallback")]
+)
+def test_every_fit_may_fill_its_batch_from_all_training_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, guard: str
+) -> None:
+    """Supervised heads (their own mode, the guard's, the warm start's) get the batch limit of
+    labelled + unlabelled images, as before issue 15: with few labels a batch repeats them."""
+    limits = []
+    original = learner_base.fit
+
+    def spy(*args, **kwargs):
+        limits.append(kwargs["batch_limit"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(learner_base, "fit", spy)
+    cfg = tiny("frozen", tmp_path, mode=mode, guard=guard, networks=2)
+    model = create_learner(cfg, N_CLASSES, CPU, progress=False)
+    data = colour_data(tmp_path)
+    model.prepare(data)
+    fit(model, data)
+    assert limits and all(
+        limit == 36 for limit in limits
+    )  # the cpu preset warm-starts: two fits when co-training
+    assert len(limits) == (2 if mode == "cotrain" else 1)

@@ -50,6 +50,7 @@ class Curve:
     n_labeled: np.ndarray
     values: dict[str, np.ndarray]
     stopped: np.ndarray | None = None
+    kappa: np.ndarray | None = None  # (R,) stop_kappa, NaN where blank (round 0, or not recorded)
 
 
 @dataclass
@@ -86,7 +87,7 @@ def read_results(path: str | Path) -> Results:
         raise RunError(
             f"{path} holds no benchmark results" + (f" (missing {sorted(missing)})" if rows else "")
         )
-    points: dict[str, dict[int, list[tuple[int, dict[str, float], bool]]]] = defaultdict(
+    points: dict[str, dict[int, list[tuple[int, dict[str, float], bool, float]]]] = defaultdict(
         lambda: defaultdict(list)
     )
     metrics = METRICS + tuple(
@@ -100,7 +101,9 @@ def read_results(path: str | Path) -> Results:
             if row["arm"] == FULL:
                 results.full[seed], results.full_n_labeled[seed] = values, n
             else:
-                points[row["arm"]][seed].append((n, values, row.get("stopped_changing") in ("1", "True")))
+                kappa = float(row["stop_kappa"]) if row.get("stop_kappa") not in (None, "") else float("nan")
+                stopped = row.get("stopped_changing") in ("1", "True")
+                points[row["arm"]][seed].append((n, values, stopped, kappa))
                 timing = results.seconds.setdefault(row["arm"], {"train": [], "select": []})
                 for kind in ("train", "select"):
                     if row.get(f"{kind}_seconds"):
@@ -115,6 +118,7 @@ def read_results(path: str | Path) -> Results:
                 np.array([p[0] for p in pts]),
                 {m: np.array([p[1][m] for p in pts]) for m in metrics},
                 np.array([p[2] for p in pts], bool),
+                np.array([p[3] for p in pts], np.float64),
             )
     return results
 
@@ -296,6 +300,41 @@ def collapse_table(results: Results, main: str = "accuracy") -> list[str]:
     return lines
 
 
+STOP_THRESHOLDS = (0.95, 0.98, 0.99)
+
+
+def stop_sensitivity_table(results: Results, arm: str, *, window: int = 3) -> list[str]:
+    """For ``arm``, where the criterion would first hold at other kappa thresholds (same window),
+    recomputed from the recorded ``stop_kappa`` values: seeds where it held, labels then, and the
+    accuracy gaps to the run's final round and to full supervision (mean ± std)."""
+    from unisal.stopping import first_stop
+
+    lines = [
+        f"| threshold (window {window}) | fired in | labels | accuracy then | final minus then | full minus then |",
+        "|---|---|---|---|---|---|",
+    ]
+    for threshold in STOP_THRESHOLDS:
+        fired = []
+        for seed, c in results.curves[arm].items():
+            if c.kappa is None:
+                continue
+            kappas = [None if np.isnan(k) else float(k) for k in c.kappa]
+            k = first_stop(kappas, window=window, threshold=threshold)
+            if k is None:
+                continue
+            acc = c.values["accuracy"]
+            full = results.full.get(seed, {}).get("accuracy", np.nan)
+            fired.append((c.n_labeled[k], acc[k], acc[-1] - acc[k], full - acc[k]))
+        total = len(results.curves[arm])
+        if not fired:
+            lines.append(f"| {threshold} | 0/{total} |  |  |  |  |")
+            continue
+        cols = np.array(fired, np.float64)
+        cells = [fmt(*mean_std(cols[:, j]), 0 if j == 0 else 3) for j in range(4)]
+        lines.append(f"| {threshold} | {len(fired)}/{total} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def stop_table(results: Results, main: str = "accuracy") -> list[str]:
     """Per arm, where the stop criterion first held: round, labels, accuracy then, gap to the run's
     final accuracy and to full supervision (mean ± std over the seeds where it held)."""
@@ -453,6 +492,15 @@ def summary_markdown(
         "",
         *stop_table(results, main),
         "",
+    ]
+    if default in results.curves:
+        lines += [
+            f"The same for {default} at other kappa thresholds, recomputed from its recorded kappas:",
+            "",
+            *stop_sensitivity_table(results, default),
+            "",
+        ]
+    lines += [
         f"## Pairwise penalty matrix (test {name})",
         "",
         *penalty_table(results, main),

@@ -129,17 +129,20 @@ class Learner(ABC):
         """
         cfg = self.cfg
         self.alternatives = {}
+        # A batch may hold every training image there is, labelled or not: with fewer labels than
+        # the batch, a supervised batch repeats them (each time another view), as it always has.
+        limit = len(idx_lb) + len(idx_ulb)
         supervised: list[UniSALNet] | None = None
         if self.cotrain and (cfg.train.warm_start or cfg.learner.guard != "off"):
-            # the heads of `unisal@<learner>:supervised`: the same networks, seeds and steps
+            # the heads of `unisal@<learner>:supervised`: the same networks, seeds, steps and batches
             supervised = self._fit_nets(
-                self.new_networks(init_seed), idx_lb, y_lb, None, idx_val, y_val, seed
+                self.new_networks(init_seed), idx_lb, y_lb, None, idx_val, y_val, seed, limit
             )[0]
         nets = (
             copy.deepcopy(supervised) if cfg.train.warm_start and supervised else self.new_networks(init_seed)
         )
         self.nets, result = self._fit_nets(
-            nets, idx_lb, y_lb, idx_ulb if self.cotrain else None, idx_val, y_val, seed
+            nets, idx_lb, y_lb, idx_ulb if self.cotrain else None, idx_val, y_val, seed, limit
         )
         if supervised is not None:
             self.alternatives = {"cotrain": self.nets, "supervised": supervised}
@@ -159,6 +162,7 @@ class Learner(ABC):
         idx_val: np.ndarray,
         y_val: np.ndarray,
         seed: int,
+        batch_limit: int,
     ) -> tuple[list[UniSALNet], FitResult]:
         torch.manual_seed(seed)
         result = fit(
@@ -173,7 +177,7 @@ class Learner(ABC):
             self.device,
             seed=seed,
             progress=self.progress,
-            batch_limit=len(idx_lb) + (0 if idx_ulb is None else len(idx_ulb)),
+            batch_limit=batch_limit,
         )
         return nets, result
 
