@@ -52,3 +52,17 @@ def test_a_bad_ratio_is_one_clear_error(
     root = make_image_folder(classes={"benign": 4, "tumour": 4}, size=16)
     with pytest.raises(DataError, match=message):
         prepare_data(config(root, tmp_path, ratio), seed=0, progress=False)
+
+
+def test_a_wanted_class_without_images_and_odd_keys_are_clear_errors(
+    make_image_folder: Callable[..., Path], tmp_path: Path
+) -> None:
+    from unisal.data.splits import subsample_classes
+
+    root = make_image_folder(classes={"benign": 4, "tumour": 4}, size=16)
+    with pytest.raises(DataError, match="names 1, not a class of the data"):
+        prepare_data(config(root, tmp_path, {1: 2, "benign": 1}), seed=0, progress=False)
+    # a class of ratio 0 goes, also from a group that another class's images keep
+    labels, groups = np.array([0, 0, 1, 1]), np.array([0, 0, 0, 1])
+    keep = subsample_classes(labels, groups, np.array([1.0, 0.0]), seed=0)
+    assert keep.tolist() == [True, True, False, False]

@@ -155,3 +155,17 @@ def test_every_fit_may_fill_its_batch_from_all_training_images(
         limit == 36 for limit in limits
     )  # the cpu preset warm-starts: two fits when co-training
     assert len(limits) == (2 if mode == "cotrain" else 1)
+
+
+def test_after_a_fallback_the_round_reports_the_supervised_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The result's epoch and validation accuracy are the supervised heads', its seconds both fits'."""
+    monkeypatch.setattr(learner_base, "guard_verdict", lambda *a, **k: GuardVerdict(True, "forced", 0.1, 0.0))
+    model, data = learner(tmp_path, guard="fallback")
+    result = fit(model, data)
+    assert result.best_val_accuracy is not None and result.seconds > 0
+    sup = model.alternatives["supervised"]
+    labels = data.catalogue.labels
+    acc = float((model._predict_with(sup, np.arange(36, 48)).mean_logits().argmax(1) == labels[36:48]).mean())
+    assert result.best_val_accuracy == pytest.approx(acc)

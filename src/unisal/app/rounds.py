@@ -291,11 +291,11 @@ def _run_round(
                         values = [s[key] for s in fold_scores]
                         metrics[key] = float(np.mean(values))
                         metrics[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-                    # every labelled image predicted once by a model that did not see it: a 95 % interval
-                    low, high = wilson_interval(
-                        sum(s["correct"] for s in fold_scores), sum(s["n"] for s in fold_scores)
-                    )
-                    metrics |= {"accuracy_low": low, "accuracy_high": high}
+                    # every labelled image predicted once by a model that did not see it: their accuracy
+                    # and its 95 % interval (the mean over folds weighs a small fold like a large one)
+                    correct, n = sum(s["correct"] for s in fold_scores), sum(s["n"] for s in fold_scores)
+                    low, high = wilson_interval(correct, n)
+                    metrics |= {"accuracy": correct / n, "accuracy_low": low, "accuracy_high": high}
                     metrics["source"] = f"{len(folds)}-fold cross-validation"
                 metrics |= fit(labelled, 0)
         if learner is not None:

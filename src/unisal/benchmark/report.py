@@ -425,6 +425,7 @@ def summary_markdown(
     settings: list[str] | None = None,
     default: str | None = None,
     main: str = "accuracy",
+    window: int = 3,
 ) -> str:
     """The whole summary; ``default`` names the preset's default arm, ``main`` the metric that
     orders the arms and drives the targets, the comparisons and the penalty matrix."""
@@ -497,7 +498,7 @@ def summary_markdown(
         lines += [
             f"The same for {default} at other kappa thresholds, recomputed from its recorded kappas:",
             "",
-            *stop_sensitivity_table(results, default),
+            *stop_sensitivity_table(results, default, window=window),
             "",
         ]
     lines += [
@@ -577,19 +578,21 @@ def plot_curves(results: Results, out_stem: Path) -> list[Path]:
     return paths
 
 
-def benchmark_choices(folder: Path) -> tuple[str | None, str]:
+def benchmark_choices(folder: Path) -> tuple[str | None, str, int]:
     """The default arm (the base's strategy, no recipe, the default learner: its label is the
-    strategy's name) and the main metric, from the folder's ``benchmark.yaml``; (None, accuracy)
-    without one."""
+    strategy's name), the main metric and the stop criterion's window, from the folder's
+    ``benchmark.yaml``; (None, accuracy, 3) without one."""
     import yaml
 
     try:
         saved = yaml.safe_load((folder / "benchmark.yaml").read_text()) or {}
         strategy = saved["base"]["query"]["strategy"]
     except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
-        return None, "accuracy"
+        return None, "accuracy", 3
     main = saved.get("main_metric", "accuracy")
-    return str(strategy), main if main in METRIC_NAMES else "accuracy"
+    window = saved["base"]["query"].get("stop_window", 3)
+    window = window if isinstance(window, int) and window >= 1 else 3
+    return str(strategy), main if main in METRIC_NAMES else "accuracy", window
 
 
 def write_report(folder: str | Path, *, title: str = "Benchmark", settings: list[str] | None = None) -> Path:
@@ -599,8 +602,10 @@ def write_report(folder: str | Path, *, title: str = "Benchmark", settings: list
     results = read_results(folder / "results.csv")
     if not settings and (folder / "settings.md").is_file():
         settings = (folder / "settings.md").read_text().splitlines() + [""]
-    default, main = benchmark_choices(folder)
-    text = summary_markdown(results, title=title, settings=settings, default=default, main=main)
+    default, main, window = benchmark_choices(folder)
+    text = summary_markdown(
+        results, title=title, settings=settings, default=default, main=main, window=window
+    )
     write_text_atomic(folder / "summary.md", text)
     plot_curves(results, folder / "curves")
     return folder / "summary.md"

@@ -109,7 +109,7 @@ def _subsample(
     image cache rows follow, so the decoded-image and feature caches of the whole set serve it."""
     from unisal.seeds import round_seed
 
-    unknown = sorted(set(class_ratio) - set(catalogue.class_names))
+    unknown = sorted(str(k) for k in set(class_ratio) - set(catalogue.class_names))
     if unknown:
         raise DataError(
             f"data.class_ratio names {', '.join(unknown)}, not a class of the data ({', '.join(catalogue.class_names)})"
@@ -120,7 +120,13 @@ def _subsample(
         raise DataError(f"data.class_ratio must map class names to numbers, not {class_ratio!r}") from None
     if not np.isfinite(ratio).all() or (ratio < 0).any() or not (ratio > 0).any():
         raise DataError("data.class_ratio needs non-negative weights, at least one of them positive")
+    held = np.bincount(catalogue.labels[catalogue.labels >= 0], minlength=len(ratio))
+    empty = [n for n, r, h in zip(catalogue.class_names, ratio, held, strict=True) if r > 0 and h == 0]
+    if empty:
+        raise DataError(f"data.class_ratio asks for {', '.join(empty)}, which has no labelled image")
     keep = subsample_classes(catalogue.labels, catalogue.groups, ratio, round_seed(seed, 0, "subsample"))
+    if not keep.any():
+        raise DataError("data.class_ratio keeps no image: every wanted class needs a group of its own")
     catalogue, rows = catalogue.subset(keep), rows[keep]
     hashes = [h for h, k in zip(hashes, keep, strict=True) if k]
     counts = np.bincount(catalogue.labels[catalogue.labels >= 0], minlength=len(ratio))

@@ -55,7 +55,8 @@ def grouped_split(
 def subsample_classes(labels: np.ndarray, groups: np.ndarray, ratio: np.ndarray, seed: int) -> np.ndarray:
     """Keep whole groups so that the classes stand in ``ratio``, as many images as that allows.
 
-    Each group counts for its most frequent class. Per class ``c`` the target is
+    Each group counts for its most frequent class (images of a class of ratio 0 in a kept group
+    are dropped; the rest of the group stays together). Per class ``c`` the target is
     ``unit * ratio[c]`` images with ``unit = min_c(n_c / ratio[c])`` (the class that is scarcest
     for its ratio is kept whole); groups are taken in a seeded random order while they fit under
     the target, so a class lands within one group's size below it. Unlabelled images (-1) are
@@ -89,4 +90,5 @@ def subsample_classes(labels: np.ndarray, groups: np.ndarray, ratio: np.ndarray,
         if ratio[c] > 0 and taken[c] + group_size[g] <= target[c] + 1e-9:
             chosen[g], taken[c] = True, taken[c] + group_size[g]
     keep[labelled[chosen[group_of]]] = True
+    keep[labelled] &= ratio[labels[labelled]] > 0  # a class left out goes, also from a kept group
     return keep

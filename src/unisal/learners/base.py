@@ -133,24 +133,31 @@ class Learner(ABC):
         # the batch, a supervised batch repeats them (each time another view), as it always has.
         limit = len(idx_lb) + len(idx_ulb)
         supervised: list[UniSALNet] | None = None
+        companion: FitResult | None = None
         if self.cotrain and (cfg.train.warm_start or cfg.learner.guard != "off"):
             # the heads of `unisal@<learner>:supervised`: the same networks, seeds, steps and batches
-            supervised = self._fit_nets(
+            supervised, companion = self._fit_nets(
                 self.new_networks(init_seed), idx_lb, y_lb, None, idx_val, y_val, seed, limit
-            )[0]
+            )
         nets = (
             copy.deepcopy(supervised) if cfg.train.warm_start and supervised else self.new_networks(init_seed)
         )
         self.nets, result = self._fit_nets(
             nets, idx_lb, y_lb, idx_ulb if self.cotrain else None, idx_val, y_val, seed, limit
         )
-        if supervised is not None:
-            self.alternatives = {"cotrain": self.nets, "supervised": supervised}
-        if supervised is not None and cfg.learner.guard != "off":
+        if supervised is None or companion is None:
+            return result
+        self.alternatives = {"cotrain": self.nets, "supervised": supervised}
+        result.seconds += companion.seconds  # the round's training: both fits
+        if cfg.learner.guard != "off":
             verdict = self._judge(supervised, idx_lb, y_lb, idx_ulb, seed)
             result.guard = verdict.record()
-            if verdict.fallback:
-                self.nets = supervised
+            if verdict.fallback:  # the round's model is the supervised one; the history stays
+                self.nets = supervised  # that of the co-training, which shows the collapse
+                result.best_epoch, result.best_val_accuracy = (
+                    companion.best_epoch,
+                    companion.best_val_accuracy,
+                )
         return result
 
     def _fit_nets(
