@@ -180,6 +180,9 @@ class QueryConfig:
     budget: int = setting(30, ge=1)  # images labelled per round
     pool_subset: int | None = setting(None, ge=1)  # score a random subset of the pool per round (speed)
     kmeans_n_init: int = setting(3, ge=1)  # k-means restarts of every strategy that runs k-means
+    # UniSAL: share of each round's budget spent exploring (k-center greedy in the backbone features,
+    # far from every label), so that a class the labels lack is found; other strategies ignore it
+    explore: float = setting(0.0, ge=0.0, lt=1.0)
     params: dict[str, Any] = field(default_factory=dict)  # the strategy's own hyper-parameters
     # When to stop (Bloodgood & Vijay-Shanker 2009, unisal.stopping): a fixed sample of the pool
     # whose predictions are compared round to round with Cohen's kappa; 0 turns it off.
@@ -294,6 +297,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         },
     },
     "balanced": {"train": {"labelled_sampling": "balanced"}},
+    "explore10": {"query": {"explore": 0.1}},
+    "explore25": {"query": {"explore": 0.25}},
     "align": {"train": {"pseudo_labels": "align"}},
     "debias": {"train": {"pseudo_labels": "debias"}},
     "freematch": {"train": {"thresholds": "freematch"}},

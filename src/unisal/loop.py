@@ -52,7 +52,9 @@ def check_run_settings(cfg: RunConfig) -> None:
 
 def make_strategy(cfg: RunConfig) -> Strategy:
     """The run's strategy with its parameters (``query.params``) checked."""
-    return create_strategy(cfg.query.strategy, cfg.query.params, kmeans_n_init=cfg.query.kmeans_n_init)
+    return create_strategy(
+        cfg.query.strategy, cfg.query.params, kmeans_n_init=cfg.query.kmeans_n_init, explore=cfg.query.explore
+    )
 
 
 def _comparable(values: dict[str, Any]) -> dict[str, Any]:

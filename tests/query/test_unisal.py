@@ -174,3 +174,44 @@ def test_select_budget_larger_than_pool_is_a_clear_error():
     selection = select(UniSALStrategy(), preds, 6)
     assert sorted(selection.positions.tolist()) == list(range(6))
     assert selection.stats["n_candidates"] == 2
+
+
+def test_exploration_finds_a_class_the_labels_lack_and_the_rest_is_dus_cs():
+    """A pool of 40 items near the labels (where the networks disagree on 20) and 5 items of a
+    class no label holds, far away in the backbone's features and predicted confidently as a
+    known class by both networks: disagreement never picks them; explore 0.25 of a budget of 4
+    spends one pick on them, the other three are DUS + CS among the disagreements."""
+    from tests.query.helpers import TableLearner, context
+    from unisal.query.unisal import exploration_share
+
+    rng = np.random.default_rng(0)
+    n_near, n_far = 40, 5
+
+    def near(m: int) -> np.ndarray:  # the known classes: one region of the feature space
+        return np.concatenate([5.0 + rng.normal(size=(m, 7)), np.zeros((m, 1))], axis=1)
+
+    unseen = np.concatenate([np.zeros((n_far, 7)), 30.0 + rng.normal(size=(n_far, 1))], axis=1)
+    features = np.concatenate([near(n_near), unseen])
+    labelled_features = near(6)
+    feats = np.concatenate([features, labelled_features])[None].repeat(2, axis=0).astype(np.float32)
+    n = len(feats[0])
+    logits = np.zeros((2, n, 3), np.float32)
+    logits[:, :, 0] = 5.0  # both networks say class 0 everywhere ...
+    logits[1, :20, 0], logits[1, :20, 1] = 0.0, 5.0  # ... except network 2 on the first 20 near items
+    outputs = Predictions(logits, rng.normal(size=(2, n, 4)).astype(np.float32), feats, feats)
+    pool, labelled = np.arange(n_near + n_far), np.arange(n_near + n_far, n)
+    ctx = context(TableLearner(outputs), pool, 4, labelled=labelled)
+    chosen = UniSALStrategy(explore=0.25).select(ctx)
+    far = set(range(n_near, n_near + n_far))
+    assert sum(int(p) in far for p in chosen.positions) == 1
+    assert chosen.reasons[0].startswith("exploration") and chosen.stats["n_explored"] == 1
+    assert all(int(p) < 20 for p in chosen.positions[1:])  # the rest: disagreements only
+    plain = UniSALStrategy().select(context(TableLearner(outputs), pool, 4, labelled=labelled))
+    assert not far & set(plain.positions.tolist()) and "n_explored" not in plain.stats
+    assert [exploration_share(0.1, b) for b in (1, 2, 10, 20, 100)] == [0, 1, 1, 2, 10]
+    assert exploration_share(0.0, 100) == 0 and exploration_share(0.9, 3) == 2
+
+
+def test_query_explore_reaches_unisal_only():
+    assert create_strategy("unisal", {}, explore=0.1).explore == 0.1  # type: ignore[attr-defined]
+    assert not hasattr(create_strategy("margin", {}, explore=0.1), "explore")

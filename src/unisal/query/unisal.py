@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from unisal.query.base import QueryContext, Selection, Strategy, register_strategy
-from unisal.query.scores import compact_selection, disagreement_candidates, mean_entropy
+from unisal.query.diversity import feature_space
+from unisal.query.scores import compact_selection, disagreement_candidates, k_center_greedy, mean_entropy
 
 # Re-exported: the pure pieces of UniSAL's selection.
 __all__ = ["compact_selection", "disagreement_candidates", "mean_entropy"]
@@ -29,32 +30,66 @@ class UniSALStrategy(Strategy):
     """
 
     kmeans_n_init: int = 3
+    # share of the budget spent exploring (query.explore): k-center greedy in the backbone's
+    # features, far from every label, so that a class the labels lack can be found; disagreement
+    # cannot find it, since the networks never predict it (docs/robust-default.md)
+    explore: float = 0.0
     min_networks = 2
 
     def choose(self, ctx: QueryContext) -> Selection:
         preds = ctx.pool_predictions()
         probs = preds.probs()
         pred_a, pred_b = probs[0].argmax(1), probs[-1].argmax(1)
-        embedding = preds.mean_embedding()
-        candidates = disagreement_candidates(pred_a, pred_b)
-        stats: dict[str, float] = {"n_candidates": len(candidates)}
         score = (pred_a != pred_b).astype(np.float64)
-        if len(candidates) >= ctx.budget:
-            chosen = candidates[
-                compact_selection(embedding[candidates], ctx.budget, ctx.rng, self.kmeans_n_init)
-            ]
+        n_explore = exploration_share(self.explore, ctx.budget)
+        explored = np.empty(0, np.int64)
+        if n_explore:
+            pool = feature_space(preds, "features")
+            labelled = (
+                feature_space(ctx.labelled_predictions(), "features") if len(ctx.labelled) else pool[:0]
+            )
+            explored = k_center_greedy(pool, labelled, n_explore, ctx.rng)[0].astype(np.int64)
+        rest = np.setdiff1d(np.arange(len(ctx.pool)), explored)
+        chosen, reasons, n_candidates = self._dus_cs(
+            ctx, probs, preds.mean_embedding(), rest, ctx.budget - n_explore
+        )
+        reasons = ["exploration: k-center greedy in the backbone features, far from every label"] * len(
+            explored
+        ) + reasons
+        stats: dict[str, float] = {"n_candidates": n_candidates} | (
+            {"n_explored": len(explored)} if n_explore else {}
+        )
+        return Selection(np.concatenate([explored, chosen]), reasons, scores=score, stats=stats)
+
+    def _dus_cs(
+        self, ctx: QueryContext, probs: np.ndarray, embedding: np.ndarray, positions: np.ndarray, budget: int
+    ) -> tuple[np.ndarray, list[str], int]:
+        """DUS then CS among pool ``positions`` (M,) for ``budget`` picks: positions, reasons, and
+        the number of DUS candidates."""
+        pred_a, pred_b = probs[0].argmax(1), probs[-1].argmax(1)
+        candidates = positions[disagreement_candidates(pred_a[positions], pred_b[positions])]
+        if len(candidates) >= budget:
+            chosen = candidates[compact_selection(embedding[candidates], budget, ctx.rng, self.kmeans_n_init)]
             reasons = [
                 f"{_disagreement(ctx, pred_a[i], pred_b[i])}; nearest a k-means centre" for i in chosen
             ]
-            return Selection(chosen, reasons, scores=score, stats=stats)
-        remainder = ctx.budget - len(candidates)
-        others = np.setdiff1d(np.arange(len(ctx.pool)), candidates)
+            return chosen, reasons, len(candidates)
+        remainder = budget - len(candidates)
+        others = np.setdiff1d(positions, candidates)
         entropy = mean_entropy(probs[:, others])
         shortlist = others[np.argsort(-entropy, kind="stable")[: 2 * remainder]]
         filled = shortlist[compact_selection(embedding[shortlist], remainder, ctx.rng, self.kmeans_n_init)]
         reasons = [_disagreement(ctx, pred_a[i], pred_b[i]) for i in candidates]
         reasons += ["fallback: high entropy, nearest a k-means centre" for _ in filled]
-        return Selection(np.concatenate([candidates, filled]), reasons, scores=score, stats=stats)
+        return np.concatenate([candidates, filled]), reasons, len(candidates)
+
+
+def exploration_share(explore: float, budget: int) -> int:
+    """Picks of a round spent exploring: ``round(explore * budget)``, at least one when exploring
+    at all, and never the whole budget (DUS + CS keep at least one)."""
+    if explore <= 0 or budget < 2:
+        return 0
+    return int(min(budget - 1, max(1, round(explore * budget))))
 
 
 @register_strategy("dus_random")
