@@ -56,9 +56,9 @@ class UniSALStrategy(Strategy):
         reasons = ["exploration: k-center greedy in the backbone features, far from every label"] * len(
             explored
         ) + reasons
-        stats: dict[str, float] = {"n_candidates": n_candidates} | (
-            {"n_explored": len(explored)} if n_explore else {}
-        )
+        stats: dict[str, float] = {"n_candidates": n_candidates}
+        if n_explore:
+            stats["n_explored"] = len(explored)
         return Selection(np.concatenate([explored, chosen]), reasons, scores=score, stats=stats)
 
     def _dus_cs(
