@@ -159,7 +159,9 @@ def test_the_pinned_v1_files_equal_the_v1_recipe() -> None:
     v1 = load_yaml(root / "unisal-v1.yaml")
     assert v1 == RECIPES["v1"]
     old = load_yaml(root / "val-fraction-10.yaml")
-    assert {k: old[k] for k in ("learner", "train")} == RECIPES["v1"]
+    assert {k: old[k] for k in ("query", "learner", "train")} == RECIPES["v1"]
     pinned, plain = to_dict(build_config("cpu", v1)), to_dict(build_config("cpu"))
-    changed = {(s, k) for s in ("learner", "train") for k in pinned[s] if pinned[s][k] != plain[s][k]}
+    changed = {
+        (s, k) for s in ("query", "learner", "train") for k in pinned[s] if pinned[s][k] != plain[s][k]
+    }
     assert changed == {(s, k) for s, values in ROBUST_TRAINING.items() for k in values}

@@ -217,17 +217,20 @@ _CPU_FINETUNE: dict[str, Any] = {"learner": {"name": "finetune"}}
 # Heads on cached EfficientNet-Lite0 features of the 8 flips/rotations at 112 px: seconds a round
 # on a CPU (see docs/results-frozen-lc25000-lung.md for the measurements behind the choice).
 # Training robust to few and imbalanced labels (issue 15, docs/robust-default.md): class-balanced
-# labelled batches, debiased pseudo-labels, co-training warm-started from supervised heads, and
-# the guard that falls back to those heads when the co-trained ones look degenerate.
+# labelled batches, debiased pseudo-labels, co-training warm-started from supervised heads, the
+# guard that falls back to those heads when the co-trained ones look degenerate; and a tenth of
+# UniSAL's budget spent exploring, which finds a class the labels lack.
 ROBUST_TRAINING: dict[str, Any] = {
     "learner": {"guard": "fallback"},
     "train": {"labelled_sampling": "balanced", "pseudo_labels": "debias", "warm_start": True},
+    "query": {"explore": 0.1},
 }
 _CPU_FROZEN: dict[str, Any] = {
     "data": {"image_size": 112},
     "learner": {"name": "frozen", **ROBUST_TRAINING["learner"]},
     "model": {"head_hidden": 256, "drop_rate": 0.2},
     "features": {"views": "d8", "score": "mean"},
+    "query": ROBUST_TRAINING["query"],
     "train": {
         "optimizer": "adamw",
         "lr": 1e-3,
@@ -272,7 +275,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"image_size": 224},
         "model": {**_CPU_FROZEN["model"], "backbone": "uni", "pretrained": True},
         "features": {"views": "d8", "score": "mean", "batch_size": 256},
-        "query": {"budget": 180},
+        "query": {"budget": 180, **ROBUST_TRAINING["query"]},
         "initial": 180,
         "rounds": 9,
     },
@@ -286,6 +289,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 RECIPES: dict[str, dict[str, Any]] = {
     "v2": ROBUST_TRAINING,
     "v1": {
+        "query": {"explore": 0.0},
         "learner": {"guard": "off"},
         "train": {
             "labelled_sampling": "uniform",
