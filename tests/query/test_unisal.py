@@ -215,3 +215,4 @@ def test_exploration_finds_a_class_the_labels_lack_and_the_rest_is_dus_cs():
 def test_query_explore_reaches_unisal_only():
     assert create_strategy("unisal", {}, explore=0.1).explore == 0.1  # type: ignore[attr-defined]
     assert not hasattr(create_strategy("margin", {}, explore=0.1), "explore")
+    assert create_strategy("unisal", {}, explore=0.0).explore == 0.0  # type: ignore[attr-defined]  # off, as v1 pins it

@@ -221,5 +221,7 @@ def create_strategy(name: str, params: dict[str, Any] | None = None, **shared: A
             f"strategy '{name}' has no parameter {', '.join(map(repr, unknown))}; "
             f"its parameters: {', '.join(sorted(known)) or 'none'}"
         )
-    values = {k: v for k, v in shared.items() if k in known} | dict(params or {})
-    return cls(**{k: _checked(name, k, v, known[k]) for k, v in values.items()})
+    # run-wide values come checked by the config (query.explore may be 0: off); params here
+    values = {k: v for k, v in shared.items() if k in known}
+    values |= {k: _checked(name, k, v, known[k]) for k, v in (params or {}).items()}
+    return cls(**values)
