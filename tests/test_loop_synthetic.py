@@ -167,7 +167,7 @@ def test_guard_and_cross_validation_columns_in_rounds_csv(make_image_folder, tmp
         chosen = row["accuracy_supervised"] if row["guard_fallback"] == "1" else row["accuracy_cotrain"]
         assert float(chosen) == pytest.approx(float(row["accuracy"]))
         assert float(row["cv_low"]) <= float(row["cv_accuracy"]) <= float(row["cv_high"])
-    plain = config(root, tmp_path, "plain", "frozen")
+    plain = config(root, tmp_path, "plain", "frozen", learner__guard="off")
     ActiveLearningRun(plain, progress=False, log=lambda _: None).run()
     header = (tmp_path / "plain" / "rounds.csv").read_text().splitlines()[0]
     assert "guard_fallback" not in header and "cv_accuracy" not in header and "stop_kappa" in header

@@ -66,7 +66,7 @@ def test_rounds_go_from_cold_start_to_a_model_with_cross_validated_metrics(tiles
     assert "accuracy_std" in metrics and metrics["n_labels"] == len(store.labels())
     item = store.lease_next("bob")
     assert item is not None and item.guess in CLASSES and 0 < item.guess_confidence <= 1  # type: ignore[operator]
-    assert item.reason.startswith(("networks disagree", "fallback"))
+    assert item.reason.startswith(("networks disagree", "fallback", "exploration"))
     assert item.path not in store.labels()
 
 

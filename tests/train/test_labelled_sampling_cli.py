@@ -34,7 +34,7 @@ def test_the_flag_is_recorded_and_used(
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["labelled_sampling"] == how
-    assert used == [how, how]  # round 0 and round 1
+    assert used == [how] * 4  # round 0 and round 1, each the warm start's supervised fit and the co-training
 
 
 def test_an_unknown_sampling_is_refused(make_image_folder, tmp_path: Path) -> None:
