@@ -105,3 +105,11 @@ def test_wilson_interval_known_values() -> None:
     assert wilson_interval(0, 0) == (0.0, 1.0)
     low, high = wilson_interval(10, 10)
     assert high == 1.0 and 0.69 < low < 0.73
+
+
+def test_the_pooled_estimate_counts_every_image_once() -> None:
+    """Folds of 3/4 and 1/2 right: 4 of 6 pooled (0.667), not the folds' mean 0.625."""
+    from unisal.estimate import pooled_estimate, wilson_interval
+
+    accuracy, low, high = pooled_estimate([{"correct": 3.0, "n": 4.0}, {"correct": 1.0, "n": 2.0}])
+    assert accuracy == pytest.approx(4 / 6) and (low, high) == wilson_interval(4, 6)

@@ -56,3 +56,12 @@ def wilson_interval(correct: float, n: float, z: float = 1.96) -> tuple[float, f
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def pooled_estimate(fold_scores: list[dict[str, float]]) -> tuple[float, float, float]:
+    """Accuracy of the out-of-fold predictions of every fold together (``correct`` and ``n`` of
+    :func:`fold_metrics`) and its Wilson 95 % interval: (accuracy, low, high). The mean over folds
+    would weigh a small fold like a large one."""
+    correct, n = sum(s["correct"] for s in fold_scores), sum(s["n"] for s in fold_scores)
+    low, high = wilson_interval(correct, n)
+    return correct / n, low, high

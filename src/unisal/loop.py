@@ -338,7 +338,7 @@ class ActiveLearningRun:
         """What a lab without a test set would be told (``query.cv_folds`` > 1): the accuracy of
         out-of-fold predictions over grouped folds of the labelled set, and its 95 % interval
         (:mod:`unisal.estimate`); empty when off or when the labels allow no two folds."""
-        from unisal.estimate import fold_metrics, grouped_folds, wilson_interval
+        from unisal.estimate import fold_metrics, grouped_folds, pooled_estimate
 
         data, learner, _, _ = self._parts()
         k = self.cfg.query.cv_folds
@@ -350,7 +350,7 @@ class ActiveLearningRun:
         )
         if not folds:
             return {}
-        correct = n = 0.0
+        fold_scores = []
         for part, (a, b) in enumerate(folds, start=1):
             learner.fit(
                 idx_lb[a],
@@ -361,10 +361,9 @@ class ActiveLearningRun:
                 init_seed=round_seed(self.cfg.seed, round_, "init", part),
                 seed=round_seed(self.cfg.seed, round_, "train", part),
             )
-            scores = fold_metrics(learner, idx_lb[b], labels[idx_lb[b]])
-            correct, n = correct + scores["correct"], n + scores["n"]
-        low, high = wilson_interval(correct, n)
-        return {"cv_accuracy": round(correct / n, 6), "cv_low": round(low, 6), "cv_high": round(high, 6)}
+            fold_scores.append(fold_metrics(learner, idx_lb[b], labels[idx_lb[b]]))
+        accuracy, low, high = pooled_estimate(fold_scores)
+        return {"cv_accuracy": round(accuracy, 6), "cv_low": round(low, 6), "cv_high": round(high, 6)}
 
     def stop_set_indices(self) -> np.ndarray:
         """The run's stop set (catalogue indices): ``query.stop_set`` images of the pool the run

@@ -44,15 +44,21 @@ def test_every_robust_option_trains_and_logs_its_pseudo_labels(tmp_path: Path) -
     assert torch.equal(weights(model), weights(again))  # seeded: the same weights twice
 
 
-def test_align_uses_the_labels_class_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = []
-    original = fit_module.PseudoLabeller
+def record_keyword(monkeypatch: pytest.MonkeyPatch, module: object, name: str, keyword: str) -> list:
+    """Wrap ``module.name`` so that every call still runs and its ``keyword`` argument is recorded."""
+    seen: list = []
+    original = getattr(module, name)
 
     def spy(*args, **kwargs):
-        seen.append(kwargs["p_target"])
+        seen.append(kwargs[keyword])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(fit_module, "PseudoLabeller", spy)
+    monkeypatch.setattr(module, name, spy)
+    return seen
+
+
+def test_align_uses_the_labels_class_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = record_keyword(monkeypatch, fit_module, "PseudoLabeller", "p_target")
     model, data = learner(tmp_path, train={"pseudo_labels": "align"})
     fit(model, data)
     # 12 labelled colours, 4 of each class, Laplace-smoothed: 5 each, one labeller per network
@@ -138,14 +144,7 @@ def test_every_fit_may_fill_its_batch_from_all_training_images(
 ) -> None:
     """Supervised heads (their own mode, the guard's, the warm start's) get the batch limit of
     labelled + unlabelled images, as before issue 15: with few labels a batch repeats them."""
-    limits = []
-    original = learner_base.fit
-
-    def spy(*args, **kwargs):
-        limits.append(kwargs["batch_limit"])
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(learner_base, "fit", spy)
+    limits = record_keyword(monkeypatch, learner_base, "fit", "batch_limit")
     cfg = tiny("frozen", tmp_path, mode=mode, guard=guard, networks=2)
     model = create_learner(cfg, N_CLASSES, CPU, progress=False)
     data = colour_data(tmp_path)

@@ -30,7 +30,7 @@ from unisal.data.cache import ImageStore, build_cache, image_cache_key
 from unisal.data.catalogue import Catalogue
 from unisal.data.prepare import PreparedData
 from unisal.data.splits import TEST, TRAIN
-from unisal.estimate import fold_metrics, grouped_folds, wilson_interval
+from unisal.estimate import fold_metrics, grouped_folds, pooled_estimate, wilson_interval
 from unisal.io import save_torch_atomic
 from unisal.seeds import round_seed
 
@@ -291,11 +291,9 @@ def _run_round(
                         values = [s[key] for s in fold_scores]
                         metrics[key] = float(np.mean(values))
                         metrics[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-                    # every labelled image predicted once by a model that did not see it: their accuracy
-                    # and its 95 % interval (the mean over folds weighs a small fold like a large one)
-                    correct, n = sum(s["correct"] for s in fold_scores), sum(s["n"] for s in fold_scores)
-                    low, high = wilson_interval(correct, n)
-                    metrics |= {"accuracy": correct / n, "accuracy_low": low, "accuracy_high": high}
+                    # every labelled image predicted once by a model that did not see it
+                    accuracy, low, high = pooled_estimate(fold_scores)
+                    metrics |= {"accuracy": accuracy, "accuracy_low": low, "accuracy_high": high}
                     metrics["source"] = f"{len(folds)}-fold cross-validation"
                 metrics |= fit(labelled, 0)
         if learner is not None:

@@ -182,10 +182,15 @@ def status(folder: str) -> None:
         extra = f" (+{counts['test_per_class'][name]} held out)" if counts["test_images"] else ""
         click.echo(f"  {name:<{width}}  {n}{extra}")
     for r in rounds:
-        shown_keys = {"accuracy_low", "accuracy_high", "guard_kappa", "guard_share_ratio"}
+        not_listed = {
+            "accuracy_low",
+            "accuracy_high",
+            "guard_kappa",
+            "guard_share_ratio",
+        }  # shown below or not at all
         values = r["metrics"] or {}
         metrics = ", ".join(
-            f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float) and k not in shown_keys
+            f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float) and k not in not_listed
         )
         if "accuracy_low" in values:
             metrics += f", 95 % interval {values['accuracy_low']:.3f}-{values['accuracy_high']:.3f}"

@@ -51,7 +51,7 @@ class UniSALStrategy(Strategy):
             explored = k_center_greedy(pool, labelled, n_explore, ctx.rng)[0].astype(np.int64)
         rest = np.setdiff1d(np.arange(len(ctx.pool)), explored)
         chosen, reasons, n_candidates = self._dus_cs(
-            ctx, probs, preds.mean_embedding(), rest, ctx.budget - n_explore
+            ctx, probs, (pred_a, pred_b), preds.mean_embedding(), rest, ctx.budget - n_explore
         )
         reasons = ["exploration: k-center greedy in the backbone features, far from every label"] * len(
             explored
@@ -62,11 +62,18 @@ class UniSALStrategy(Strategy):
         return Selection(np.concatenate([explored, chosen]), reasons, scores=score, stats=stats)
 
     def _dus_cs(
-        self, ctx: QueryContext, probs: np.ndarray, embedding: np.ndarray, positions: np.ndarray, budget: int
+        self,
+        ctx: QueryContext,
+        probs: np.ndarray,
+        preds: tuple[np.ndarray, np.ndarray],
+        embedding: np.ndarray,
+        positions: np.ndarray,
+        budget: int,
     ) -> tuple[np.ndarray, list[str], int]:
         """DUS then CS among pool ``positions`` (M,) for ``budget`` picks: positions, reasons, and
-        the number of DUS candidates."""
-        pred_a, pred_b = probs[0].argmax(1), probs[-1].argmax(1)
+        the number of DUS candidates. ``probs`` (K, N, C) and the first and last networks'
+        predicted classes ``preds`` (N,) each are over the whole pool."""
+        pred_a, pred_b = preds
         candidates = positions[disagreement_candidates(pred_a[positions], pred_b[positions])]
         if len(candidates) >= budget:
             chosen = candidates[compact_selection(embedding[candidates], budget, ctx.rng, self.kmeans_n_init)]
