@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unisal.data.features import ViewSpec, crop_matrices, image_views
+from unisal.models.features import ViewSpec, crop_matrices, image_views
 from unisal.data.views import normalise, to_float
 from unisal.models.backbones import create_backbone, normalisation
 from unisal.models.inference import openvino_forward, torch_forward

@@ -32,6 +32,7 @@ from unisal.learners import Learner, create_learner, learner_class
 from unisal.query import QueryContext, Strategy, create_strategy, strategy_class
 from unisal.run_folder import DAMAGED, RunFolder
 from unisal.seeds import round_seed
+from unisal.settings import check_names
 from unisal.state import NOT_LABELLED, ALState
 from unisal.stopping import stop_set, stop_signal
 from unisal.threads import configure_threads, resumed_threads
@@ -40,7 +41,8 @@ __all__ = ["NOT_LABELLED", "ALState", "ActiveLearningRun", "RunError", "check_ru
 
 
 def check_run_settings(cfg: RunConfig) -> None:
-    """Learner, backbone, strategy and their combination, checked without any I/O."""
+    """Names, learner, backbone, strategy and their combination, checked without any I/O."""
+    check_names(cfg)
     learner_class(cfg.learner.name).check(cfg)
     strategy_class(cfg.query.strategy).check(cfg)
     make_strategy(cfg)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from unisal.config import RunConfig, apply_overrides, from_dict, to_dict
+from unisal.config import RunConfig, from_dict, to_dict
 from unisal.data.prepare import prepare_data
 from unisal.device import resolve_device
 from unisal.errors import RunError
@@ -24,6 +24,7 @@ from unisal.io import check_creatable, write_json_atomic
 from unisal.learners import create_learner
 from unisal.run_folder import RunFolder
 from unisal.seeds import round_seed
+from unisal.settings import override_config
 from unisal.state import ALState
 from unisal.threads import configure_threads, resumed_threads
 
@@ -37,7 +38,7 @@ def _load_run(run_dir: Path, overrides: dict[str, Any]) -> tuple[RunConfig, ALSt
     saved = folder.read_config()
     cfg = from_dict(saved)
     cfg.learner.mode = "supervised"
-    apply_overrides(cfg, overrides)
+    override_config(cfg, overrides)
     return cfg, folder.read_state(), saved.get("threads")
 
 

@@ -10,7 +10,7 @@ import difflib
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
-from unisal.config import ConfigError
+from unisal.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -145,7 +145,7 @@ def test_refusals_name_the_problem_and_write_nothing(tiles: Path, tmp_path: Path
     code, output = bench(tiles, tmp_path, "x", "--strategies", "random", "--learners", "frozen:semi")
     assert code != 0 and "the mode must be one of" in output
     for param, message in (
-        ("bald.mc_samples=0", "parameter 'mc_samples' must be positive"),
+        ("bald.mc_samples=0", "parameter 'mc_samples' must be > 0"),
         ("entropy.mc_samples=3", "strategy 'entropy' has no parameter 'mc_samples'"),
         ("typiclust.knn=5", "--param names typiclust, which is not among --strategies"),
         ("mc_samples=3", "expected STRATEGY.KEY=VALUE"),

@@ -141,7 +141,7 @@ def test_strategy_needs_are_checked_before_anything_is_written(colours: Path, tm
     result = invoke(
         "simulate", *common, "--strategy", "bald", "--param", "mc_samples=0", "--out", str(tmp_path / "c")
     )
-    assert result.exit_code != 0 and "'mc_samples' must be positive" in result.output
+    assert result.exit_code != 0 and "'mc_samples' must be > 0" in result.output
     assert not any((tmp_path / name).exists() for name in "abc")
     result = invoke(
         "simulate", *common, "--strategy", "bald", "--param", "mc_samples=2", "--initial", "6", "--budget", "3",

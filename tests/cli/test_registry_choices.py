@@ -10,11 +10,12 @@ from click.testing import CliRunner
 
 from unisal.app.project import LABEL_EXPORTS
 from unisal.cli.main import cli
-from unisal.config import ConfigError, build_config
+from unisal.config import ConfigError
 from unisal.data.catalogue import READERS, Catalogue, load_catalogue
 from unisal.learners import learner_names
 from unisal.query import strategy_names
 from unisal.query.base import STRATEGIES
+from unisal.settings import resolve_config
 
 
 def _help(*command: str) -> str:
@@ -64,7 +65,7 @@ def test_a_typo_is_refused_naming_the_registered_choices(
 )
 def test_yaml_names_are_checked_against_the_registries(values: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError) as excinfo:
-        build_config("cpu", values)
+        resolve_config("cpu", values)
     assert str(excinfo.value).startswith(message)
 
 
@@ -81,19 +82,19 @@ def test_a_newly_registered_reader_is_a_choice_everywhere(
         return Catalogue([p for p, _ in rows], labels, np.arange(len(rows)), names, str(tmp_path))
 
     monkeypatch.setitem(READERS._items, "tsv", read_tsv)
-    assert build_config("cpu", {"data": {"format": "tsv"}}).data.format == "tsv"
+    assert resolve_config("cpu", {"data": {"format": "tsv"}}).data.format == "tsv"
     assert "tsv" in _help("simulate") and "tsv" in _help("project", "init")
     (tmp_path / "list.tsv").write_text("x.png\tTUM\ny.png\tSTR\n")
     catalogue = load_catalogue(tmp_path / "list.tsv", "tsv")
     assert catalogue.class_names == ["STR", "TUM"] and catalogue.labels.tolist() == [1, 0]
     monkeypatch.delitem(READERS._items, "tsv")
     with pytest.raises(ConfigError, match="'tsv'"):
-        build_config("cpu", {"data": {"format": "tsv"}})
+        resolve_config("cpu", {"data": {"format": "tsv"}})
 
 
 def test_a_newly_registered_strategy_is_accepted_by_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(STRATEGIES._items, "probe", STRATEGIES.get("random"))
-    assert build_config("cpu", {"query": {"strategy": "probe"}}).query.strategy == "probe"
+    assert resolve_config("cpu", {"query": {"strategy": "probe"}}).query.strategy == "probe"
     assert "probe" in _help("simulate")
 
 

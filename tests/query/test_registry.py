@@ -102,7 +102,7 @@ def test_strategy_parameters_are_checked():
         create_strategy("bald", {"samples": 5})
     with pytest.raises(ConfigError, match="'mc_samples' must be a whole number"):
         create_strategy("bald", {"mc_samples": 2.5})
-    with pytest.raises(ConfigError, match="'mc_samples' must be positive"):
+    with pytest.raises(ConfigError, match="'mc_samples' must be > 0"):
         create_strategy("bald", {"mc_samples": 0})
     with pytest.raises(ConfigError, match="'space' must be one of"):
         create_strategy("coreset", {"space": "pixels"})

@@ -33,11 +33,11 @@ from unisal.app.rounds import ProjectSettings, run_config
 from unisal.app.store import ProjectError
 from unisal.config import VIEW_SETS, RunConfig
 from unisal.data.cache import ImageStore, build_cache, image_cache_key
-from unisal.data.features import fixed_view
 from unisal.data.prepare import PreparedData
 from unisal.data.splits import TRAIN
 from unisal.io import atomic_path, check_output_file, write_csv_atomic
 from unisal.learners import Learner, create_learner
+from unisal.models.features import fixed_view
 
 
 def latest_model(folder: str | Path) -> tuple[RunConfig, list[str], dict[str, Any], int]:

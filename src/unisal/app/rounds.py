@@ -25,7 +25,7 @@ import numpy as np
 
 from unisal.app.project import check_images, open_project
 from unisal.app.store import ProjectError, ProjectStore
-from unisal.config import RunConfig, build_config
+from unisal.config import PRESETS, RunConfig, check_values, setting
 from unisal.data.cache import ImageStore, build_cache, image_cache_key
 from unisal.data.catalogue import Catalogue
 from unisal.data.prepare import PreparedData
@@ -33,6 +33,7 @@ from unisal.data.splits import TEST, TRAIN
 from unisal.estimate import fold_metrics, grouped_folds, pooled_estimate, wilson_interval
 from unisal.io import save_torch_atomic
 from unisal.seeds import round_seed
+from unisal.settings import check_names, resolve_config
 
 
 @dataclass
@@ -42,19 +43,25 @@ class ProjectSettings:
     ``config`` holds any further RunConfig values (nested, as in a YAML config file).
     """
 
-    preset: str = "cpu"
-    strategy: str = "unisal"
-    budget: int = 20  # images queued per round
+    preset: str = setting("cpu", choices=tuple(PRESETS))
+    strategy: str = setting("unisal", registry="strategy")
+    budget: int = setting(20, ge=1)  # images queued per round
     params: dict[str, Any] = field(default_factory=dict)  # the strategy's hyper-parameters
-    folds: int = 5  # cross-validation folds when there is no labelled hold-out
-    seed: int = 0
+    folds: int = setting(5, ge=1, le=20)  # cross-validation folds when there is no labelled hold-out
+    seed: int = setting(0, ge=0, lt=2**32)
     device: str = "auto"
     config: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> ProjectSettings:
+        """These settings, checked as a run's configuration is (ConfigError naming the setting)."""
+        check_values(self, what="project setting")
+        check_names(self, what="project setting")
+        return self
 
     @classmethod
     def from_store(cls, store: ProjectStore) -> ProjectSettings:
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in store.settings().items() if k in known})
+        return cls(**{k: v for k, v in store.settings().items() if k in known}).check()
 
 
 def run_config(settings: ProjectSettings, image_root: str) -> RunConfig:
@@ -70,7 +77,7 @@ def run_config(settings: ProjectSettings, image_root: str) -> RunConfig:
         "device": settings.device,
     }
     values["data"] = {**settings.config.get("data", {}), "path": image_root}
-    return build_config(settings.preset, values)
+    return resolve_config(settings.preset, values)
 
 
 def project_data(store: ProjectStore, cfg: RunConfig, *, progress: bool) -> tuple[PreparedData, np.ndarray]:

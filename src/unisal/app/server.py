@@ -45,6 +45,7 @@ from unisal.app.project import IMPORTER, open_project
 from unisal.app.store import HeldOutError, LabelResult, ProjectError, ProjectStore, QueueItem
 from unisal.data.catalogue import UnknownClassError
 from unisal.data.images import NPZ_SEPARATOR, BadImageError, load_rgb
+from unisal.errors import ListenError
 
 TOKEN_HEADER = "X-Unisal-Token"
 BROWSER_FORMATS = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
@@ -541,10 +542,6 @@ def serve(
     print(f"unisal: open http://{shown}:{port}/?token={token}", flush=True)
     config = uvicorn.Config(app, log_level="warning")
     uvicorn.Server(config).run(sockets=[listening])
-
-
-class ListenError(ProjectError):
-    """The server cannot listen on the address it was given (a port in use, a foreign address)."""
 
 
 def listen(host: str, port: int) -> socket.socket:

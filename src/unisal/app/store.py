@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from unisal.data.catalogue import UnknownClassError
+from unisal.errors import HeldOutError, ProjectError
 
 SCHEMA_VERSION = 3
 DB_NAME = "project.db"
@@ -130,10 +131,6 @@ CREATE TABLE resolutions (
 MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 
 
-class ProjectError(ValueError):
-    """The project folder or a request cannot be used; the message says why."""
-
-
 def damaged(path: Path) -> ProjectError:
     return ProjectError(
         f"{path} is empty or not a unisal project database; restore it from a backup or create a "
@@ -213,11 +210,6 @@ class QueueItem:
     guess: str | None
     guess_confidence: float | None
     position: int
-
-
-class HeldOutError(ProjectError):
-    """The image is in the held-out test set: the app never labels, resolves, skips or queues it
-    (its label is the yardstick that every round is measured by)."""
 
 
 def held_out(image_id: int) -> HeldOutError:

@@ -12,9 +12,10 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
-from unisal.config import LEARNER_MODES, ConfigError, RunConfig, apply_overrides, recipe_values
+from unisal.config import LEARNER_MODES, ConfigError, RunConfig, recipe_values
 from unisal.learners import learner_class
 from unisal.query import strategy_class
+from unisal.settings import override_config
 
 FULL = "full supervision"  # the ``arm`` of the reference rows in results.csv
 
@@ -103,7 +104,7 @@ def run_config(base: RunConfig, arm: Arm, seed: int, out: Path) -> RunConfig:
     """The settings of one run: ``base`` with the arm's strategy and learner, the seed and folder."""
     cfg = copy.deepcopy(base)
     for recipe in arm.recipes:
-        apply_overrides(cfg, recipe_values(recipe))
+        override_config(cfg, recipe_values(recipe))
     cfg.query.strategy = arm.strategy
     cfg.learner.name, cfg.learner.mode = arm.learner.name, arm.learner.mode
     if arm.learner.mode == "cotrain":

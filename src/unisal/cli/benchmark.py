@@ -16,8 +16,8 @@ from unisal.cli.options import (
     preset_option,
     resolve_config,
     score_views_option,
-    user_errors,
 )
+from unisal.errors import UnisalError
 
 
 def command_line(ctx: click.Context) -> str:
@@ -125,7 +125,7 @@ def benchmark(
             command=command_line(click.get_current_context()),
         )
         summary = Benchmark(plan, progress=show_progress, log=click.echo).run()
-    except user_errors() as error:
+    except UnisalError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"done: {summary}, {Path(out) / 'curves.png'}")
 
@@ -138,6 +138,6 @@ def report(folder: str) -> None:
 
     try:
         summary = write_report(folder)
-    except user_errors() as error:
+    except UnisalError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"written: {summary}, {Path(folder) / 'curves.png'}, {Path(folder) / 'curves.svg'}")

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import click
 
-from unisal.cli.options import user_errors
+from unisal.errors import UnisalError
 
 ROOT_HELP = "Where data sets live (default: $UNISAL_DATA, else ~/.cache/unisal/datasets)."
-
-
-def _errors() -> tuple[type[Exception], ...]:
-    from unisal.datasets import DownloadError
-
-    return (*user_errors(), DownloadError)
 
 
 @click.group()
@@ -44,7 +38,7 @@ def download(name: str, root: str | None, keep_archive: bool, quiet: bool) -> No
     try:
         spec = get_dataset(name)
         path = download_dataset(spec, root, keep_archive=keep_archive, progress=not quiet, log=click.echo)
-    except _errors() as error:
+    except UnisalError as error:
         raise click.ClickException(str(error)) from error
     click.echo(
         f"done: --data {path}" + (f"  ({spec.licence}; cite: {spec.citation})" if spec.licence else "")
@@ -61,5 +55,5 @@ def verify(name: str, root: str | None, quiet: bool) -> None:
 
     try:
         click.echo(verify_dataset(get_dataset(name), root, progress=not quiet))
-    except _errors() as error:
+    except UnisalError as error:
         raise click.ClickException(str(error)) from error

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from unisal.cli.options import data_options, feature_options, preset_option, resolve_config, user_errors
+from unisal.cli.options import data_options, feature_options, preset_option, resolve_config
+from unisal.errors import UnisalError
 
 
 @click.command()
@@ -25,10 +26,10 @@ from unisal.cli.options import data_options, feature_options, preset_option, res
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def features(config_file: str | None, preset: str | None, quiet: bool, **flags: Any) -> None:
     """Run the frozen backbone over every view of every image and cache the features."""
-    from unisal.data.features import ViewSpec, build_feature_cache
     from unisal.data.prepare import prepare_data
     from unisal.device import resolve_device
     from unisal.learners import learner_class
+    from unisal.models.features import ViewSpec, build_feature_cache
     from unisal.threads import configure_threads
 
     try:
@@ -48,7 +49,7 @@ def features(config_file: str | None, preset: str | None, quiet: bool, **flags: 
             progress=not quiet,
             log=click.echo,
         )
-    except user_errors() as error:
+    except UnisalError as error:
         raise click.ClickException(str(error)) from error
     info = store.info
     n_images, n_views, dim = info["shape"]

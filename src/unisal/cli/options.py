@@ -8,6 +8,18 @@ from typing import Any
 import click
 
 
+def names_of(kind: str) -> Callable[[], list[str]]:
+    """A function returning registry ``kind``'s names (:data:`unisal.settings.REGISTERED`),
+    importing the registries only when it is called."""
+
+    def names() -> list[str]:
+        from unisal.settings import registered_names
+
+        return registered_names(kind)
+
+    return names
+
+
 class RegistryChoice(click.ParamType):
     """A choice among a registry's names (strategies, learners, readers), looked up when the
     option is parsed or its help is shown: the lists are never kept by hand, and the CLI starts
@@ -91,7 +103,6 @@ def overrides_from_flags(flags: dict[str, Any]) -> dict[str, Any]:
 
 
 def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    from unisal.config import data_formats
 
     for option in reversed(
         [
@@ -103,7 +114,9 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--groups", type=click.Path(), help="CSV path,group: splits never separate a group."
             ),
-            click.option("--format", type=RegistryChoice(data_formats, "data format"), help="Data layout."),
+            click.option(
+                "--format", type=RegistryChoice(names_of("data format"), "data format"), help="Data layout."
+            ),
             click.option("--image-size", type=int, help="Side of the decoded square images (px)."),
             click.option(
                 "--val-size",
@@ -156,13 +169,11 @@ def score_views_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def learner_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    from unisal.config import learner_names
-
     for option in reversed(
         [
             click.option(
                 "--learner",
-                type=RegistryChoice(learner_names, "learner"),
+                type=RegistryChoice(names_of("learner"), "learner"),
                 help="finetune (train the backbone), frozen (heads on cached features), or another registered learner.",
             ),
             click.option("--networks", type=click.IntRange(1, 2), help="Networks whose logits are averaged."),
@@ -206,11 +217,9 @@ def model_train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def strategy_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    from unisal.config import strategy_names
-
     return click.option(
         "--strategy",
-        type=RegistryChoice(strategy_names, "strategy"),
+        type=RegistryChoice(names_of("strategy"), "strategy"),
         help="Query strategy (default: unisal).",
     )(fn)
 
@@ -235,7 +244,8 @@ def preset_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def resolve_config(config_file: str | None, preset: str | None, flags: dict[str, Any]) -> Any:
     """Preset, then ``--config`` YAML, then flags; the data path is required."""
-    from unisal.config import ConfigError, absolute_paths, build_config, load_yaml
+    from unisal.config import ConfigError, absolute_paths, load_yaml
+    from unisal.settings import resolve_config as build_config
 
     file_values = load_yaml(config_file) if config_file else {}
     preset_name = preset or file_values.pop("preset", None) or "cpu"
@@ -268,18 +278,3 @@ def parse_params(items: tuple[str, ...], *, scoped: bool) -> dict[str, Any]:
         target = out.setdefault(scope.strip(), {}) if scoped else out
         target[leaf.strip()] = value
     return out
-
-
-def user_errors() -> tuple[type[Exception], ...]:
-    """Errors whose message tells the user what to fix: printed on one line, no traceback.
-
-    Used as ``except user_errors() as error:``, which imports them only when something failed.
-    """
-    from unisal.config import ConfigError
-    from unisal.data.cache import CacheError
-    from unisal.data.catalogue import DataError
-    from unisal.data.images import BadImageError
-    from unisal.errors import InputFileError, RunError
-    from unisal.models.backbones import WeightsError
-
-    return (ConfigError, DataError, BadImageError, RunError, WeightsError, CacheError, InputFileError)

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import click
 
-from unisal.cli.options import user_errors
-
-
-def _errors() -> tuple[type[Exception], ...]:
-    from unisal.app.store import ProjectError
-
-    return (*user_errors(), ProjectError)
+from unisal.errors import UnisalError
 
 
 @click.command()
@@ -26,7 +20,7 @@ def predict(folder: str, images: str, out: str, show_progress: bool) -> None:
 
     try:
         n = predict_folder(folder, images, out, progress=show_progress, log=click.echo)
-    except _errors() as error:
+    except UnisalError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"{n} predictions written to {out}")
 
@@ -45,7 +39,7 @@ def export_model(folder: str, out: str) -> None:
 
     try:
         info = export(folder, out, log=click.echo)
-    except _errors() as error:
+    except UnisalError as error:
         raise click.ClickException(str(error)) from error
     click.echo(
         f"round {info['round']}'s model written to {out}: {len(info['class_names'])} classes, input {info['input']}"

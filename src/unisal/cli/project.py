@@ -11,25 +11,14 @@ from types import FrameType
 
 import click
 
-from unisal.cli.options import RegistryChoice, preset_option, strategy_option, user_errors
-
-
-def _errors() -> tuple[type[Exception], ...]:
-    from unisal.app.store import ProjectError
-
-    return (*user_errors(), ProjectError)
+from unisal.cli.options import RegistryChoice, names_of, preset_option, strategy_option
+from unisal.errors import UnisalError
 
 
 def _image_formats() -> tuple[str, ...]:
     from unisal.app.project import image_formats
 
     return image_formats()
-
-
-def _learner_names() -> list[str]:
-    from unisal.config import learner_names
-
-    return list(learner_names())
 
 
 def _label_exports() -> list[str]:
@@ -102,7 +91,7 @@ def project() -> None:
 @click.option("--budget", type=click.IntRange(min=1), help="Images queued per round (default: 20).")
 @click.option(
     "--learner",
-    type=RegistryChoice(_learner_names, "learner"),
+    type=RegistryChoice(names_of("learner"), "learner"),
     help="frozen (heads on cached features, the default) or finetune (train the backbone).",
 )
 @preset_option
@@ -132,6 +121,7 @@ def init(
 
     names = None if classes is None else [c.strip() for c in classes.split(",") if c.strip()]
     try:
+        settings.check()
         check_new_folder(folder)
         plan = plan_project(
             images=images,
@@ -142,7 +132,7 @@ def init(
             test_csv=test_csv,
         )
         store = create_project(folder, plan, settings=asdict(settings))
-    except _errors() as error:
+    except UnisalError as error:
         raise click.ClickException(str(error)) from error
     for note in plan.notes:
         click.echo(note)
@@ -166,7 +156,7 @@ def status(folder: str) -> None:
         store = open_project(folder)
         store.fail_stale_rounds()  # a round left "running" by a killed process says so
         counts, rounds = store.counts(), store.rounds()
-    except _errors() as error:
+    except UnisalError as error:
         raise click.ClickException(str(error)) from error
     held_out = (
         f" (+{counts['test_labelled']} held out of {counts['test_images']} held-out images)"
@@ -217,7 +207,7 @@ def export(folder: str, fmt: str, out: str) -> None:
 
     try:
         n = export_labels(open_project(folder), out, fmt)
-    except _errors() as error:
+    except UnisalError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"{n} labels written to {out}")
 
@@ -232,7 +222,7 @@ def import_(folder: str, file: str, annotator: str) -> None:
 
     try:
         n = import_labels(open_project(folder), Path(file), annotator=annotator)
-    except _errors() as error:
+    except UnisalError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"{n} labels imported")
 
@@ -247,7 +237,7 @@ def round_(folder: str, show_progress: bool) -> None:
     try:
         with sigterm_as_interrupt():
             record = run_round(folder, progress=show_progress, log=click.echo)
-    except _errors() as error:
+    except UnisalError as error:
         raise click.ClickException(str(error)) from error
     except KeyboardInterrupt as stop:
         raise click.ClickException(

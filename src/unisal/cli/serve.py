@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from unisal.cli.options import user_errors
+from unisal.errors import UnisalError
 
 
 def _host_names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
@@ -38,10 +38,8 @@ def _host_names(ctx: click.Context, param: click.Parameter, values: tuple[str, .
 def serve(folder: str, host: str, port: int, token: str | None, allow_hosts: tuple[str, ...]) -> None:
     """Label the queued patches of project FOLDER in a browser; prints the URL with its access token."""
     from unisal.app.server import serve as run
-    from unisal.app.store import ProjectError
 
-    errors: tuple[type[Exception], ...] = (*user_errors(), ProjectError)
     try:
         run(folder, host=host, port=port, token=token, allow_hosts=allow_hosts)
-    except errors as error:
+    except UnisalError as error:
         raise click.ClickException(str(error)) from error

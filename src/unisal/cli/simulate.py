@@ -16,8 +16,8 @@ from unisal.cli.options import (
     preset_option,
     resolve_config,
     strategy_option,
-    user_errors,
 )
+from unisal.errors import UnisalError
 
 
 @click.command()
@@ -53,7 +53,7 @@ def simulate(
         cfg = resolve_config(config_file, preset, flags)
         cfg.query.params.update(parse_params(params, scoped=False))
         results = ActiveLearningRun(cfg, resume=resume, progress=not quiet, log=click.echo).run()
-    except user_errors() as error:
+    except UnisalError as error:
         raise click.ClickException(str(error)) from error
     last = results[-1]
     click.echo(

@@ -10,11 +10,11 @@ from unisal.cli.options import (
     RegistryChoice,
     feature_options,
     model_train_options,
+    names_of,
     overrides_from_flags,
     score_views_option,
-    user_errors,
 )
-from unisal.config import learner_names
+from unisal.errors import UnisalError
 
 
 @click.command()
@@ -35,7 +35,7 @@ from unisal.config import learner_names
 @click.option("--round", "round_", type=int, default=None, help="Round of the run (default: its last).")
 @click.option(
     "--learner",
-    type=RegistryChoice(learner_names, "learner"),
+    type=RegistryChoice(names_of("learner"), "learner"),
     help="A registered learner, finetune or frozen (default: the run's learner).",
 )
 @click.option(
@@ -56,7 +56,7 @@ def supervised(run_dir: str, labels: str, round_: int | None, out: str, quiet: b
         result = train_supervised_reference(
             run_dir, labels, round_, out, overrides_from_flags(flags), progress=not quiet, log=click.echo
         )
-    except user_errors() as error:
+    except UnisalError as error:
         raise click.ClickException(str(error)) from error
     click.echo(
         f"done: {result['n_labeled']} labels, {result['networks']} network(s), test accuracy "

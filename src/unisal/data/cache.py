@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from unisal.data.images import NPZ_SEPARATOR, BadImageError, load_rgb, resize_square
-from unisal.errors import RunError
+from unisal.errors import CacheError, RunError
 from unisal.io import atomic_path, check_creatable, remove_stale_temporaries, write_json_atomic
 
 
@@ -190,10 +190,6 @@ def reserve_space(path: Path, n_bytes: int, folder: Path, what: str = "image cac
             os.posix_fallocate(handle.fileno(), 0, n_bytes)
     except OSError as exc:
         raise CacheError(f"cannot reserve {n_bytes / 1e9:.2f} GB for the {what} in {folder}: {exc}") from exc
-
-
-class CacheError(OSError):
-    """A cache cannot be written or read; the message says what to do."""
 
 
 def build_cache(

@@ -23,19 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from unisal.data.images import NPZ_SEPARATOR, is_image_file
-from unisal.datasets.catalog import CHAOYANG_CLASSES, PATHMNIST_CLASSES
+from unisal.errors import DataError, UnknownClassError
 from unisal.io import read_csv_rows
 from unisal.registry import Registry, unknown_name
 
 UNLABELLED = -1
-
-
-class DataError(ValueError):
-    """The data folder or CSV cannot be turned into a catalogue; the message says why."""
-
-
-class UnknownClassError(DataError):
-    """A label names a class that the catalogue does not have."""
 
 
 @dataclass
@@ -191,6 +183,20 @@ def _merge_duplicate_rows(
     )
     return merged, notes
 
+
+# Class names of the integer labels of the public data sets (unisal.datasets) that hold no names.
+PATHMNIST_CLASSES = [
+    "adipose",
+    "background",
+    "debris",
+    "lymphocytes",
+    "mucus",
+    "smooth muscle",
+    "normal colon mucosa",
+    "cancer-associated stroma",
+    "colorectal adenocarcinoma epithelium",
+]
+CHAOYANG_CLASSES = ["normal", "serrated", "adenocarcinoma", "adenoma"]
 
 # file or folder name prefix -> class names of integer labels
 KNOWN_CLASS_NAMES: dict[str, list[str]] = {"pathmnist": PATHMNIST_CLASSES, "chaoyang": CHAOYANG_CLASSES}

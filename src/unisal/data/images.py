@@ -9,16 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from unisal.errors import BadImageError
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
-
-
-class BadImageError(ValueError):
-    """An image file could not be decoded; the message names the file."""
-
-    def __init__(self, path: str | Path, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"cannot read image {path}: {reason}")
 
 
 def is_image_file(path: Path) -> bool:

@@ -8,20 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from unisal.data.catalogue import CHAOYANG_CLASSES, PATHMNIST_CLASSES
 from unisal.registry import Registry
-
-PATHMNIST_CLASSES = [
-    "adipose",
-    "background",
-    "debris",
-    "lymphocytes",
-    "mucus",
-    "smooth muscle",
-    "normal colon mucosa",
-    "cancer-associated stroma",
-    "colorectal adenocarcinoma epithelium",
-]
-CHAOYANG_CLASSES = ["normal", "serrated", "adenocarcinoma", "adenoma"]
 
 
 @dataclass(frozen=True)

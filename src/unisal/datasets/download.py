@@ -24,12 +24,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from unisal.errors import DownloadError
+
 COMPLETE = ".unisal-complete.json"
 CHUNK = 1 << 20
-
-
-class DownloadError(RuntimeError):
-    """A download, checksum or extraction failed; the message says what to do."""
 
 
 def file_digest(path: str | Path, algorithm: str = "md5", progress: bool = False) -> str:

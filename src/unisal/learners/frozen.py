@@ -1,6 +1,6 @@
 """Frozen backbone: small heads train on cached multi-view features, with the full UniSAL objective.
 
-The backbone runs once over fixed views of every image (see :mod:`unisal.data.features`). At
+The backbone runs once over fixed views of every image (see :mod:`unisal.models.features`). At
 every step each network gets, per image, a view drawn independently from the cached ones, which
 plays the part of the weak augmentation; the loss is the fine-tuning loss (CE, cross pseudo
 supervision, class-wise contrastive) through the same training loop.
@@ -9,9 +9,9 @@ supervision, class-wise contrastive) through the same training loop.
 from __future__ import annotations
 
 from unisal.config import ConfigError, RunConfig
-from unisal.data.features import FeatureStore, ViewSpec, build_feature_cache
 from unisal.data.prepare import PreparedData
 from unisal.learners.base import Learner, register_learner
+from unisal.models.features import FeatureStore, ViewSpec, build_feature_cache
 from unisal.models.heads import build_head
 from unisal.models.network import UniSALNet
 from unisal.train.inputs import FeatureInputs, NetworkInputs

@@ -28,15 +28,12 @@ from torch import nn
 
 from unisal.config import ConfigError
 from unisal.data.cache import default_cache_dir
+from unisal.errors import WeightsError
 from unisal.io import atomic_path
 from unisal.registry import Registry
 
 OfflineLoader = Callable[[nn.Module], None]
 OFFLINE_WEIGHTS: Registry[OfflineLoader] = Registry("offline weights")
-
-
-class WeightsError(RuntimeError):
-    """Pretrained weights could not be found, fetched or matched to the backbone."""
 
 
 def register_offline_weights(name: str) -> Callable[[OfflineLoader], OfflineLoader]:

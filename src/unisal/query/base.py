@@ -14,14 +14,13 @@ Strategies are dataclasses whose fields are their hyper-parameters (set through
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from unisal.config import ConfigError, RunConfig
+from unisal.config import ConfigError, RunConfig, check_field
 from unisal.errors import RunError
 from unisal.registry import Registry
 from unisal.train.evaluate import Predictions
@@ -187,23 +186,12 @@ def strategy_params(cls: type[Strategy]) -> dict[str, Any]:
 
 
 def _checked(name: str, key: str, value: Any, default: Any) -> Any:
-    """``value`` with the type of ``default``; positive numbers only (every parameter is a count,
-    a size or a weight)."""
-    where = f"strategy '{name}' parameter '{key}'"
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, not {value!r}")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be a whole number, not {value!r}")
-    elif isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ConfigError(f"{where} must be a number, not {value!r}")
-        value = float(value)
-    if isinstance(value, int | float) and value <= 0:
-        raise ConfigError(f"{where} must be positive, not {value!r}")
-    return value
+    """``value`` with the type of ``default``, checked as a config value is
+    (:func:`unisal.config.check_field`); numbers must be positive (every parameter is a count, a
+    size or a weight)."""
+    kind = type(default)
+    meta = {"gt": 0} if kind in (int, float) else {}
+    return check_field(key, value, kind, meta, what=f"strategy '{name}' parameter")
 
 
 def create_strategy(name: str, params: dict[str, Any] | None = None, **shared: Any) -> Strategy:

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from unisal.data.cache import ImageStore
-from unisal.data.features import FeatureStore
 from unisal.data.views import normalise, to_float, weak_view
+from unisal.models.features import FeatureStore
 
 
 class NetworkInputs(Protocol):

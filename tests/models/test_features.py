@@ -14,9 +14,12 @@ import torch
 
 from tests.conftest import sigkill_when, synthetic_tile
 from unisal.config import ModelConfig
-from unisal.data import features as features_module
 from unisal.data.cache import ImageStore, build_cache, cache_key
-from unisal.data.features import (
+from unisal.data.views import normalise, to_float
+from unisal.errors import RunError
+from unisal.models import features as features_module
+from unisal.models.backbones import create_backbone, normalisation
+from unisal.models.features import (
     FeatureStore,
     ViewSpec,
     build_feature_cache,
@@ -25,9 +28,6 @@ from unisal.data.features import (
     fixed_view,
     image_views,
 )
-from unisal.data.views import normalise, to_float
-from unisal.errors import RunError
-from unisal.models.backbones import create_backbone, normalisation
 
 LITE0 = ModelConfig(backbone="tf_efficientnet_lite0", pretrained=True)
 CPU = torch.device("cpu")
