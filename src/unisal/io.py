@@ -2,6 +2,10 @@
 
 Every writer goes through :func:`atomic_path`: write a temporary file beside the target, then
 rename it over the target (``os.replace`` is atomic on POSIX and Windows).
+
+One convention marks an artefact built in several steps (a cache, a download) as whole: a JSON
+record written last, atomically, by :func:`folder_marker` or :func:`file_marker`. Whatever is
+there without its marker is an interrupted build, to redo.
 """
 
 from __future__ import annotations
@@ -15,6 +19,19 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+COMPLETE = "complete.json"
+
+
+def folder_marker(folder: str | Path) -> Path:
+    """The completion record of a folder-like artefact: ``FOLDER/complete.json``."""
+    return Path(folder) / COMPLETE
+
+
+def file_marker(path: str | Path) -> Path:
+    """The completion record of a one-file artefact, beside it: ``<key>.npy`` -> ``<key>.complete.json``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.{COMPLETE}")
 
 
 @contextmanager

@@ -57,7 +57,7 @@ def test_build_cache_reuses_an_identical_cache(
     # Only the cache, its bad-file and completion records and the files' hashes: no temporary files.
     assert sorted(p.name.split(".", 1)[1] for p in cache_dir.iterdir()) == [
         "bad.json",
-        "done.json",
+        "complete.json",
         "npy",
         "sha1.json",
     ]
@@ -196,7 +196,7 @@ def test_a_damaged_cache_is_rebuilt_with_a_message(
     elif damage == "bad-json":
         (folder / f"{key}.bad.json").write_text("[{broken")
     else:
-        (folder / f"{key}.done.json").write_text("{}")
+        (folder / f"{key}.complete.json").write_text("{}")
     messages: list[str] = []
     array, _ = build_cache(tile_paths, 16, cache_dir=folder, workers=1, progress=False, log=messages.append)
     np.testing.assert_array_equal(array, expected)
@@ -328,3 +328,18 @@ def test_a_file_rewritten_at_the_same_size_and_time_is_seen(tmp_path: Path) -> N
     after, _ = build_cache(paths, 8, cache_dir=cache_dir, key=image_cache_key(paths, 8, cache_dir)[0],
                            workers=1, progress=False)  # fmt: skip
     assert after[0, 0, 0].tolist() == [0, 0, 255]
+
+
+def test_a_cache_marked_complete_by_an_earlier_version_is_reused(
+    tile_paths: list[str], tmp_path: Path
+) -> None:
+    """Caches written before issue 16 carry ``<key>.done.json``: still whole, not rebuilt."""
+    folder = tmp_path / "c"
+    first, _ = build_cache(tile_paths, 16, cache_dir=folder, workers=1, progress=False)
+    npy = Path(first.filename)
+    del first
+    (folder / f"{npy.stem}.complete.json").rename(folder / f"{npy.stem}.done.json")
+    mtime = npy.stat().st_mtime_ns
+    messages: list[str] = []
+    build_cache(tile_paths, 16, cache_dir=folder, workers=1, progress=False, log=messages.append)
+    assert messages == [] and npy.stat().st_mtime_ns == mtime

@@ -68,6 +68,10 @@ def test_chaoyang_json_labels_are_read_with_their_class_names(tmp_path: Path):
     assert catalogue.relative(0) == "test/img_0.jpg" and catalogue.labels[3] == 3
     single = load_catalogue(root / "train.json")
     assert len(single) == 6
+    # unisal's completion record and hidden files beside the label files are not label files
+    (root / "complete.json").write_text(json.dumps({"name": "chaoyang"}))
+    (root / ".unisal-complete.json").write_text(json.dumps({"name": "chaoyang"}))
+    assert len(load_catalogue(root)) == 10
 
 
 def test_json_labels_with_names_and_errors(tmp_path: Path):

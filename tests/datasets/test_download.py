@@ -29,8 +29,8 @@ from unisal.datasets import (
     verify_dataset,
 )
 from unisal.datasets.catalog import DATASETS
-from unisal.datasets.download import COMPLETE, fetch
-from unisal.io import remove_stale_temporaries
+from unisal.datasets.download import fetch
+from unisal.io import folder_marker, remove_stale_temporaries
 
 
 class Server:
@@ -136,7 +136,7 @@ def test_download_extracts_a_whole_data_set_that_reads_and_verifies(server: Serv
     spec = spec_for(server, tiles_zip())
     assert dataset_status(spec, tmp_path) == "not downloaded"
     path = download_dataset(spec, tmp_path, progress=False, log=quiet)
-    assert path == tmp_path / "tiny" / "tiles" and (tmp_path / "tiny" / COMPLETE).is_file()
+    assert path == tmp_path / "tiny" / "tiles" and folder_marker(tmp_path / "tiny").is_file()
     catalogue = load_catalogue(path)
     assert catalogue.class_names == ["ADI", "TUM"] and len(catalogue) == 6
     assert dataset_status(spec, tmp_path) == "ready"
@@ -145,6 +145,14 @@ def test_download_extracts_a_whole_data_set_that_reads_and_verifies(server: Serv
     requests = len(server.ranges)
     assert download_dataset(spec, tmp_path, progress=False, log=quiet) == path  # already there
     assert len(server.ranges) == requests
+    # a data set downloaded before issue 16 carries the record under its old name: still ready
+    folder_marker(tmp_path / "tiny").rename(tmp_path / "tiny" / ".unisal-complete.json")
+    assert dataset_status(spec, tmp_path) == "ready" and "6 images" in verify_dataset(
+        spec, tmp_path, progress=False
+    )
+    assert (
+        download_dataset(spec, tmp_path, progress=False, log=quiet) == path and len(server.ranges) == requests
+    )
 
 
 def test_a_dropped_connection_resumes_with_a_range_request(server: Server, tmp_path: Path):

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from unisal.data.images import NPZ_SEPARATOR, BadImageError, load_rgb, resize_square
 from unisal.errors import CacheError, RunError
-from unisal.io import atomic_path, check_creatable, remove_stale_temporaries, write_json_atomic
+from unisal.io import atomic_path, check_creatable, file_marker, remove_stale_temporaries, write_json_atomic
 
 
 def default_cache_dir() -> Path:
@@ -224,9 +224,10 @@ def build_cache(
     except RunError as exc:
         raise CacheError(f"{exc}; choose another folder with --cache-dir or $UNISAL_CACHE") from None
     key = key or image_cache_key(paths, size, cache_dir)[0]
-    target, bad_file, done_file = (
-        folder / f"{key}{suffix}" for suffix in (".npy", ".bad.json", ".done.json")
-    )
+    target, bad_file = folder / f"{key}.npy", folder / f"{key}.bad.json"
+    done_file, legacy_done = file_marker(target), folder / f"{key}.done.json"  # legacy: before issue 16
+    if legacy_done.is_file() and not done_file.is_file():
+        done_file = legacy_done
     shape = (len(paths), size, size, 3)
     if target.is_file() and bad_file.is_file():
         opened = _open_cache(target, bad_file, done_file, paths, shape)
@@ -236,7 +237,8 @@ def build_cache(
     _writable_folder(folder)
     for stale in remove_stale_temporaries(folder):
         log(f"removed {stale.name}, left by a build that was killed")
-    for old in (done_file, bad_file):
+    done_file = file_marker(target)
+    for old in (done_file, legacy_done, bad_file):
         old.unlink(missing_ok=True)
     bad: list[tuple[int, BadImageError]] = []
     try:

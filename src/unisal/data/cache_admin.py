@@ -1,6 +1,6 @@
 """What the caches hold and how big they are (``unisal cache ls``), and removing them (``clear``).
 
-The cache folder holds decoded-image caches (``<key>.npy`` with ``.bad.json`` and ``.done.json``),
+The cache folder holds decoded-image caches (``<key>.npy`` with ``.bad.json`` and ``.complete.json``),
 feature caches (``features/<key>/``) and the files' hashes that key them (``<key>.sha1.json``). Downloaded data sets (``datasets/``) are not caches
 and are never listed or removed here.
 """
@@ -58,7 +58,14 @@ def list_caches(folder: Path) -> list[CacheEntry]:
         if not KEY.match(key):
             continue
         paths = tuple(
-            p for p in (npy, folder / f"{key}.bad.json", folder / f"{key}.done.json") if _present(p)
+            p
+            for p in (
+                npy,
+                folder / f"{key}.bad.json",
+                folder / f"{key}.complete.json",
+                folder / f"{key}.done.json",
+            )
+            if _present(p)
         )
         try:
             import numpy as np
@@ -90,7 +97,7 @@ def list_caches(folder: Path) -> list[CacheEntry]:
             )  # fmt: skip
             continue
         try:
-            marker = json.loads((sub / "complete.json").read_text())
+            marker = json.loads((sub / "complete.json").read_text())  # unisal.io.folder_marker
             n, views, dim = marker.get("shape", ["?", "?", "?"])
             description = f"{marker.get('backbone', '?')}, {n} images x {views} views x {dim}"
             complete = True

@@ -248,7 +248,12 @@ def read_json_labels(path: str | Path) -> Catalogue:
     Integer labels are named when the data set is known (Chaoyang), else ``0 .. C-1``.
     """
     path = Path(path).resolve()
-    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+    # a folder's hidden files and unisal's own records (unisal.io.COMPLETE) are no label files
+    files = (
+        sorted(p for p in path.glob("*.json") if not p.name.startswith(".") and p.name != "complete.json")
+        if path.is_dir()
+        else [path]
+    )
     if not files or not files[0].is_file():
         raise DataError(f"no JSON label files found at {path}")
     rows: list[tuple[str, object]] = []

@@ -15,13 +15,13 @@ from typing import Any
 from unisal.data.images import is_image_file
 from unisal.datasets.catalog import DatasetSpec, RemoteFile, dataset_names, get_dataset, register_dataset
 from unisal.datasets.download import (
-    COMPLETE,
     DownloadError,
+    completion_record,
     extract_zip,
     fetch,
     file_digest,
 )
-from unisal.io import make_folder, remove_stale_temporaries, write_json_atomic
+from unisal.io import folder_marker, make_folder, remove_stale_temporaries, write_json_atomic
 
 __all__ = [
     "DatasetSpec",
@@ -59,7 +59,7 @@ def data_path(spec: DatasetSpec, root: str | Path | None = None) -> Path:
 def dataset_status(spec: DatasetSpec, root: str | Path | None = None) -> str:
     """``ready``, ``not downloaded``, ``incomplete`` (a download to resume) or ``manual download``."""
     folder = dataset_dir(spec, root)
-    if (folder / COMPLETE).is_file():
+    if completion_record(folder).is_file():
         return "ready"
     if spec.manual:
         return "manual download"
@@ -83,7 +83,7 @@ def download_dataset(
     home = make_folder(data_home(root), what="the data folder")
     folder = dataset_dir(spec, root)
     remove_stale_temporaries(home)
-    if (folder / COMPLETE).is_file():
+    if completion_record(folder).is_file():
         log(f"{spec.name} is already in {folder}")
         return data_path(spec, root)
     downloads = home / ".downloads"
@@ -100,7 +100,7 @@ def download_dataset(
         folder.mkdir(parents=True, exist_ok=True)
         for remote in spec.files:
             os.replace(downloads / remote.filename, folder / remote.filename)
-        write_json_atomic(folder / COMPLETE, record, indent=2)
+        write_json_atomic(folder_marker(folder), record, indent=2)
     if not keep_archive:
         for remote in spec.files:
             (downloads / remote.filename).unlink(missing_ok=True)
@@ -125,13 +125,15 @@ def verify_dataset(spec: DatasetSpec, root: str | Path | None = None, *, progres
         A one-line report. Raises DownloadError naming the problem.
     """
     folder = dataset_dir(spec, root)
-    if not (folder / COMPLETE).is_file():
+    if not completion_record(folder).is_file():
         hint = spec.manual or f"run `unisal data download {spec.name}`"
         raise DownloadError(f"{spec.name} is not complete in {folder}: {hint}")
     try:
-        json.loads((folder / COMPLETE).read_text())
+        json.loads(completion_record(folder).read_text())
     except ValueError as exc:
-        raise DownloadError(f"{folder / COMPLETE} is damaged ({exc}); download {spec.name} again") from exc
+        raise DownloadError(
+            f"{completion_record(folder)} is damaged ({exc}); download {spec.name} again"
+        ) from exc
     for remote in spec.files:
         kept = folder / remote.filename if not remote.extract else None
         if kept is not None and kept.is_file():

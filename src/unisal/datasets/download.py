@@ -25,8 +25,18 @@ from typing import Any
 from tqdm import tqdm
 
 from unisal.errors import DownloadError
+from unisal.io import folder_marker
 
-COMPLETE = ".unisal-complete.json"
+LEGACY_COMPLETE = ".unisal-complete.json"  # the record's name before issue 16: still read
+
+
+def completion_record(folder: str | Path) -> Path:
+    """Where a data set folder's completion record is (:func:`unisal.io.folder_marker`), or the
+    one an earlier version wrote, so that a data set downloaded then stays ready."""
+    legacy = Path(folder) / LEGACY_COMPLETE
+    return legacy if legacy.is_file() and not folder_marker(folder).is_file() else folder_marker(folder)
+
+
 CHUNK = 1 << 20
 
 
@@ -146,7 +156,7 @@ def _safe_members(archive: zipfile.ZipFile, dest: Path) -> list[zipfile.ZipInfo]
 def extract_zip(
     archive: str | Path, dest: str | Path, *, record: dict[str, Any], progress: bool = True
 ) -> Path:
-    """Extract ``archive`` into ``dest`` atomically; ``dest/.unisal-complete.json`` holds ``record``.
+    """Extract ``archive`` into ``dest`` atomically; ``dest/complete.json`` holds ``record``.
 
     Raises:
         DownloadError: the archive is corrupt (nothing is left at ``dest``).
@@ -159,7 +169,7 @@ def extract_zip(
             members = _safe_members(zf, tmp)
             for info in tqdm(members, desc=f"extracting {archive.name}", disable=not progress):
                 zf.extract(info, tmp)
-        (tmp / COMPLETE).write_text(json.dumps(record, indent=2))
+        folder_marker(tmp).write_text(json.dumps(record, indent=2))
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)

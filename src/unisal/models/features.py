@@ -32,7 +32,7 @@ from tqdm import tqdm
 from unisal.config import VIEW_SETS, FeatureConfig, ModelConfig
 from unisal.data.cache import ImageStore, default_cache_dir, read_rows, reserve_space, sample_checksum
 from unisal.data.views import apply_affine, normalise, to_float, weak_view_params
-from unisal.io import write_json_atomic
+from unisal.io import folder_marker, write_json_atomic
 
 if TYPE_CHECKING:
     from unisal.models.inference import Forward
@@ -168,7 +168,7 @@ def _open_complete(
 ) -> FeatureStore | None:
     """The complete, intact cache in ``folder``; None (with a message where it was damaged) when
     it is missing, foreign, truncated or its sampled rows no longer match their checksum."""
-    marker = _read_json(folder / "complete.json")
+    marker = _read_json(folder_marker(folder))
     if marker is None or marker.get("key") != key:
         return None
     try:
@@ -182,7 +182,7 @@ def _open_complete(
     checksum = sample_checksum(array)
     if "sample_sha1" not in marker:  # written before checksums: record it now
         marker["sample_sha1"] = checksum
-        write_json_atomic(folder / "complete.json", marker, indent=2)
+        write_json_atomic(folder_marker(folder), marker, indent=2)
     elif marker["sample_sha1"] != checksum:
         log(f"rebuilding the feature cache {folder.name}: its content changed since it was written")
         return None
@@ -250,7 +250,7 @@ def build_feature_cache(
         if done_store is not None:
             done_store.info["reused"] = True
             return done_store
-        (folder / "complete.json").unlink(missing_ok=True)  # whatever is there is not a whole cache
+        (folder_marker(folder)).unlink(missing_ok=True)  # whatever is there is not a whole cache
         backbone = create_backbone(model.backbone, model.pretrained, model.weights).eval().to(device)
         if device.type == "cuda":
             backbone = backbone.to(memory_format=torch.channels_last)
@@ -317,7 +317,7 @@ def build_feature_cache(
             "threads": torch.get_num_threads(),
         }
         meta["sample_sha1"] = sample_checksum(np.load(path, mmap_mode="r"))
-        write_json_atomic(folder / "complete.json", meta, indent=2)
+        write_json_atomic(folder_marker(folder), meta, indent=2)
         progress_file.unlink(missing_ok=True)
         built = _open_complete(folder, key, store.rows)
         assert built is not None, "a feature cache just written must open"
