@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unisal.models.features import ViewSpec, crop_matrices, image_views
 from unisal.data.views import normalise, to_float
 from unisal.models.backbones import create_backbone, normalisation
+from unisal.models.features import ViewSpec, crop_matrices, image_views
 from unisal.models.inference import openvino_forward, torch_forward
 from unisal.threads import keep_freed_memory
 

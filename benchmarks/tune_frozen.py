@@ -63,7 +63,7 @@ def main() -> None:
     if args.full_epochs:
         for epochs in args.full_epochs:
             cfg = copy.deepcopy(base)
-            steps = int(np.ceil(len(data[0].idx_pool) / cfg.train.batch_size))
+            steps = int(np.ceil(len(data[0].idx_train) / cfg.train.batch_size))
             apply_overrides(
                 cfg,
                 {"learner": {"mode": "supervised"}, "train": {"epochs": epochs, "steps_per_epoch": steps}},
@@ -71,7 +71,7 @@ def main() -> None:
             learner.cfg = cfg
             accuracies = []
             for seed, split in data.items():
-                pool = split.idx_pool
+                pool = split.idx_train
                 result = learner.fit(
                     pool,
                     labels[pool],
@@ -102,7 +102,7 @@ def main() -> None:
             learner.cfg = cfg
             accuracies, seconds = [], []
             for seed, split in data.items():
-                pool = split.idx_pool
+                pool = split.idx_train
                 rng = np.random.default_rng(round_seed(seed, 0, "initial"))
                 idx_lb = (
                     np.sort(rng.choice(pool, size=args.labels, replace=False)) if mode == "cotrain" else pool

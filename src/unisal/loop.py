@@ -194,7 +194,7 @@ class ActiveLearningRun:
             raise RunError(
                 f"--resume: state.json covers {len(state.labelled_round)} images, the data {len(cat)}"
             )
-        outside = np.setdiff1d(state.labelled(), data.idx_pool)
+        outside = np.setdiff1d(state.labelled(), data.idx_train)
         if len(outside):
             raise RunError(
                 f"--resume: state.json labels {len(outside)} image(s) outside the training pool, e.g. "
@@ -202,7 +202,7 @@ class ActiveLearningRun:
             )
 
     def _check_sizes(self, data: PreparedData) -> None:
-        cfg, pool = self.cfg, len(data.idx_pool)
+        cfg, pool = self.cfg, len(data.idx_train)
         if pool == 0:
             raise RunError("the training pool is empty after the split")
         need = cfg.initial + cfg.rounds * cfg.query.budget
@@ -221,7 +221,7 @@ class ActiveLearningRun:
 
         assert self.learner is not None
         cfg = self.cfg
-        n_ulb = len(data.idx_pool) - cfg.initial + len(data.idx_unlabelled_extra)
+        n_ulb = len(data.idx_train) - cfg.initial + len(data.idx_unlabelled_extra)
         semi = cfg.learner.mode == "cotrain"
         n_lb, n_ulb_step = batch_sizes(cfg.train, semi, cfg.initial + n_ulb)
         if n_lb + n_ulb_step < cfg.train.batch_size:
@@ -253,7 +253,7 @@ class ActiveLearningRun:
         folder.write_splits(data)
         state = ALState(np.full(len(data.catalogue), NOT_LABELLED, np.int64))
         rng = np.random.default_rng(round_seed(self.cfg.seed, 0, "initial"))
-        state.label(np.sort(rng.choice(data.idx_pool, size=self.cfg.initial, replace=False)), 0)
+        state.label(np.sort(rng.choice(data.idx_train, size=self.cfg.initial, replace=False)), 0)
         folder.write_state(state)
         return state
 
@@ -295,7 +295,7 @@ class ActiveLearningRun:
         data, learner, _, state = self._parts()
         labels = data.catalogue.labels
         idx_lb = state.labelled()
-        idx_ulb = np.concatenate([np.setdiff1d(data.idx_pool, idx_lb), data.idx_unlabelled_extra])
+        idx_ulb = np.concatenate([np.setdiff1d(data.idx_train, idx_lb), data.idx_unlabelled_extra])
         estimate = self.cv_estimate(round_, idx_lb, idx_ulb)
         result = learner.fit(
             idx_lb,
@@ -372,7 +372,7 @@ class ActiveLearningRun:
         started with, drawn from the seed, the same in every round and on resume."""
         data, _, _, _ = self._parts()
         rng = np.random.default_rng(round_seed(self.cfg.seed, 0, "stop_set"))
-        return stop_set(data.idx_pool, self.cfg.query.stop_set, rng)
+        return stop_set(data.idx_train, self.cfg.query.stop_set, rng)
 
     def round_signals(self, round_: int) -> dict[str, Any]:
         """What a round's model says about stopping and collapsing, from its predictions on the stop
@@ -420,7 +420,7 @@ class ActiveLearningRun:
         data, learner, strategy, state = self._parts()
         cat, cfg = data.catalogue, self.cfg
         start = time.perf_counter()
-        unlabelled = np.setdiff1d(data.idx_pool, state.labelled())
+        unlabelled = np.setdiff1d(data.idx_train, state.labelled())
         if cfg.query.pool_subset and len(unlabelled) > cfg.query.pool_subset:
             rng_subset = np.random.default_rng(round_seed(cfg.seed, round_, "subset"))
             unlabelled = np.sort(rng_subset.choice(unlabelled, size=cfg.query.pool_subset, replace=False))

@@ -104,7 +104,7 @@ def train_supervised_reference(
     round_ = last_round if round_ is None else round_
     cat = data.catalogue
     if labels == "all":
-        idx_lb = data.idx_pool
+        idx_lb = data.idx_train
     else:
         idx_lb = state.labelled(up_to_round=round_)
         if round_ > state.round or len(idx_lb) == 0:
@@ -118,7 +118,7 @@ def train_supervised_reference(
     result = learner.fit(
         idx_lb,
         cat.labels[idx_lb],
-        idx_ulb=np.setdiff1d(data.idx_pool, idx_lb),  # unused in supervised mode; bounds the batch
+        idx_ulb=np.setdiff1d(data.idx_train, idx_lb),  # unused in supervised mode; bounds the batch
         idx_val=data.idx_val,
         y_val=cat.labels[data.idx_val],
         init_seed=round_seed(cfg.seed, round_, "init"),

@@ -28,8 +28,8 @@ from unisal.datasets import (
     download_dataset,
     verify_dataset,
 )
-from unisal.datasets.catalog import DATASETS
 from unisal.datasets.download import fetch
+from unisal.datasets.specs import DATASETS
 from unisal.io import folder_marker, remove_stale_temporaries
 
 

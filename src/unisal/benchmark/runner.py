@@ -184,8 +184,8 @@ class Benchmark:
         learner.prepare(data)
         labels = data.catalogue.labels
         result = learner.fit(
-            data.idx_pool,
-            labels[data.idx_pool],
+            data.idx_train,
+            labels[data.idx_train],
             idx_ulb=np.array([], np.int64),
             idx_val=data.idx_val,
             y_val=labels[data.idx_val],
@@ -198,7 +198,7 @@ class Benchmark:
             path,
             {
                 "seed": seed,
-                "n_labeled": int(len(data.idx_pool)),
+                "n_labeled": int(len(data.idx_train)),
                 **metrics,
                 "train_seconds": round(result.seconds, 2),
                 "learner": str(self.plan.default_learner) + ":supervised",

@@ -37,8 +37,9 @@ class PreparedData:
         return np.flatnonzero((self.split == name) & (self.catalogue.labels >= 0))
 
     @property
-    def idx_pool(self) -> np.ndarray:
-        """Labelled training images: the pool a simulation queries (oracle labels known)."""
+    def idx_train(self) -> np.ndarray:
+        """Labelled images of the training split: what a simulation's oracle can label. The
+        unlabelled ones among them, at any round, are the pool it queries."""
         return self.indices(TRAIN)
 
     @property

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from unisal.data.images import is_image_file
-from unisal.datasets.catalog import DatasetSpec, RemoteFile, dataset_names, get_dataset, register_dataset
 from unisal.datasets.download import (
     DownloadError,
     completion_record,
@@ -21,6 +20,7 @@ from unisal.datasets.download import (
     fetch,
     file_digest,
 )
+from unisal.datasets.specs import DatasetSpec, RemoteFile, dataset_names, get_dataset, register_dataset
 from unisal.io import folder_marker, make_folder, remove_stale_temporaries, write_json_atomic
 
 __all__ = [
