@@ -122,3 +122,91 @@ def test_a_fine_tuned_model_exports_too(make_image_folder, tmp_path: Path):
     assert info["learner"] == "finetune"
     probs, expected = exported_and_predicted(model, tiles, rows)
     assert (probs - expected).abs().max() < 0.05
+
+
+def _learner_on(tiles: Path, tmp_path: Path, learner_name: str, features: dict[str, object]):
+    """An untrained learner (random heads are as good as trained ones for this comparison) on
+    the tiles, its data, and its settings."""
+    from unisal.data.prepare import prepare_data
+    from unisal.learners import create_learner
+    from unisal.settings import resolve_config
+
+    values: dict[str, object] = {
+        "data": {"path": str(tiles), "image_size": 32, "cache_dir": str(tmp_path / "cache")},
+        "learner": {"name": learner_name},
+        "features": features,
+    }
+    if learner_name == "finetune":
+        values["model"] = {"backbone": "test_resnet", "pretrained": False}
+    cfg = resolve_config("cpu", values)
+    data = prepare_data(cfg.data, seed=0, progress=False)
+    learner = create_learner(
+        cfg, len(data.catalogue.class_names), torch.device("cpu"), progress=False, log=lambda _: None
+    )
+    learner.prepare(data)
+    learner.nets = learner.new_networks(seed=0)
+    return learner, data, cfg
+
+
+@pytest.mark.parametrize(
+    "features",
+    [
+        {"views": views, "crops": crops, "score": score}
+        for views in ("identity", "rot4", "d8")
+        for crops in (0, 2)
+        for score in ("mean", "tta", "first")
+        if not (views == "rot4" and crops == 2)  # every views and every crops setting, each score
+    ],
+    ids=lambda f: f"{f['views']}-crops{f['crops']}-{f['score']}",
+)
+def test_the_exported_classifier_predicts_what_the_learner_predicts(
+    make_image_folder, tmp_path: Path, features: dict[str, object]
+) -> None:
+    """For every --views / --crops / --score-views, the module that export-model traces gives the
+    learner's probabilities on the cached images (the cached features are float16 on both sides)."""
+    from unisal.app.export import ExportedClassifier
+
+    tiles = make_image_folder(classes={"red": 4, "green": 4, "blue": 4}, size=32)
+    learner, data, cfg = _learner_on(tiles, tmp_path, "frozen", features)
+    idx = np.arange(len(data.catalogue))
+    expected = learner.predict(idx).probs().mean(axis=0)
+    images = torch.from_numpy(np.array(data.store.get(idx))).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        got = ExportedClassifier(learner, cfg)(images).numpy()
+    # agreement is ~1e-7 here (1e-3 leaves room for another CPU's float16 rounding of the cached
+    # features); a wrong combination of the views (mean for tta, or crops left out) is off by 1e-2
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+
+
+def test_the_exported_classifier_of_a_fine_tuned_network_predicts_what_it_predicts(
+    make_image_folder, tmp_path: Path
+) -> None:
+    from unisal.app.export import ExportedClassifier
+
+    tiles = make_image_folder(classes={"red": 4, "green": 4}, size=32)
+    learner, data, cfg = _learner_on(tiles, tmp_path, "finetune", {})
+    idx = np.arange(len(data.catalogue))
+    expected = learner.predict(idx).probs().mean(axis=0)
+    images = torch.from_numpy(np.array(data.store.get(idx))).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        got = ExportedClassifier(learner, cfg)(images).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_the_exported_classifier_takes_the_centre_square_as_the_cache_does(
+    make_image_folder, tmp_path: Path
+) -> None:
+    """A non-square image: the cache keeps its centre square (unisal.data.images.resize_square),
+    and so does the exported model; squashing the whole image would give other inputs."""
+    from unisal.app.export import centre_square
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    square = centre_square(x, 48)
+    np.testing.assert_allclose(square[0].permute(1, 2, 0).numpy(), image[:, 8:56] / 255, atol=1e-5)
+    from unisal.data.images import resize_square
+
+    cached = resize_square(image, 32) / 255
+    exported = centre_square(x, 32)[0].permute(1, 2, 0).numpy()
+    assert np.abs(exported - cached).mean() < 0.02  # two bicubic resamplers, one crop

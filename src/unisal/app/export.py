@@ -1,10 +1,11 @@
 """Use a project's latest model: predict new images, or export it as one ``torch.export`` file.
 
-The exported model takes RGB images as a float tensor (B, 3, H, W) in [0, 1], resizes them to
-the project's image size, and returns class probabilities (B, C), averaged over the networks,
-exactly as the project's rounds predict (for the frozen learner: the backbone's features
-averaged over the cached fixed views, then the heads). The class names and settings ride
-along in the file (``unisal.json``)::
+The exported model takes RGB images as a float tensor (B, 3, H, W) in [0, 1], takes their
+centre square resized to the project's image size, and returns class probabilities (B, C),
+averaged over the networks, through the same code as the project's rounds predict
+(:class:`ExportedClassifier`: every ``features.views`` / ``features.crops`` /
+``features.score`` setting). The class names and settings ride along in the file
+(``unisal.json``)::
 
     import json, torch
     extra = {"unisal.json": ""}
@@ -31,13 +32,14 @@ from torch import nn
 from unisal.app.project import open_project, protected_outputs, read_images
 from unisal.app.rounds import ProjectSettings, run_config
 from unisal.app.store import ProjectError
-from unisal.config import VIEW_SETS, RunConfig
+from unisal.config import RunConfig
 from unisal.data.cache import ImageStore, build_cache, image_cache_key
 from unisal.data.prepare import PreparedData
 from unisal.data.splits import TRAIN
 from unisal.io import atomic_path, check_output_file, write_csv_atomic
 from unisal.learners import Learner, create_learner
-from unisal.models.features import fixed_view
+from unisal.models.features import ViewSpec, prediction_views, shared_crops, view_features
+from unisal.train.evaluate import mean_over_views
 
 
 def latest_model(folder: str | Path) -> tuple[RunConfig, list[str], dict[str, Any], int]:
@@ -132,11 +134,34 @@ def predict_folder(
     return len(cat)
 
 
+def centre_square(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, 3, size, size): the centre square, resized (bicubic, antialiased), as
+    the decoded-image cache does with PIL (:func:`unisal.data.images.resize_square`; the two
+    resamplers differ by a grey level or two, the crop is the same)."""
+    h, w = images.shape[2], images.shape[3]
+    side = torch.sym_min(h, w)
+    # index_select, not slicing: slices of symbolic sizes make torch.export specialise the shape
+    rows = torch.arange(side, device=images.device) + (h - side) // 2
+    cols = torch.arange(side, device=images.device) + (w - side) // 2
+    square = images.index_select(2, rows).index_select(3, cols)
+    resized = F.interpolate(square, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+    return resized.clamp(0.0, 1.0)
+
+
 class ExportedClassifier(nn.Module):
-    """Images (B, 3, H, W) in [0, 1] -> class probabilities (B, C), as the project predicts."""
+    """Images (B, 3, H, W) in [0, 1] -> class probabilities (B, C), as the project predicts.
+
+    The same code as the rounds' predictions from the resized image on: for the frozen learner,
+    every cached view's backbone features (:func:`~unisal.models.features.view_features`, fixed
+    views then the shared crops), rounded to float16 as the cache stores them, combined as
+    ``features.score`` says (:func:`~unisal.models.features.prediction_views`); then each
+    network's logits averaged over those inputs (:func:`~unisal.train.evaluate.mean_over_views`),
+    its softmax, and the mean over the networks.
+    """
 
     mean: torch.Tensor
     std: torch.Tensor
+    crops: torch.Tensor
 
     def __init__(self, learner: Learner, cfg: RunConfig):
         super().__init__()
@@ -145,27 +170,31 @@ class ExportedClassifier(nn.Module):
         self.size = cfg.data.image_size
         self.frozen = cfg.learner.name == "frozen"
         self.heads = nn.ModuleList(learner.nets)
+        self.spec = ViewSpec.from_config(cfg.features)
+        self.score = cfg.features.score
         if self.frozen:
             self.backbone = create_backbone(cfg.model.backbone, cfg.model.pretrained, cfg.model.weights)
-            self.n_views = VIEW_SETS[cfg.features.views] if cfg.features.score == "mean" else 1
             mean, std = normalisation(self.backbone)
         else:
             self.backbone = nn.Identity()
-            self.n_views = 1
             first = learner.nets[0]
             mean, std = first.mean, first.std  # type: ignore[assignment]
+        self.norm = (tuple(float(m) for m in mean), tuple(float(s) for s in std))
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+        self.register_buffer("crops", shared_crops(self.spec) if self.frozen else torch.zeros(0, 2, 3))
         self.eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(
-            images, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
-        )
-        x = (x - self.mean) / self.std
+        x = centre_square(images, self.size)
         if self.frozen:
-            x = torch.stack([self.backbone(fixed_view(x, k)) for k in range(self.n_views)]).mean(0)
-        return torch.stack([head(x).logits.softmax(1) for head in self.heads]).mean(0)
+            crops = self.crops.unsqueeze(0).expand(x.shape[0], -1, -1, -1)
+            features = view_features(x, self.spec, crops, self.backbone, *self.norm)
+            inputs = prediction_views(features.to(torch.float16).float(), self.score)
+        else:
+            inputs = [(x - self.mean) / self.std]
+        probs = [mean_over_views([head(v).logits for v in inputs]).softmax(1) for head in self.heads]
+        return torch.stack(probs).mean(0)
 
 
 def export_model(folder: str | Path, out: str | Path, *, log: Callable[[str], Any] = print) -> dict[str, Any]:
@@ -199,7 +228,10 @@ def export_model(folder: str | Path, out: str | Path, *, log: Callable[[str], An
         "round": round_id,
         "learner": cfg.learner.name,
         "backbone": cfg.model.backbone,
-        "views": cfg.features.views if cfg.learner.name == "frozen" else "identity",
+        "views": ViewSpec.from_config(cfg.features).describe()
+        if cfg.learner.name == "frozen"
+        else "identity",
+        "score_views": cfg.features.score if cfg.learner.name == "frozen" else "first",
     }
     with atomic_path(out) as tmp:
         torch.export.save(program, str(tmp), extra_files={"unisal.json": json.dumps(info)})

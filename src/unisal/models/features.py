@@ -76,14 +76,52 @@ def fixed_view(images: torch.Tensor, index: int) -> torch.Tensor:
     return turned.flip(3) if index >= 4 else turned
 
 
-def crop_matrices(n_images: int, spec: ViewSpec) -> torch.Tensor:
-    """Affine matrices (N, crops, 2, 3) of every image's cached crops, from a fixed seed.
-
-    Drawn for all images at once, so a crop depends on the image's row only, not on chunking.
-    """
+def shared_crops(spec: ViewSpec) -> torch.Tensor:
+    """Affine matrices (crops, 2, 3) of the cached crops, from a fixed seed: the same for every
+    image, so that an image's features, and the predictions on them, depend on the image alone
+    (not on its row in the data set), and an exported model can apply them to a new image."""
     generator = torch.Generator().manual_seed(CROP_SEED)
-    theta = weak_view_params(n_images * spec.crops, generator, spec.crop_scale_min)
-    return theta.view(n_images, spec.crops, 2, 3)
+    return weak_view_params(spec.crops, generator, spec.crop_scale_min)
+
+
+def crop_matrices(n_images: int, spec: ViewSpec) -> torch.Tensor:
+    """Affine matrices (N, crops, 2, 3) of every image's cached crops (:func:`shared_crops`)."""
+    return shared_crops(spec).unsqueeze(0).expand(n_images, -1, -1, -1)
+
+
+def view_features(
+    images: torch.Tensor,
+    spec: ViewSpec,
+    crops: torch.Tensor,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+) -> torch.Tensor:
+    """(B, V, F) backbone features of every view of a batch (B, 3, S, S) in [0, 1]: what the cache
+    stores (as float16) and what an exported model computes. ``crops``: (B, crops, 2, 3)."""
+    out = []
+    for view in image_views(images, spec, crops):
+        features = forward(normalise(view, mean, std))
+        if features.ndim != 2:
+            raise ValueError(
+                f"the backbone returns {tuple(features.shape)} per batch, not pooled (B, F) features"
+            )
+        out.append(features)
+    return torch.stack(out, dim=1)
+
+
+def prediction_views(features: torch.Tensor, score: str) -> list[torch.Tensor]:
+    """The inputs (each (B, F)) whose outputs a prediction averages, from every view's features
+    (B, V, F): ``mean``, the features averaged over the views (one pass); ``first``, view 0 (the
+    image as it is); ``tta``, every view (V passes). The rounds, ``predict`` and an exported model
+    all go through here."""
+    if score == "mean":
+        return [features.mean(1)]
+    if score == "first":
+        return [features[:, 0]]
+    if score == "tta":
+        return list(features.unbind(dim=1))
+    raise ValueError(f"unknown score views '{score}'")
 
 
 def image_views(images: torch.Tensor, spec: ViewSpec, crops: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -130,7 +168,8 @@ def feature_cache_key(image_key: str, model: ModelConfig, spec: ViewSpec) -> str
     from unisal.models.backbones import weights_identity
 
     parts = {
-        "version": FORMAT_VERSION,
+        # version 2 where crops are cached: since issue 16 they are the same for every image
+        "version": FORMAT_VERSION if spec.crops == 0 else 2,
         "images": image_key,
         "backbone": model.backbone,
         "weights": weights_identity(model.backbone, model.pretrained, model.weights),
@@ -201,15 +240,8 @@ def _extract(
 ) -> np.ndarray:
     """float16 (B, V, F) features of every view of a uint8 batch (B, S, S, 3)."""
     x = to_float(torch.from_numpy(np.array(images_u8)).to(device))
-    out = []
-    for view in image_views(x, spec, crops.to(device)):
-        features = forward(normalise(view, mean, std))
-        if features.ndim != 2:
-            raise ValueError(
-                f"the backbone returns {tuple(features.shape)} per batch, not pooled (B, F) features"
-            )
-        out.append(features)
-    return torch.stack(out, dim=1).to(torch.float16).cpu().numpy()
+    features = view_features(x, spec, crops.to(device), forward, mean, std)
+    return features.to(torch.float16).cpu().numpy()
 
 
 def build_feature_cache(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +47,13 @@ class Predictions:
 
 
 @torch.no_grad()
+def mean_over_views(outputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(B, D) float32: one network's outputs (each (B, D)) on the views of a batch, averaged. A
+    prediction averages logits over the views (then takes the softmax), in the rounds, in
+    ``predict`` and in an exported model alike."""
+    return torch.stack([o.float() for o in outputs]).mean(0)
+
+
 def predict(
     nets: list[UniSALNet],
     inputs: NetworkInputs,
@@ -71,16 +79,16 @@ def predict(
         for k, net in enumerate(nets):
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
                 outs = [net(view) for view in views]
-            logits = torch.stack([o.logits.float() for o in outs]).mean(0)
-            embedding = torch.stack([o.embedding.float() for o in outs]).mean(0)
+            logits = mean_over_views([o.logits for o in outs])
+            embedding = mean_over_views([o.embedding for o in outs])
             if len(outs) > 1:
                 embedding = F.normalize(embedding, dim=1)
             parts["logits"][k].append(logits.cpu().numpy())
             parts["emb"][k].append(embedding.cpu().numpy())
             if with_features:
-                parts["feat"][k].append(torch.stack([o.features.float() for o in outs]).mean(0).cpu().numpy())
+                parts["feat"][k].append(mean_over_views([o.features for o in outs]).cpu().numpy())
                 hidden = [o.hidden if o.hidden is not None else o.features for o in outs]
-                parts["hidden"][k].append(torch.stack([h.float() for h in hidden]).mean(0).cpu().numpy())
+                parts["hidden"][k].append(mean_over_views(hidden).cpu().numpy())
 
     def stacked(key: str, width: int) -> np.ndarray:
         return np.stack([np.concatenate(x) if x else np.zeros((0, width), np.float32) for x in parts[key]])

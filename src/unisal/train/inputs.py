@@ -15,7 +15,7 @@ import torch
 
 from unisal.data.cache import ImageStore
 from unisal.data.views import normalise, to_float, weak_view
-from unisal.models.features import FeatureStore
+from unisal.models.features import FeatureStore, prediction_views
 
 
 class NetworkInputs(Protocol):
@@ -82,9 +82,8 @@ class FeatureInputs:
             array = self.features.array
             self._mean = np.empty((array.shape[0], array.shape[2]), np.float32)
             for start in range(0, len(array), 4096):
-                self._mean[start : start + 4096] = np.asarray(array[start : start + 4096], np.float32).mean(
-                    axis=1
-                )
+                chunk = torch.from_numpy(np.asarray(array[start : start + 4096], np.float32))
+                self._mean[start : start + 4096] = prediction_views(chunk, "mean")[0].numpy()
         return self._mean[self.features.rows[np.asarray(idx)]]
 
     def train_views(
@@ -97,9 +96,11 @@ class FeatureInputs:
         return views
 
     def eval_views(self, idx: np.ndarray, device: torch.device) -> list[torch.Tensor]:
+        """:func:`~unisal.models.features.prediction_views` of the cached features; the mean of
+        every image's views is computed once (reading only view 0 where that is all it needs)."""
         if self.score == "mean":
             return [torch.from_numpy(self.mean_features(idx)).to(device)]
         if self.score == "first":
-            return [torch.from_numpy(self.features.get(idx, np.zeros(len(idx), np.int64))).to(device)]
-        every = torch.from_numpy(self.features.get_all(idx)).to(device)  # (B, V, F)
-        return list(every.unbind(dim=1))
+            first = self.features.get(idx, np.zeros(len(idx), np.int64))[:, None]  # (B, 1, F)
+            return prediction_views(torch.from_numpy(first).to(device), "first")
+        return prediction_views(torch.from_numpy(self.features.get_all(idx)).to(device), self.score)
