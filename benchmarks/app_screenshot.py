@@ -39,13 +39,13 @@ def main() -> None:
     folder = args.work / "project"
     settings = ProjectSettings(budget=4, config={"data": {"cache_dir": str(args.work / "cache")}})
     init_project(folder, images=KATHER, classes=classes, labels_csv=labels, settings=asdict(settings))
-    run_round(folder, log=print)
+    run_round(folder)
     store = open_project(folder)
     for _ in range(2):  # label two of the queue (the truth is the folder), leave the rest for the photo
         item = store.lease_next("dr-screenshot")
         assert item is not None
         store.set_label(item.image_id, item.path.split("/")[0], "dr-screenshot")
-    run_round(folder, log=print)
+    run_round(folder)
     port = 8899
     server = subprocess.Popen(
         [sys.executable, "-m", "unisal", "serve", str(folder), "--port", str(port), "--token", "screenshot"],

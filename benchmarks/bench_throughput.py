@@ -38,7 +38,7 @@ def main() -> None:
     catalogue = load_catalogue(args.data)
     with tempfile.TemporaryDirectory() as cache_dir:
         start = time.perf_counter()
-        array, _ = build_cache(catalogue.paths, args.image_size, cache_dir, progress=False)
+        array, _ = build_cache(catalogue.paths, args.image_size, cache_dir)
         seconds = time.perf_counter() - start
         print(f"decode+resize to {args.image_size}px: {len(catalogue)} images in {seconds:.1f} s "
               f"({len(catalogue) / seconds:.0f} images/s)")  # fmt: skip
@@ -52,25 +52,19 @@ def main() -> None:
         lb, ulb = idx[:60], idx[60:5060]
         empty = np.array([], dtype=np.int64)
         cfg = TrainConfig(epochs=1, steps_per_epoch=args.steps, batch_size=args.batch_size)
-        fit(
-            nets, images, lb, catalogue.labels[lb], ulb, empty, empty, cfg, device, seed=0, progress=False
-        )  # warm-up
-        result = fit(
-            nets, images, lb, catalogue.labels[lb], ulb, empty, empty, cfg, device, seed=1, progress=False
-        )
+        fit(nets, images, lb, catalogue.labels[lb], ulb, empty, empty, cfg, device, seed=0)  # warm-up
+        result = fit(nets, images, lb, catalogue.labels[lb], ulb, empty, empty, cfg, device, seed=1)
         per_step = result.seconds / result.steps
         print(f"co-training (2 networks, batch {args.batch_size} = half labelled): {per_step * 1000:.0f} ms/step, "
               f"{args.batch_size / per_step:.0f} images/s per network")  # fmt: skip
         one = nets[:1]
-        result = fit(
-            one, images, lb, catalogue.labels[lb], None, empty, empty, cfg, device, seed=1, progress=False
-        )
+        result = fit(one, images, lb, catalogue.labels[lb], None, empty, empty, cfg, device, seed=1)
         per_step = result.seconds / result.steps
         print(f"supervised (1 network, batch {args.batch_size}): {per_step * 1000:.0f} ms/step, "
               f"{args.batch_size / per_step:.0f} images/s")  # fmt: skip
         sample = idx[:2000]
         start = time.perf_counter()
-        predict(nets, images, sample, device, 128, progress=False)
+        predict(nets, images, sample, device, 128)
         seconds = time.perf_counter() - start
         print(f"inference (2 networks): {len(sample) / seconds:.0f} images/s")
 

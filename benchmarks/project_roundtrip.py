@@ -88,7 +88,7 @@ def roundtrip(name: str, images: Path, classes: list[str], work: Path, budget: i
         rounds = []
         for k in range(2):
             start = time.perf_counter()
-            result = run_round(folder, log=lambda _: None)
+            result = run_round(folder)
             seconds = round(time.perf_counter() - start, 2)
             labelled = label_queue(port, token, "annotator", paths)
             rounds.append(

@@ -55,9 +55,9 @@ def main() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     base = build_config("cpu", {"data": {"path": args.data, "groups": args.groups, "val_size": None}})  # 10 %
     device = torch.device("cpu")
-    data = {seed: prepare_data(base.data, seed, progress=False) for seed in range(args.seeds)}
+    data = {seed: prepare_data(base.data, seed) for seed in range(args.seeds)}
     labels = data[0].catalogue.labels
-    learner = create_learner(base, len(data[0].catalogue.class_names), device, progress=False)
+    learner = create_learner(base, len(data[0].catalogue.class_names), device)
     learner.prepare(data[0])  # one feature cache serves every seed's split
 
     if args.full_epochs:

@@ -17,6 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS: list[tuple[str, ...]] = [
     (
         "unisal.errors",
+        "unisal.events",
         "unisal.registry",
         "unisal.seeds",
         "unisal.io",

@@ -81,7 +81,7 @@ def learner(request: pytest.FixtureRequest) -> str:
 def finished_run(tmp_path_factory: pytest.TempPathFactory, learner: str) -> Path:
     tmp = tmp_path_factory.mktemp("loop")
     cfg = tiny_config(tmp, learner, "run")
-    ActiveLearningRun(cfg, progress=False, log=lambda _: None).run()
+    ActiveLearningRun(cfg).run()
     return Path(cfg.out)
 
 
@@ -145,13 +145,13 @@ def test_existing_run_is_not_overwritten(finished_run: Path, learner: str, tmp_p
     cfg = tiny_config(tmp_path, learner, "x")
     cfg.out = str(finished_run)
     with pytest.raises(RunError, match="already holds a run"):
-        ActiveLearningRun(cfg, progress=False).run()
+        ActiveLearningRun(cfg).run()
 
 
 def test_budget_larger_than_pool_is_refused(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path, "frozen", "big", query__budget=1000)
     with pytest.raises(RunError, match="training pool holds only"):
-        ActiveLearningRun(cfg, progress=False).run()
+        ActiveLearningRun(cfg).run()
     assert not Path(cfg.out).exists()  # refused before anything was written
 
 
@@ -188,10 +188,10 @@ def test_interrupted_run_resumes_to_the_same_result(
         else:
             patch.setattr(ActiveLearningRun, "select_and_label", select_then_die)
         with pytest.raises(Killed):
-            ActiveLearningRun(cfg, progress=False, log=lambda _: None).run()
+            ActiveLearningRun(cfg).run()
     state = json.loads((Path(cfg.out) / "state.json").read_text())
     assert state["round"] == 1 and state["stage"] == ("train" if stage == "during training" else "select")
-    ActiveLearningRun(cfg, resume=True, progress=False, log=lambda _: None).run()
+    ActiveLearningRun(cfg, resume=True).run()
     assert outcome(Path(cfg.out)) == outcome(finished_run)
 
 
@@ -202,7 +202,7 @@ def test_resume_refuses_changed_settings(finished_run: Path, learner: str, tmp_p
     cfg.query.budget += 2
     cfg.train.lr *= 2
     with pytest.raises(RunError) as excinfo:
-        ActiveLearningRun(cfg, resume=True, progress=False).run()
+        ActiveLearningRun(cfg, resume=True).run()
     assert (
         f"settings differ from those of the run in {finished_run} (query.budget: run {budget}, now {budget + 2}; train.lr: run"
         in str(excinfo.value)
@@ -271,10 +271,10 @@ def test_finished_run_can_be_extended_by_more_rounds(
     finished_run: Path, learner: str, tmp_path: Path
 ) -> None:
     cfg = tiny_config(tmp_path, learner, "short", rounds=1)
-    ActiveLearningRun(cfg, progress=False, log=lambda _: None).run()
+    ActiveLearningRun(cfg).run()
     longer = tiny_config(tmp_path, learner, "short", rounds=2)
-    ActiveLearningRun(longer, resume=True, progress=False, log=lambda _: None).run()
+    ActiveLearningRun(longer, resume=True).run()
     assert outcome(Path(cfg.out)) == outcome(finished_run)
     fewer = tiny_config(tmp_path, learner, "short", rounds=1)
     with pytest.raises(RunError, match="already reached round 2"):
-        ActiveLearningRun(fewer, resume=True, progress=False).run()
+        ActiveLearningRun(fewer, resume=True).run()

@@ -53,9 +53,7 @@ def test_a_run_killed_before_selection_resumes_to_the_same_result(
     tiny: dict[str, object] = (
         {"model__backbone": "test_resnet", "model__pretrained": False} if learner == "finetune" else {}
     )
-    ActiveLearningRun(
-        config(root, tmp_path, "whole", learner, **tiny), progress=False, log=lambda _: None
-    ).run()
+    ActiveLearningRun(config(root, tmp_path, "whole", learner, **tiny)).run()
 
     original = ActiveLearningRun.select_and_label
 
@@ -68,8 +66,8 @@ def test_a_run_killed_before_selection_resumes_to_the_same_result(
     with monkeypatch.context() as patch:
         patch.setattr(ActiveLearningRun, "select_and_label", select_then_die)
         with pytest.raises(Killed):
-            ActiveLearningRun(killed, progress=False, log=lambda _: None).run()
-    ActiveLearningRun(killed, resume=True, progress=False, log=lambda _: None).run()
+            ActiveLearningRun(killed).run()
+    ActiveLearningRun(killed, resume=True).run()
     assert outcome(tmp_path / "killed") == outcome(tmp_path / "whole")
 
 
@@ -81,7 +79,7 @@ def test_constructor_checks_settings_and_touches_nothing(make_image_folder, tmp_
         ConfigError, match=r"'query.strategy' must be one of .*, not 'coreset9' \(did you mean 'coreset'\?\)"
     ):
         ActiveLearningRun(config(root, tmp_path, "out", "frozen", query__strategy="coreset9"))
-    run = ActiveLearningRun(config(root, tmp_path, "out", "frozen"), progress=False)
+    run = ActiveLearningRun(config(root, tmp_path, "out", "frozen"))
     assert run.state is None
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
@@ -92,7 +90,7 @@ def test_bad_weights_fail_before_the_out_folder_exists(make_image_folder, tmp_pa
     for learner in ("frozen", "finetune"):
         cfg = config(root, tmp_path, f"out-{learner}", learner, model__weights=missing)
         with pytest.raises(WeightsError, match="weights file not found"):
-            ActiveLearningRun(cfg, progress=False, log=lambda _: None).run()
+            ActiveLearningRun(cfg).run()
         assert not Path(cfg.out).exists()
 
 
@@ -101,7 +99,7 @@ def test_out_that_is_a_file_is_refused(make_image_folder, tmp_path: Path) -> Non
     (tmp_path / "file").write_text("not a folder")
     cfg = config(root, tmp_path, "file", "frozen")
     with pytest.raises(RunError, match="is a file"):
-        ActiveLearningRun(cfg, progress=False).run()
+        ActiveLearningRun(cfg).run()
 
 
 def test_every_round_reports_whether_the_predictions_stopped_changing(
@@ -115,7 +113,7 @@ def test_every_round_reports_whether_the_predictions_stopped_changing(
     root = make_image_folder(classes={"red": 12, "green": 12, "blue": 12}, size=32)
     cfg = config(root, tmp_path, "run", "frozen", rounds=4, query__stop_set=10, query__stop_window=2,
                  query__stop_kappa=0.5)  # fmt: skip
-    ActiveLearningRun(cfg, progress=False, log=lambda _: None).run()
+    ActiveLearningRun(cfg).run()
     out = Path(cfg.out)
     with (out / "rounds.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -149,7 +147,7 @@ def test_every_round_reports_whether_the_predictions_stopped_changing(
     history = (out / "history" / "round_1.csv").read_text().splitlines()[0].split(",")
     assert {"lb_0", "lb_1", "lb_2", "mask_a", "pl_a_0", "pl_b_2"} <= set(history)
     off = config(root, tmp_path, "off", "frozen", query__stop_set=0)
-    ActiveLearningRun(off, progress=False, log=lambda _: None).run()
+    ActiveLearningRun(off).run()
     assert "stop_kappa" not in (Path(off.out) / "rounds.csv").read_text().splitlines()[0]
 
 
@@ -158,7 +156,7 @@ def test_guard_and_cross_validation_columns_in_rounds_csv(make_image_folder, tmp
     accuracy of both sets of heads, and a cross-validated accuracy inside its own interval."""
     root = make_image_folder(classes={"red": 12, "green": 12, "blue": 12}, size=32)
     cfg = config(root, tmp_path, "guarded", "frozen", learner__guard="fallback", query__cv_folds=2)
-    ActiveLearningRun(cfg, progress=False, log=lambda _: None).run()
+    ActiveLearningRun(cfg).run()
     with (tmp_path / "guarded" / "rounds.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3
@@ -168,6 +166,6 @@ def test_guard_and_cross_validation_columns_in_rounds_csv(make_image_folder, tmp
         assert float(chosen) == pytest.approx(float(row["accuracy"]))
         assert float(row["cv_low"]) <= float(row["cv_accuracy"]) <= float(row["cv_high"])
     plain = config(root, tmp_path, "plain", "frozen", learner__guard="off")
-    ActiveLearningRun(plain, progress=False, log=lambda _: None).run()
+    ActiveLearningRun(plain).run()
     header = (tmp_path / "plain" / "rounds.csv").read_text().splitlines()[0]
     assert "guard_fallback" not in header and "cv_accuracy" not in header and "stop_kappa" in header

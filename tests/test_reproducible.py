@@ -11,6 +11,7 @@ import yaml
 
 from tests.conftest import burning_cpu
 from unisal.config import RunConfig, build_config
+from unisal.events import collect, subscribed
 from unisal.loop import ActiveLearningRun
 
 
@@ -47,9 +48,9 @@ def _keep_torch_threads():
 def test_same_threads_give_byte_identical_outputs_under_load(make_image_folder, tmp_path: Path) -> None:
     data = make_image_folder(classes={"red": 10, "green": 10, "blue": 10}, size=32)
     cache = tmp_path / "cache"
-    ActiveLearningRun(config(data, cache, tmp_path / "alone", 2), progress=False, log=lambda _: None).run()
+    ActiveLearningRun(config(data, cache, tmp_path / "alone", 2)).run()
     with burning_cpu():
-        ActiveLearningRun(config(data, cache, tmp_path / "busy", 2), progress=False, log=lambda _: None).run()
+        ActiveLearningRun(config(data, cache, tmp_path / "busy", 2)).run()
     assert outputs(tmp_path / "busy") == outputs(tmp_path / "alone")
     assert yaml.safe_load((tmp_path / "alone" / "config.yaml").read_text())["threads"] == 2
     assert "train_seconds" in (tmp_path / "alone" / "timings.csv").read_text().splitlines()[0]
@@ -58,13 +59,13 @@ def test_same_threads_give_byte_identical_outputs_under_load(make_image_folder, 
 def test_a_resumed_run_uses_the_threads_it_recorded(make_image_folder, tmp_path: Path) -> None:
     data = make_image_folder(classes={"red": 10, "green": 10}, size=32)
     cache, out = tmp_path / "cache", tmp_path / "run"
-    ActiveLearningRun(config(data, cache, out, 1, rounds=1), progress=False, log=lambda _: None).run()
+    ActiveLearningRun(config(data, cache, out, 1, rounds=1)).run()
     assert yaml.safe_load((out / "config.yaml").read_text())["threads"] == 1
     said: list[str] = []
-    ActiveLearningRun(config(data, cache, out, None), resume=True, progress=False, log=said.append).run()
+    with subscribed(collect(said)):
+        ActiveLearningRun(config(data, cache, out, None), resume=True).run()
     assert torch.get_num_threads() == 1 and not [line for line in said if "results may differ" in line]
     assert yaml.safe_load((out / "config.yaml").read_text())["threads"] == 1
-    ActiveLearningRun(
-        config(data, cache, out, 2, rounds=3), resume=True, progress=False, log=said.append
-    ).run()
+    with subscribed(collect(said)):
+        ActiveLearningRun(config(data, cache, out, 2, rounds=3), resume=True).run()
     assert any("the run used 1 threads and this one 2: results may differ" in line for line in said)

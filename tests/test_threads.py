@@ -11,6 +11,7 @@ import time
 import pytest
 
 from unisal import threads
+from unisal.events import collect, subscribed
 from unisal.threads import choose_threads, configure_threads
 
 
@@ -34,13 +35,13 @@ def test_configure_threads_sets_torch_and_decides_once(monkeypatch: pytest.Monke
 
     before = torch.get_num_threads()
     try:
-        assert configure_threads(1, log=lambda _: None) == 1 and torch.get_num_threads() == 1
+        assert configure_threads(1) == 1 and torch.get_num_threads() == 1
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
         monkeypatch.setattr(threads, "_chosen", None)
         monkeypatch.setattr(threads, "busy_cores", lambda interval=0.25: 0.0)
-        first = configure_threads(None, log=lambda _: None)
+        first = configure_threads(None)
         monkeypatch.setattr(threads, "busy_cores", lambda interval=0.25: 99.0)  # our own work later
-        assert configure_threads(None, log=lambda _: None) == first  # not re-decided
+        assert configure_threads(None) == first  # not re-decided
     finally:
         torch.set_num_threads(before)
 
@@ -81,8 +82,8 @@ def test_omp_num_threads_is_the_users_choice(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setattr(threads, "_chosen", None)
         monkeypatch.setattr(threads, "busy_cores", lambda interval=0.25: 0.0)
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
-        assert configure_threads(None, log=lambda _: None) == 1 == torch.get_num_threads()
-        assert configure_threads(2, log=lambda _: None) == 2  # --threads wins over the environment
+        assert configure_threads(None) == 1 == torch.get_num_threads()
+        assert configure_threads(2) == 2  # --threads wins over the environment
         monkeypatch.setenv("OMP_NUM_THREADS", "4,2")  # nested levels: not one number, so not used
         assert threads.environment_threads() is None
     finally:
@@ -91,14 +92,13 @@ def test_omp_num_threads_is_the_users_choice(monkeypatch: pytest.MonkeyPatch):
 
 def test_a_resumed_run_keeps_its_threads_unless_told_otherwise():
     said: list[str] = []
-    assert threads.resumed_threads(None, 2, said.append) == 2 and not said
-    assert threads.resumed_threads(2, 2, said.append) == 2 and not said
-    assert threads.resumed_threads(1, 2, said.append) == 1
-    assert "used 2 threads and this one 1: results may differ" in said[0]
-    assert (
-        threads.resumed_threads(None, None, said.append) is None
-    )  # a run written before threads were recorded
-    assert threads.resumed_threads(3, "two", said.append) == 3
+    with subscribed(collect(said)):
+        assert threads.resumed_threads(None, 2) == 2 and not said
+        assert threads.resumed_threads(2, 2) == 2 and not said
+        assert threads.resumed_threads(1, 2) == 1
+        assert "used 2 threads and this one 1: results may differ" in said[0]
+        assert threads.resumed_threads(None, None) is None  # a run written before threads were recorded
+        assert threads.resumed_threads(3, "two") == 3
 
 
 def test_a_busy_competitor_is_seen_in_the_run_queue():

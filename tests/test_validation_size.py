@@ -18,13 +18,11 @@ def test_val_size_sets_the_validation_split(make_image_folder, tmp_path: Path):
     root = make_image_folder(classes={"A": 30, "B": 30})
     for size in (0, 6, 12):
         data = prepare_data(
-            DataConfig(path=str(root), image_size=16, cache_dir=str(tmp_path / "c"), val_size=size), 0, False
+            DataConfig(path=str(root), image_size=16, cache_dir=str(tmp_path / "c"), val_size=size), 0
         )
         assert len(data.idx_val) == size  # one image per group: exactly the size asked for
     with pytest.raises(DataError, match="--val-size 50 and test_fraction 0.2 leave too little"):
-        prepare_data(
-            DataConfig(path=str(root), image_size=16, cache_dir=str(tmp_path / "c"), val_size=50), 0, False
-        )
+        prepare_data(DataConfig(path=str(root), image_size=16, cache_dir=str(tmp_path / "c"), val_size=50), 0)
 
 
 @pytest.mark.parametrize("val_size", [None, 6])
@@ -56,8 +54,6 @@ def test_the_default_is_no_validation_and_the_paper_preset_keeps_its_ten_percent
     assert paper.val_size is None and paper.val_fraction == 0.1
     root = make_image_folder(classes={"A": 30, "B": 30})
     cache = str(tmp_path / "c")
-    assert (
-        len(prepare_data(DataConfig(path=str(root), image_size=16, cache_dir=cache), 0, False).idx_val) == 0
-    )
-    share = prepare_data(DataConfig(path=str(root), image_size=16, cache_dir=cache, val_size=None), 0, False)
+    assert len(prepare_data(DataConfig(path=str(root), image_size=16, cache_dir=cache), 0).idx_val) == 0
+    share = prepare_data(DataConfig(path=str(root), image_size=16, cache_dir=cache, val_size=None), 0)
     assert len(share.idx_val) == 6  # 10 % of 60, one image per group

@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,7 @@ from unisal.data.prepare import PreparedData, prepare_data
 from unisal.device import resolve_device
 from unisal.diagnostics import round_diagnostics
 from unisal.errors import RunError
+from unisal.events import message
 from unisal.io import check_creatable
 from unisal.learners import Learner, create_learner, learner_class
 from unisal.query import QueryContext, Strategy, create_strategy, strategy_class
@@ -107,15 +107,11 @@ class ActiveLearningRun:
         cfg: RunConfig,
         *,
         resume: bool = False,
-        progress: bool = True,
-        log: Callable[[str], Any] = print,
     ):
         check_run_settings(cfg)
         check_creatable(cfg.out)
         self.cfg = cfg
         self.resume = resume
-        self.progress = progress
-        self.log = log
         self.device = resolve_device(cfg.device)
         self.folder = RunFolder(cfg.out)
         self.data: PreparedData | None = None
@@ -131,7 +127,7 @@ class ActiveLearningRun:
         if not self.resume:
             if folder.holds_run():
                 if self._restartable():
-                    self.log(
+                    message(
                         f"{folder.root} holds a run that stopped before its first result: starting it again"
                     )
                     return
@@ -225,7 +221,7 @@ class ActiveLearningRun:
         semi = cfg.learner.mode == "cotrain"
         n_lb, n_ulb_step = batch_sizes(cfg.train, semi, cfg.initial + n_ulb)
         if n_lb + n_ulb_step < cfg.train.batch_size:
-            self.log(
+            message(
                 f"--batch-size {cfg.train.batch_size} is more than the data holds: {n_lb + n_ulb_step} images a step"
             )
         need = self.learner.step_bytes(n_lb + n_ulb_step)
@@ -246,7 +242,7 @@ class ActiveLearningRun:
             if state.stage == "done" and self.cfg.rounds > state.round:
                 state.stage = "select"  # extend a finished run: query after its last round
             folder.write_config(self.cfg)
-            self.log(f"resuming {folder.root} at round {state.round} ({state.stage})")
+            message(f"resuming {folder.root} at round {state.round} ({state.stage})")
             return state
         folder.create()
         folder.write_config(self.cfg)
@@ -270,15 +266,13 @@ class ActiveLearningRun:
         self._check_folder()
         recorded = self.folder.read_config().get("threads") if self.resume else None
         # The number used is recorded in config.yaml: a resumed run sums in the same order.
-        cfg.threads = configure_threads(resumed_threads(cfg.threads, recorded, self.log), self.log)
+        cfg.threads = configure_threads(resumed_threads(cfg.threads, recorded))
         if data is None:
-            data = prepare_data(cfg.data, cfg.seed, self.progress)
+            data = prepare_data(cfg.data, cfg.seed)
             for note in data.notes:
-                self.log(note)
+                message(note)
         self._check_sizes(data)
-        self.learner = create_learner(
-            cfg, len(data.catalogue.class_names), self.device, progress=self.progress, log=self.log
-        )
+        self.learner = create_learner(cfg, len(data.catalogue.class_names), self.device)
         self._check_memory(data)
         self.learner.prepare(data)
         self.strategy = make_strategy(cfg)
@@ -488,13 +482,16 @@ class ActiveLearningRun:
                 and not learner.nets
                 and not self.folder.has_checkpoint(r)
             ):
-                self.log(f"round {r}: its checkpoint is missing; training the round again")
+                message(f"round {r}: its checkpoint is missing; training the round again", topic="round")
                 state.stage = "train"
             if state.stage == "train":
-                self.log(f"round {r}: training on {len(state.labelled())} labelled images")
+                message(f"round {r}: training on {len(state.labelled())} labelled images", topic="round")
                 state.results = [x for x in state.results if x["round"] != r] + [self.train_and_evaluate(r)]
                 row = state.results[-1]
-                self.log(f"round {r}: test accuracy {row['accuracy']:.4f}, macro F1 {row['macro_f1']:.4f}")
+                message(
+                    f"round {r}: test accuracy {row['accuracy']:.4f}, macro F1 {row['macro_f1']:.4f}",
+                    topic="round",
+                )
                 state.stage = "select" if r < self.cfg.rounds else "done"
             else:
                 state.results[-1] |= self.select_and_label(r)

@@ -10,7 +10,6 @@ one).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from unisal.config import RunConfig, from_dict, to_dict
 from unisal.data.prepare import prepare_data
 from unisal.device import resolve_device
 from unisal.errors import RunError
+from unisal.events import message
 from unisal.io import check_creatable, write_json_atomic
 from unisal.learners import create_learner
 from unisal.run_folder import RunFolder
@@ -79,8 +79,6 @@ def train_supervised_reference(
     round_: int | None,
     out: str | Path,
     overrides: dict[str, Any],
-    progress: bool = True,
-    log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
     """Train with cross-entropy only and write ``out/metrics.json``.
 
@@ -95,8 +93,8 @@ def train_supervised_reference(
     check_reference_folder(out)
     cfg, state, recorded = _load_run(run_dir, overrides)
     device = resolve_device(cfg.device)
-    cfg.threads = configure_threads(resumed_threads(overrides.get("threads"), recorded, log), log)
-    data = prepare_data(cfg.data, cfg.seed, progress)
+    cfg.threads = configure_threads(resumed_threads(overrides.get("threads"), recorded))
+    data = prepare_data(cfg.data, cfg.seed)
     saved_split = RunFolder(run_dir).read_split()
     if len(saved_split) != len(data.split) or np.any(saved_split != data.split):
         raise RunError(f"the data or split differs from the one recorded in {run_dir}/splits.csv")
@@ -109,9 +107,9 @@ def train_supervised_reference(
         idx_lb = state.labelled(up_to_round=round_)
         if round_ > state.round or len(idx_lb) == 0:
             raise RunError(f"round {round_} of {run_dir} has no labelled set yet")
-    learner = create_learner(cfg, len(cat.class_names), device, progress=progress, log=log)
+    learner = create_learner(cfg, len(cat.class_names), device)
     learner.prepare(data)
-    log(
+    message(
         f"supervised reference: {len(idx_lb)} labelled images ({labels}), {cfg.learner.name} learner, "
         f"{cfg.learner.networks} network(s), {cfg.model.backbone}"
     )

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from typing import Any
+
+from unisal.events import message
 
 
 def runnable_others(samples: int = 3, gap: float = 0.005) -> float:
@@ -135,7 +136,7 @@ def environment_threads() -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
-def resumed_threads(requested: int | None, recorded: Any, log: Callable[[str], Any] = print) -> int | None:
+def resumed_threads(requested: int | None, recorded: Any) -> int | None:
     """The threads a resumed run (or a reference trained on its labels) uses: those it recorded
     (``recorded``, from its config.yaml), unless the user asks for another number, which is
     said: sums over threads round differently, so results may differ in the last digits."""
@@ -144,14 +145,14 @@ def resumed_threads(requested: int | None, recorded: Any, log: Callable[[str], A
     if requested is None:
         return recorded
     if requested != recorded:
-        log(
+        message(
             f"note: the run used {recorded} threads and this one {requested}: results may differ from "
             "an uninterrupted run in the last digits (and, through them, in a query)"
         )
     return requested
 
 
-def configure_threads(requested: int | None, log: Callable[[str], Any] = print) -> int:
+def configure_threads(requested: int | None) -> int:
     """Set PyTorch's intra-op threads (see :func:`choose_threads`) and return the number.
 
     Without ``requested``, ``OMP_NUM_THREADS`` decides where set; else the choice is made from the
@@ -165,7 +166,7 @@ def configure_threads(requested: int | None, log: Callable[[str], Any] = print) 
         return _chosen
     n, warning = choose_threads(requested, os.cpu_count() or 1, busy_cores())
     if warning:
-        log(warning)
+        message(warning)
     torch.set_num_threads(n)
     if requested is None:
         _chosen = n

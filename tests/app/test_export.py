@@ -69,7 +69,7 @@ def test_predict_and_export_agree(trained: tuple[Path, Path], tmp_path: Path):
         cli, ["predict", "--project", str(folder), "--images", str(tiles), "--out", str(tmp_path / "p.csv")]
     )
     assert result.exit_code != 0 and "no trained round yet" in result.output
-    run_round(folder, log=lambda _: None)
+    run_round(folder)
     result = runner.invoke(
         cli, ["predict", "--project", str(folder), "--images", str(tiles), "--out", str(tmp_path / "p.csv")]
     )
@@ -107,7 +107,7 @@ def test_predict_and_export_agree(trained: tuple[Path, Path], tmp_path: Path):
 
 def test_a_fine_tuned_model_exports_too(make_image_folder, tmp_path: Path):
     folder, tiles = make_project(make_image_folder, tmp_path, learner="finetune")
-    run_round(folder, log=lambda _: None)
+    run_round(folder)
     runner = CliRunner()
     out = tmp_path / "model.pt2"
     result = runner.invoke(cli, ["export-model", "--project", str(folder), "--out", str(out)])
@@ -139,10 +139,8 @@ def _learner_on(tiles: Path, tmp_path: Path, learner_name: str, features: dict[s
     if learner_name == "finetune":
         values["model"] = {"backbone": "test_resnet", "pretrained": False}
     cfg = resolve_config("cpu", values)
-    data = prepare_data(cfg.data, seed=0, progress=False)
-    learner = create_learner(
-        cfg, len(data.catalogue.class_names), torch.device("cpu"), progress=False, log=lambda _: None
-    )
+    data = prepare_data(cfg.data, seed=0)
+    learner = create_learner(cfg, len(data.catalogue.class_names), torch.device("cpu"))
     learner.prepare(data)
     learner.nets = learner.new_networks(seed=0)
     return learner, data, cfg

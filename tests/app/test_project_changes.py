@@ -39,7 +39,7 @@ def test_a_replaced_or_missing_image_stops_the_round_before_any_work(project: tu
     shutil.copy(tiles / "green" / "green_0.png", tiles / "red" / "red_0.png")  # same path, other bytes
     (tiles / "blue" / "blue_2.png").unlink()
     with pytest.raises(ProjectError) as excinfo:
-        run_round(folder, log=lambda _: None)
+        run_round(folder)
     assert str(excinfo.value) == (
         "1 image(s) changed since `project init` (same path, other bytes), e.g. red/red_0.png; "
         "1 image(s) missing, e.g. blue/blue_2.png: put the original back or start a new project"
@@ -106,12 +106,12 @@ def test_a_version_1_database_is_migrated_and_still_works(make_image_folder, tmp
     store = open_project(folder)
     assert store.version == SCHEMA_VERSION  # the latest, whichever it is
     assert [r["mtime_ns"] for r in store.images()] == [None] * 9
-    record = run_round(folder, log=lambda _: None)
+    record = run_round(folder)
     assert record["status"] == "done" and store.queue_length() == 3
     assert all(r["mtime_ns"] for r in store.images())  # the check recorded them
     shutil.copy(tiles / "green" / "green_0.png", tiles / "red" / "red_2.png")
     with pytest.raises(ProjectError, match=r"^1 image\(s\) changed since `project init`.*red/red_2.png"):
-        run_round(folder, log=lambda _: None)
+        run_round(folder)
 
 
 def test_predict_does_not_check_the_project_images(project: tuple[Path, Path]):

@@ -34,7 +34,7 @@ def test_status_counts_and_rounds_agree_on_the_labels(make_image_folder, tmp_pat
     }
     assert counts["per_class"] == {"red": 1, "green": 0, "blue": 2}
     assert counts["test_per_class"] == {"red": 1, "green": 1, "blue": 0}
-    record = run_round(folder, log=lambda _: None)  # cold start: too few labels for a model
+    record = run_round(folder)  # cold start: too few labels for a model
     assert record["n_labels"] == record["metrics"]["n_labels"] == 3
     assert record["metrics"]["n_test_labels"] == 2
     result = CliRunner().invoke(cli, ["project", "status", str(folder)])

@@ -49,7 +49,7 @@ def test_a_copy_and_a_group_mate_of_a_test_image_are_held_out_and_never_queued(t
 
     from unisal.app.rounds import run_round
 
-    record = run_round(folder, log=lambda _: None)
+    record = run_round(folder)
     assert record["status"] == "done"
     queued = []
     while (item := store.lease_next("x", lease_seconds=60)) is not None:

@@ -70,7 +70,7 @@ def test_a_sigkilled_round_is_recorded_failed_and_the_next_round_runs(folder: Pa
     assert result.exit_code == 0, result.output
     assert f"round 1: failed, 9 labels ({KILLED})" in result.output
     shorten_training(folder)
-    record = run_round(folder, log=lambda _: None)
+    record = run_round(folder)
     assert record["id"] == 2 and record["status"] == "done"
     assert [(r["status"], r["error"]) for r in open_project(folder).rounds()] == [
         ("failed", KILLED),
@@ -92,7 +92,7 @@ def test_a_sigtermed_round_is_recorded_as_stopped_by_sigterm(folder: Path):
         ("failed", "stopped by SIGTERM")
     ]
     shorten_training(folder)
-    assert run_round(folder, log=lambda _: None)["status"] == "done"
+    assert run_round(folder)["status"] == "done"
 
 
 def test_a_round_held_by_a_live_process_is_refused_and_not_marked_failed(folder: Path):
@@ -100,7 +100,7 @@ def test_a_round_held_by_a_live_process_is_refused_and_not_marked_failed(folder:
     with store.round_lock():  # as the web app's round thread holds it, in this very process
         store.start_round({})
         with pytest.raises(ProjectError, match=r"^a round is already running; wait for it to finish$"):
-            run_round(folder, log=lambda _: None)
+            run_round(folder)
         result = CliRunner().invoke(cli, ["project", "status", str(folder)])
         assert "round 1: running" in result.output
         process = subprocess.run(round_command(folder), capture_output=True, text=True, timeout=300)

@@ -176,7 +176,7 @@ def test_a_fully_labelled_project_trains_queues_nothing_and_predicts(tiles: Path
     )
     result = CliRunner().invoke(cli, ["project", "round", str(folder)])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[-1].endswith("; every pool image is labelled: nothing queued")
+    assert result.stdout.splitlines()[-1].endswith("; every pool image is labelled: nothing queued")
     record = open_project(folder).rounds()[-1]
     assert record["status"] == "done" and record["checkpoint"] == "rounds/round_1.pt"
     assert record["metrics"]["n_labels"] == 9 and record["metrics"]["queued"] == 0

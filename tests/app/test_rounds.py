@@ -36,14 +36,10 @@ def label_queue(folder: Path, annotator: str = "alice") -> int:
     return n
 
 
-def quiet(_: str) -> None:
-    pass
-
-
 def test_rounds_go_from_cold_start_to_a_model_with_cross_validated_metrics(tiles: Path, tmp_path: Path):
     folder = tmp_path / "p"
     init_project(folder, images=tiles, classes=CLASSES, settings=settings(tmp_path))
-    first = run_round(folder, log=quiet)
+    first = run_round(folder)
     assert first["status"] == "done" and first["checkpoint"] == "" and first["metrics"]["n_labels"] == 0
     store = open_project(folder)
     assert store.queue_length() == 5
@@ -59,7 +55,7 @@ def test_rounds_go_from_cold_start_to_a_model_with_cross_validated_metrics(tiles
     ):
         if path not in store.labels():
             store.set_label(ids[path], path.split("/")[0], "alice")
-    second = run_round(folder, log=quiet)
+    second = run_round(folder)
     metrics = second["metrics"]
     assert second["status"] == "done" and (folder / second["checkpoint"]).is_file()
     assert metrics["source"].endswith("fold cross-validation") and 0.0 <= metrics["accuracy"] <= 1.0
@@ -80,7 +76,7 @@ def test_a_labelled_hold_out_gives_the_metrics(tiles: Path, tmp_path: Path):
     folder = tmp_path / "p"
     init_project(folder, images=tiles, classes=CLASSES, labels_csv=tmp_path / "labels.csv",
                  test_csv=tmp_path / "test.csv", settings=settings(tmp_path, strategy="entropy"))  # fmt: skip
-    record = run_round(folder, log=quiet)
+    record = run_round(folder)
     assert record["metrics"]["source"] == "hold-out of 6" and record["metrics"]["n_labels"] == 6
     store = open_project(folder)
     queued = []
@@ -102,7 +98,7 @@ def test_a_failing_round_keeps_labels_model_and_queue(
     init_project(
         folder, images=tiles, classes=CLASSES, labels_csv=tmp_path / "labels.csv", settings=settings(tmp_path)
     )
-    good = run_round(folder, log=quiet)
+    good = run_round(folder)
     store = open_project(folder)
     before = ((folder / good["checkpoint"]).read_bytes(), store.labels(), store.queue_length())
 
@@ -113,7 +109,7 @@ def test_a_failing_round_keeps_labels_model_and_queue(
 
     monkeypatch.setattr(Learner, "fit", broken_fit)
     with pytest.raises(MemoryError):
-        run_round(folder, log=quiet)
+        run_round(folder)
     rounds = store.rounds()
     assert [r["status"] for r in rounds] == ["done", "failed"]
     assert rounds[1]["error"] == "MemoryError: simulated: out of memory"
@@ -138,7 +134,7 @@ def test_project_rounds_report_when_the_model_stopped_changing(tiles: Path, tmp_
     values["config"]["query"] = {"stop_set": 12, "stop_window": 1, "stop_kappa": 0.0}  # type: ignore[index]
     folder = tmp_path / "p"
     init_project(folder, images=tiles, classes=CLASSES, labels_csv=labels, settings=values)
-    first = run_round(folder, log=quiet)
+    first = run_round(folder)
     assert first["metrics"]["stop_kappa"] is None and first["metrics"]["stopped_changing"] is False
     label_queue(folder)
     result = CliRunner().invoke(cli, ["project", "round", str(folder)])

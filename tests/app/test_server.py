@@ -162,16 +162,28 @@ def test_a_round_runs_in_the_background_and_a_second_is_refused(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ):
     import unisal.app.rounds as rounds
+    from unisal.events import Task
 
     release = threading.Event()
+    training = threading.Event()
 
     def slow_round(folder: Path, **kwargs: object) -> None:
-        release.wait(10)
-        raise RuntimeError("simulated crash")
+        with Task("decoding images to 32px", 10, unit="img", long=True) as outer:
+            outer.advance(10)
+            with Task("co-training", 200, unit="step") as task:
+                task.advance(120)
+                training.set()
+                release.wait(10)
+                raise RuntimeError("simulated crash")
 
     monkeypatch.setattr(rounds, "run_round", slow_round)
+    assert client.get("/api/state").json()["round_progress"] is None
     assert client.post("/api/round", json={}).status_code == 202
-    assert client.get("/api/state").json()["round_running"] is True
+    assert training.wait(10)
+    state = client.get("/api/state").json()
+    assert state["round_running"] is True
+    # the page shows where the round stands: the innermost open task of the round's events
+    assert state["round_progress"] == {"task": "co-training", "done": 120, "total": 200, "unit": "step"}
     assert client.post("/api/round", json={}).status_code == 409
     item = client.post("/api/next", json={"annotator": "alice"}).json()  # labelling goes on meanwhile
     assert (
@@ -186,7 +198,7 @@ def test_a_round_runs_in_the_background_and_a_second_is_refused(
         if not state["round_running"]:
             break
         time.sleep(0.05)
-    assert state["last_error"] == "RuntimeError: simulated crash"
+    assert state["last_error"] == "RuntimeError: simulated crash" and state["round_progress"] is None
 
 
 def test_batch_leases_several_items_for_the_grid(client: TestClient):

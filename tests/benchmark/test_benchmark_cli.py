@@ -36,6 +36,22 @@ def bench(root: Path, tmp_path: Path, out: str, *extra: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def test_a_benchmark_always_shows_its_caches_progress_and_its_runs_bars_on_request(
+    tiles: Path, tmp_path: Path
+) -> None:
+    """The first feature cache may take half an hour: its bar shows without --progress; the bars
+    inside each run (training, scoring) and the per-round lines only with it / never."""
+    base = ["benchmark", "--data", str(tiles), "--cache-dir", str(tmp_path / "cache"), *SMALL, "--strategies", "random",
+            "--seeds", "0", "--no-reference"]  # fmt: skip
+    plain = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "plain")])
+    assert plain.exit_code == 0, plain.output
+    assert "decoding images to 32px" in plain.stderr and "features" in plain.stderr
+    assert "training" not in plain.stderr and "round 1:" not in plain.output
+    shown = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "shown"), "--progress"])
+    assert shown.exit_code == 0, shown.output
+    assert "co-training" in shown.stderr and "round 1:" not in shown.output
+
+
 def rows(folder: Path) -> list[dict[str, str]]:
     with (folder / "results.csv").open(newline="") as handle:
         return list(csv.DictReader(handle))

@@ -15,7 +15,7 @@ from unisal.data.catalogue import read_image_folder
 
 def make_caches(make_image_folder, folder: Path) -> tuple[str, str]:
     paths = read_image_folder(make_image_folder(classes={"A": 2, "B": 2}, size=16)).paths
-    array, _ = build_cache(paths, 16, cache_dir=folder, workers=1, progress=False)
+    array, _ = build_cache(paths, 16, cache_dir=folder, workers=1)
     features = folder / "features" / ("f00d" * 5)
     features.mkdir(parents=True)
     (features / "features.npy").write_bytes(b"\0" * 2048)

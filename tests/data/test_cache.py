@@ -13,6 +13,7 @@ from unisal.data import cache as cache_module
 from unisal.data.cache import ImageStore, build_cache, cache_key, default_cache_dir, image_cache_key
 from unisal.data.catalogue import read_image_folder
 from unisal.data.images import BadImageError, load_rgb, resize_square
+from unisal.events import collect, subscribed
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def tile_paths(make_image_folder: Callable[..., Path]) -> list[str]:
 
 
 def test_build_cache_holds_the_resized_images(tile_paths: list[str], tmp_path: Path) -> None:
-    array, bad = build_cache(tile_paths, 16, cache_dir=tmp_path / "cache", workers=2, progress=False)
+    array, bad = build_cache(tile_paths, 16, cache_dir=tmp_path / "cache", workers=2)
     assert bad == []
     assert isinstance(array, np.memmap)
     assert array.shape == (6, 16, 16, 3)
@@ -40,7 +41,7 @@ def test_build_cache_reuses_an_identical_cache(
     tile_paths: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache_dir = tmp_path / "cache"
-    first, _ = build_cache(tile_paths, 16, cache_dir=cache_dir, workers=1, progress=False)
+    first, _ = build_cache(tile_paths, 16, cache_dir=cache_dir, workers=1)
     first_file = Path(first.filename)
     mtime = first_file.stat().st_mtime_ns
     expected = np.array(first)
@@ -49,7 +50,7 @@ def test_build_cache_reuses_an_identical_cache(
         raise AssertionError(f"{path} was decoded again")
 
     monkeypatch.setattr(cache_module, "_decode", no_decoding)
-    second, bad = build_cache(tile_paths, 16, cache_dir=cache_dir, workers=1, progress=False)
+    second, bad = build_cache(tile_paths, 16, cache_dir=cache_dir, workers=1)
     assert bad == []
     assert Path(second.filename) == first_file
     assert first_file.stat().st_mtime_ns == mtime
@@ -94,7 +95,7 @@ def test_bad_file_gives_an_error_and_a_zero_row(tile_paths: list[str], tmp_path:
     bad_path = tmp_path / "broken.png"
     bad_path.write_text("not a png")
     paths = [tile_paths[0], str(bad_path), tile_paths[1]]
-    array, bad = build_cache(paths, 16, cache_dir=tmp_path / "cache", workers=2, progress=False)
+    array, bad = build_cache(paths, 16, cache_dir=tmp_path / "cache", workers=2)
     assert len(bad) == 1
     assert isinstance(bad[0], BadImageError)
     assert bad[0].path == str(bad_path)
@@ -103,7 +104,7 @@ def test_bad_file_gives_an_error_and_a_zero_row(tile_paths: list[str], tmp_path:
     np.testing.assert_array_equal(array[2], resize_square(load_rgb(tile_paths[1]), 16))
 
     # A reused cache reports the same bad file.
-    _, bad_again = build_cache(paths, 16, cache_dir=tmp_path / "cache", progress=False)
+    _, bad_again = build_cache(paths, 16, cache_dir=tmp_path / "cache")
     assert [(e.path, e.reason) for e in bad_again] == [(bad[0].path, bad[0].reason)]
 
 
@@ -132,7 +133,7 @@ def test_image_store_get_returns_rows_in_the_requested_order() -> None:
 
 
 def test_image_store_over_a_real_cache(tile_paths: list[str], tmp_path: Path) -> None:
-    array, _ = build_cache(tile_paths, 16, cache_dir=tmp_path, workers=1, progress=False)
+    array, _ = build_cache(tile_paths, 16, cache_dir=tmp_path, workers=1)
     store = ImageStore(array=array, rows=np.arange(len(tile_paths)))
     out = store.get(np.array([5, 1, 3]))
     for k, i in enumerate([5, 1, 3]):
@@ -169,9 +170,7 @@ def test_a_decompression_bomb_is_a_bad_image(tile_paths: list[str], tmp_path: Pa
     _bomb_png(bomb)
     with pytest.raises(BadImageError, match="too many pixels to decode safely"):
         load_rgb(bomb)
-    array, bad = build_cache(
-        [*tile_paths, str(bomb)], 16, cache_dir=tmp_path / "c", workers=1, progress=False
-    )
+    array, bad = build_cache([*tile_paths, str(bomb)], 16, cache_dir=tmp_path / "c", workers=1)
     assert [Path(e.path).name for e in bad] == ["bomb.png"] and not array[-1].any()
 
 
@@ -180,7 +179,7 @@ def test_a_damaged_cache_is_rebuilt_with_a_message(
     tile_paths: list[str], tmp_path: Path, damage: str
 ) -> None:
     folder = tmp_path / "c"
-    first, _ = build_cache(tile_paths, 16, cache_dir=folder, workers=1, progress=False)
+    first, _ = build_cache(tile_paths, 16, cache_dir=folder, workers=1)
     expected = np.array(first)
     npy = Path(first.filename)
     del first
@@ -198,7 +197,8 @@ def test_a_damaged_cache_is_rebuilt_with_a_message(
     else:
         (folder / f"{key}.complete.json").write_text("{}")
     messages: list[str] = []
-    array, _ = build_cache(tile_paths, 16, cache_dir=folder, workers=1, progress=False, log=messages.append)
+    with subscribed(collect(messages)):
+        array, _ = build_cache(tile_paths, 16, cache_dir=folder, workers=1)
     np.testing.assert_array_equal(array, expected)
     assert len(messages) == 1 and messages[0].startswith(f"rebuilding the image cache {key}.npy: ")
 
@@ -211,7 +211,8 @@ def test_stale_temporaries_are_removed_and_live_ones_kept(tile_paths: list[str],
     live = folder / f".abc.npy.tmp-{os.getpid()}"
     live.write_bytes(b"x")
     messages: list[str] = []
-    build_cache(tile_paths, 16, cache_dir=folder, workers=1, progress=False, log=messages.append)
+    with subscribed(collect(messages)):
+        build_cache(tile_paths, 16, cache_dir=folder, workers=1)
     assert not stale.exists() and live.exists()
     assert messages == ["removed .abc.npy.tmp-999999999, left by a build that was killed"]
 
@@ -235,7 +236,7 @@ def test_a_read_only_or_full_cache_folder_is_a_clear_error(
 
             monkeypatch.setattr(Path, "write_bytes", refuse)
         with pytest.raises(CacheError, match=r"cannot write the image cache in .*ro \(Permission denied\)"):
-            build_cache(tile_paths, 16, cache_dir=folder, workers=1, progress=False)
+            build_cache(tile_paths, 16, cache_dir=folder, workers=1)
     finally:
         folder.chmod(0o700)
     monkeypatch.undo()
@@ -245,7 +246,7 @@ def test_a_read_only_or_full_cache_folder_is_a_clear_error(
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10**9, 10**9, 100))
     with pytest.raises(CacheError, match=r"the image cache needs 0.00 GB but .* has 0.00 GB free"):
-        build_cache(tile_paths, 16, cache_dir=tmp_path / "full", workers=1, progress=False)
+        build_cache(tile_paths, 16, cache_dir=tmp_path / "full", workers=1)
     assert not list((tmp_path / "full").glob("*.npy"))
 
 
@@ -264,9 +265,9 @@ def test_a_copy_of_the_data_finds_its_caches(
     cache_dir = tmp_path / "cache"
     key, hashes = image_cache_key(paths, 16, cache_dir)
     assert image_cache_key(copied, 16, cache_dir) == (key, hashes) and all(hashes)
-    first, _ = build_cache(paths, 16, cache_dir=cache_dir, workers=1, progress=False)
+    first, _ = build_cache(paths, 16, cache_dir=cache_dir, workers=1)
     monkeypatch.setattr(cache_module, "_decode", lambda path, size: pytest.fail(f"{path} decoded again"))
-    second, _ = build_cache(copied, 16, cache_dir=cache_dir, workers=1, progress=False)
+    second, _ = build_cache(copied, 16, cache_dir=cache_dir, workers=1)
     assert Path(second.filename) == Path(first.filename) == cache_dir / f"{key}.npy"
     assert image_cache_key(copied, 32, cache_dir)[0] != key  # another size: another cache
     with open(copied[0], "ab") as handle:
@@ -296,9 +297,9 @@ def test_a_copy_of_the_data_gets_its_own_bad_image_list(
     shutil.copytree(original, copy)
     cache_dir = tmp_path / "cache"
     paths, copied = read_image_folder(original).paths, read_image_folder(copy).paths
-    _, bad = build_cache(paths, 16, cache_dir=cache_dir, workers=1, progress=False)
+    _, bad = build_cache(paths, 16, cache_dir=cache_dir, workers=1)
     assert [e.path for e in bad] == [str(original / "B" / "blank.png")]
-    _, bad = build_cache(copied, 16, cache_dir=cache_dir, workers=1, progress=False)
+    _, bad = build_cache(copied, 16, cache_dir=cache_dir, workers=1)
     assert [e.path for e in bad] == [str(copy / "B" / "blank.png")]
     assert str(original) not in bad[0].reason and str(original) not in str(bad[0])
     assert len(list(cache_dir.glob("*.npy"))) == 1  # one cache for both: the same bytes
@@ -319,14 +320,14 @@ def test_a_file_rewritten_at_the_same_size_and_time_is_seen(tmp_path: Path) -> N
         paths.append(str(path))
     cache_dir = tmp_path / "cache"
     before, _ = build_cache(paths, 8, cache_dir=cache_dir, key=image_cache_key(paths, 8, cache_dir)[0],
-                            workers=1, progress=False)  # fmt: skip
+                            workers=1)  # fmt: skip
     assert before[0, 0, 0].tolist() == [255, 0, 0]
     stat = os.stat(paths[0])
     Image.fromarray(np.full((8, 8, 3), (0, 0, 255), np.uint8)).save(paths[0], compress_level=0)
     os.utime(paths[0], ns=(stat.st_atime_ns, stat.st_mtime_ns))  # touch -r: the old time back
     assert os.stat(paths[0]).st_size == stat.st_size and os.stat(paths[0]).st_mtime_ns == stat.st_mtime_ns
     after, _ = build_cache(paths, 8, cache_dir=cache_dir, key=image_cache_key(paths, 8, cache_dir)[0],
-                           workers=1, progress=False)  # fmt: skip
+                           workers=1)  # fmt: skip
     assert after[0, 0, 0].tolist() == [0, 0, 255]
 
 
@@ -335,11 +336,12 @@ def test_a_cache_marked_complete_by_an_earlier_version_is_reused(
 ) -> None:
     """Caches written before issue 16 carry ``<key>.done.json``: still whole, not rebuilt."""
     folder = tmp_path / "c"
-    first, _ = build_cache(tile_paths, 16, cache_dir=folder, workers=1, progress=False)
+    first, _ = build_cache(tile_paths, 16, cache_dir=folder, workers=1)
     npy = Path(first.filename)
     del first
     (folder / f"{npy.stem}.complete.json").rename(folder / f"{npy.stem}.done.json")
     mtime = npy.stat().st_mtime_ns
     messages: list[str] = []
-    build_cache(tile_paths, 16, cache_dir=folder, workers=1, progress=False, log=messages.append)
+    with subscribed(collect(messages)):
+        build_cache(tile_paths, 16, cache_dir=folder, workers=1)
     assert messages == [] and npy.stat().st_mtime_ns == mtime

@@ -21,11 +21,11 @@ def test_the_ratio_is_met_and_the_cache_is_that_of_the_whole_set(
     make_image_folder: Callable[..., Path], tmp_path: Path
 ) -> None:
     root = make_image_folder(classes={"benign": 40, "tumour": 40}, size=16)
-    data = prepare_data(config(root, tmp_path, {"benign": 4, "tumour": 1}), seed=0, progress=False)
+    data = prepare_data(config(root, tmp_path, {"benign": 4, "tumour": 1}), seed=0)
     counts = np.bincount(data.catalogue.labels, minlength=2).tolist()
     assert counts == [40, 10]
     assert any("subsampled by groups to data.class_ratio: benign 40, tumour 10" in n for n in data.notes)
-    whole = prepare_data(config(root, tmp_path, {}), seed=0, progress=False)
+    whole = prepare_data(config(root, tmp_path, {}), seed=0)
     assert (
         data.store.fingerprint == whole.store.fingerprint
         and data.store.array.shape == whole.store.array.shape
@@ -33,7 +33,7 @@ def test_the_ratio_is_met_and_the_cache_is_that_of_the_whole_set(
     # the rows follow the subsample: each kept image reads its own pixels
     path_row = dict(zip(whole.catalogue.paths, whole.store.rows, strict=True))
     assert [path_row[p] for p in data.catalogue.paths] == data.store.rows.tolist()
-    other = prepare_data(config(root, tmp_path, {"benign": 4, "tumour": 1}), seed=1, progress=False)
+    other = prepare_data(config(root, tmp_path, {"benign": 4, "tumour": 1}), seed=1)
     assert other.catalogue.paths != data.catalogue.paths  # another seed, another subsample
 
 
@@ -51,7 +51,7 @@ def test_a_bad_ratio_is_one_clear_error(
 ) -> None:
     root = make_image_folder(classes={"benign": 4, "tumour": 4}, size=16)
     with pytest.raises(DataError, match=message):
-        prepare_data(config(root, tmp_path, ratio), seed=0, progress=False)
+        prepare_data(config(root, tmp_path, ratio), seed=0)
 
 
 def test_a_wanted_class_without_images_and_odd_keys_are_clear_errors(
@@ -61,7 +61,7 @@ def test_a_wanted_class_without_images_and_odd_keys_are_clear_errors(
 
     root = make_image_folder(classes={"benign": 4, "tumour": 4}, size=16)
     with pytest.raises(DataError, match="names 1, not a class of the data"):
-        prepare_data(config(root, tmp_path, {1: 2, "benign": 1}), seed=0, progress=False)
+        prepare_data(config(root, tmp_path, {1: 2, "benign": 1}), seed=0)
     # a class of ratio 0 goes, also from a group that another class's images keep
     labels, groups = np.array([0, 0, 1, 1]), np.array([0, 0, 0, 1])
     keep = subsample_classes(labels, groups, np.array([1.0, 0.0]), seed=0)

@@ -52,8 +52,7 @@ def test_byte_identical_files_never_straddle_splits_whatever_groups_say(make_ima
     for seed in range(5):
         data = prepare_data(
             DataConfig(path=str(root), groups=str(tmp_path / "groups.csv"), image_size=16,
-                       cache_dir=str(tmp_path / "c"), val_fraction=0.2, test_fraction=0.3), seed, False
-        )  # fmt: skip
+                       cache_dir=str(tmp_path / "c"), val_fraction=0.2, test_fraction=0.3), seed)  # fmt: skip
         names = [Path(p).name for p in data.catalogue.paths]
         copies = [
             data.split[names.index(n)]
@@ -68,7 +67,7 @@ def test_byte_identical_files_never_straddle_splits_whatever_groups_say(make_ima
 
 def test_a_class_missing_from_the_test_split_is_warned_about(make_image_folder, tmp_path: Path):
     root = make_image_folder(classes={"A": 6, "B": 6, "rare": 1})
-    data = prepare_data(DataConfig(path=str(root), image_size=16, cache_dir=str(tmp_path / "c")), 0, False)
+    data = prepare_data(DataConfig(path=str(root), image_size=16, cache_dir=str(tmp_path / "c")), 0)
     warnings = [n for n in data.notes if n.startswith("warning:")]
     assert any("class(es) rare have no image in the" in w for w in warnings)
     assert any(

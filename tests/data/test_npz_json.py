@@ -32,7 +32,7 @@ def test_npz_catalogue_addresses_every_image_and_decodes_through_the_cache(tmp_p
     assert len(catalogue) == 16 and catalogue.class_names == ["0", "1", "2"]
     assert catalogue.labels.tolist() == [k % 3 for k in range(12)] + [0, 1, 2, 1]
     data = prepare_data(
-        DataConfig(path=str(tmp_path / "mydata.npz"), image_size=28, cache_dir=str(tmp_path / "c")), 0, False
+        DataConfig(path=str(tmp_path / "mydata.npz"), image_size=28, cache_dir=str(tmp_path / "c")), 0
     )
     np.testing.assert_array_equal(data.store.get(np.array([3]))[0], arrays["train_images"][3])
     grey = data.store.get(np.array([13]))[0]

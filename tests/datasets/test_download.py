@@ -30,6 +30,7 @@ from unisal.datasets import (
 )
 from unisal.datasets.download import fetch
 from unisal.datasets.specs import DATASETS
+from unisal.events import collect, subscribed
 from unisal.io import folder_marker, remove_stale_temporaries
 
 
@@ -128,31 +129,23 @@ def spec_for(
     )
 
 
-def quiet(_: str) -> None:
-    pass
-
-
 def test_download_extracts_a_whole_data_set_that_reads_and_verifies(server: Server, tmp_path: Path):
     spec = spec_for(server, tiles_zip())
     assert dataset_status(spec, tmp_path) == "not downloaded"
-    path = download_dataset(spec, tmp_path, progress=False, log=quiet)
+    path = download_dataset(spec, tmp_path)
     assert path == tmp_path / "tiny" / "tiles" and folder_marker(tmp_path / "tiny").is_file()
     catalogue = load_catalogue(path)
     assert catalogue.class_names == ["ADI", "TUM"] and len(catalogue) == 6
     assert dataset_status(spec, tmp_path) == "ready"
-    assert "6 images" in verify_dataset(spec, tmp_path, progress=False)
+    assert "6 images" in verify_dataset(spec, tmp_path)
     assert not (tmp_path / ".downloads" / "tiles.zip").exists()  # the archive is not kept by default
     requests = len(server.ranges)
-    assert download_dataset(spec, tmp_path, progress=False, log=quiet) == path  # already there
+    assert download_dataset(spec, tmp_path) == path  # already there
     assert len(server.ranges) == requests
     # a data set downloaded before issue 16 carries the record under its old name: still ready
     folder_marker(tmp_path / "tiny").rename(tmp_path / "tiny" / ".unisal-complete.json")
-    assert dataset_status(spec, tmp_path) == "ready" and "6 images" in verify_dataset(
-        spec, tmp_path, progress=False
-    )
-    assert (
-        download_dataset(spec, tmp_path, progress=False, log=quiet) == path and len(server.ranges) == requests
-    )
+    assert dataset_status(spec, tmp_path) == "ready" and "6 images" in verify_dataset(spec, tmp_path)
+    assert download_dataset(spec, tmp_path) == path and len(server.ranges) == requests
 
 
 def test_a_dropped_connection_resumes_with_a_range_request(server: Server, tmp_path: Path):
@@ -160,7 +153,8 @@ def test_a_dropped_connection_resumes_with_a_range_request(server: Server, tmp_p
     spec = spec_for(server, body)
     server.drop_once.add("/tiles.zip")
     messages: list[str] = []
-    download_dataset(spec, tmp_path, progress=False, log=messages.append)
+    with subscribed(collect(messages)):
+        download_dataset(spec, tmp_path)
     assert server.ranges[0] is None and server.ranges[1] == f"bytes={len(body) // 2}-"
     assert any("resuming" in m for m in messages)
     assert len(load_catalogue(tmp_path / "tiny" / "tiles")) == 80
@@ -173,7 +167,7 @@ def test_a_partial_file_from_a_killed_process_is_continued(server: Server, tmp_p
     part.parent.mkdir(parents=True)
     part.write_bytes(body[:1000])
     assert dataset_status(spec, tmp_path) == "incomplete"
-    download_dataset(spec, tmp_path, progress=False, log=quiet)
+    download_dataset(spec, tmp_path)
     assert server.ranges == ["bytes=1000-"]
     assert dataset_status(spec, tmp_path) == "ready"
 
@@ -185,14 +179,14 @@ def test_a_server_that_ignores_ranges_restarts_the_file(server: Server, tmp_path
     part = tmp_path / ".downloads" / "tiles.zip.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(b"garbage that is not the start of the file")
-    download_dataset(spec, tmp_path, progress=False, log=quiet)
+    download_dataset(spec, tmp_path)
     assert len(load_catalogue(tmp_path / "tiny" / "tiles")) == 10
 
 
 def test_a_wrong_checksum_leaves_nothing_behind(server: Server, tmp_path: Path):
     spec = spec_for(server, tiles_zip(), checksum="0" * 32)
     with pytest.raises(DownloadError, match="checksum mismatch for tiles.zip: expected MD5 0{32}"):
-        download_dataset(spec, tmp_path, progress=False, log=quiet)
+        download_dataset(spec, tmp_path)
     assert not (tmp_path / "tiny").exists()
     assert list((tmp_path / ".downloads").iterdir()) == []
     assert dataset_status(spec, tmp_path) == "not downloaded"
@@ -203,7 +197,7 @@ def test_a_corrupt_archive_is_an_error_and_never_looks_complete(server: Server, 
     corrupt = body[: len(body) // 2] + b"\0" * 100  # a published checksum of a broken archive
     spec = spec_for(server, corrupt)
     with pytest.raises(DownloadError, match="tiles.zip is not a valid zip archive"):
-        download_dataset(spec, tmp_path, progress=False, log=quiet)
+        download_dataset(spec, tmp_path)
     assert not (tmp_path / "tiny").exists()
     assert not list(tmp_path.glob(".tiny.tmp-*"))
     assert dataset_status(spec, tmp_path) == "incomplete"  # the archive is kept for inspection
@@ -215,13 +209,13 @@ def test_an_archive_member_outside_the_target_is_refused(server: Server, tmp_pat
         zf.writestr("../../escape.png", png((1, 2, 3)))
     spec = spec_for(server, buffer.getvalue())
     with pytest.raises(DownloadError, match="outside the target folder"):
-        download_dataset(spec, tmp_path, progress=False, log=quiet)
+        download_dataset(spec, tmp_path)
     assert not (tmp_path.parent / "escape.png").exists() and not (tmp_path / "tiny").exists()
 
 
 def test_http_errors_and_unreachable_servers_are_one_line_errors(server: Server, tmp_path: Path):
     with pytest.raises(DownloadError, match="HTTP 404"):
-        fetch(server.url("/missing.zip"), tmp_path / "x.zip", md5=None, progress=False, log=quiet)
+        fetch(server.url("/missing.zip"), tmp_path / "x.zip", md5=None)
     with pytest.raises(DownloadError, match="run the command again to resume"):
         fetch(
             "http://127.0.0.1:9/x.zip",
@@ -229,19 +223,17 @@ def test_http_errors_and_unreachable_servers_are_one_line_errors(server: Server,
             md5=None,
             retries=1,
             timeout=2,
-            progress=False,
-            log=quiet,
         )
 
 
 def test_verify_notices_a_missing_image_and_an_incomplete_folder(server: Server, tmp_path: Path):
     spec = spec_for(server, tiles_zip())
     with pytest.raises(DownloadError, match="is not complete"):
-        verify_dataset(spec, tmp_path, progress=False)
-    download_dataset(spec, tmp_path, progress=False, log=quiet)
+        verify_dataset(spec, tmp_path)
+    download_dataset(spec, tmp_path)
     (tmp_path / "tiny" / "tiles" / "TUM" / "TUM_0.png").unlink()
     with pytest.raises(DownloadError, match="holds 5 images, not the 6 published"):
-        verify_dataset(spec, tmp_path, progress=False)
+        verify_dataset(spec, tmp_path)
 
 
 def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path):
@@ -274,8 +266,8 @@ def test_an_npz_data_set_downloads_reads_and_verifies(server: Server, tmp_path: 
         data="pathmnist.npz",
         n_images=11,
     )
-    path = download_dataset(spec, tmp_path, progress=False, log=quiet)
-    assert "11 images" in verify_dataset(spec, tmp_path, progress=False)
+    path = download_dataset(spec, tmp_path)
+    assert "11 images" in verify_dataset(spec, tmp_path)
     catalogue = load_catalogue(path)
     assert len(catalogue) == 11 and catalogue.class_names[:2] == ["adipose", "background"]  # PathMNIST names
     assert catalogue.relative(7) == "pathmnist.npz::val/1" and catalogue.labels[7] == 1
@@ -283,7 +275,7 @@ def test_an_npz_data_set_downloads_reads_and_verifies(server: Server, tmp_path: 
         np.testing.assert_array_equal(load_rgb(catalogue.paths[7]), npz["val_images"][1])
     (tmp_path / "pathmnist-test" / "pathmnist.npz").write_bytes(body[:-10] + b"0123456789")
     with pytest.raises(DownloadError, match="not the published"):
-        verify_dataset(spec, tmp_path, progress=False)
+        verify_dataset(spec, tmp_path)
 
 
 def test_the_cli_downloads_lists_and_verifies(server: Server, tmp_path: Path):

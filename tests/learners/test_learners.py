@@ -62,7 +62,7 @@ def tiny(learner: str, tmp_path: Path, **learner_values: object) -> RunConfig:
 
 def prepared(learner: str, tmp_path: Path, **learner_values: object) -> tuple[Learner, PreparedData]:
     data = colour_data(tmp_path)
-    model = create_learner(tiny(learner, tmp_path, **learner_values), N_CLASSES, CPU, progress=False)
+    model = create_learner(tiny(learner, tmp_path, **learner_values), N_CLASSES, CPU)
     model.prepare(data)
     return model, data
 
@@ -95,7 +95,7 @@ def test_both_learners_are_registered() -> None:
 
 def test_constructors_do_no_io(tmp_path: Path) -> None:
     cfg = tiny("frozen", tmp_path)
-    create_learner(cfg, N_CLASSES, CPU, progress=False)
+    create_learner(cfg, N_CLASSES, CPU)
     assert not (tmp_path / "cache").exists()
 
 
@@ -119,7 +119,7 @@ def test_learner_contract(name: str, tmp_path: Path) -> None:
     metrics, matrix = model.evaluate(np.arange(36, 48), data.catalogue.labels[36:48])
     assert matrix.sum() == 12 and metrics["accuracy"] >= 0.9
 
-    restored = create_learner(tiny(name, tmp_path), N_CLASSES, CPU, progress=False)
+    restored = create_learner(tiny(name, tmp_path), N_CLASSES, CPU)
     restored.prepare(data)
     restored.load_state_dict(model.state_dict())
     np.testing.assert_allclose(restored.predict(idx).logits, preds.logits, rtol=1e-6, atol=1e-6)
@@ -219,7 +219,7 @@ def test_a_checkpoint_of_another_learner_is_refused(tmp_path: Path) -> None:
 
 
 def test_predicting_before_training_is_an_error(tmp_path: Path) -> None:
-    model = create_learner(tiny("frozen", tmp_path), N_CLASSES, CPU, progress=False)
+    model = create_learner(tiny("frozen", tmp_path), N_CLASSES, CPU)
     with pytest.raises(RuntimeError, match="prepare"):
         _ = model.inputs
     model.prepare(colour_data(tmp_path))

@@ -20,7 +20,7 @@ def learner(tmp_path: Path, *, train: dict | None = None, guard: str = "off"):
     cfg = tiny("frozen", tmp_path, guard=guard)
     for key, value in (train or {}).items():
         setattr(cfg.train, key, value)
-    model = create_learner(cfg, N_CLASSES, CPU, progress=False)
+    model = create_learner(cfg, N_CLASSES, CPU)
     data = colour_data(tmp_path)
     model.prepare(data)
     return model, data
@@ -86,7 +86,7 @@ def test_the_guard_records_its_verdict_and_keeps_both_sets_of_heads(tmp_path: Pa
     chosen = "supervised" if result.guard["guard_fallback"] else "cotrain"
     assert model.nets is model.alternatives[chosen]
     # the supervised heads are exactly those of the supervised learner with the same seeds
-    supervised = create_learner(tiny("frozen", tmp_path, mode="supervised"), N_CLASSES, CPU, progress=False)
+    supervised = create_learner(tiny("frozen", tmp_path, mode="supervised"), N_CLASSES, CPU)
     supervised.prepare(data)
     fit(supervised, data)
     mine = torch.cat([p.flatten() for net in model.alternatives["supervised"] for p in net.parameters()])
@@ -146,7 +146,7 @@ def test_every_fit_may_fill_its_batch_from_all_training_images(
     labelled + unlabelled images, as before issue 15: with few labels a batch repeats them."""
     limits = record_keyword(monkeypatch, learner_base, "fit", "batch_limit")
     cfg = tiny("frozen", tmp_path, mode=mode, guard=guard, networks=2)
-    model = create_learner(cfg, N_CLASSES, CPU, progress=False)
+    model = create_learner(cfg, N_CLASSES, CPU)
     data = colour_data(tmp_path)
     model.prepare(data)
     fit(model, data)

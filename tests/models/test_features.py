@@ -17,6 +17,7 @@ from unisal.config import ModelConfig
 from unisal.data.cache import ImageStore, build_cache, cache_key
 from unisal.data.views import normalise, to_float
 from unisal.errors import RunError
+from unisal.events import collect, subscribed
 from unisal.models import features as features_module
 from unisal.models.backbones import create_backbone, normalisation
 from unisal.models.features import (
@@ -47,8 +48,6 @@ def build(store: ImageStore, tmp_path: Path, spec: ViewSpec = D8, **kwargs: obje
         spec=spec,
         device=CPU,
         cache_dir=tmp_path,
-        progress=False,
-        log=lambda _: None,
         **kwargs,
     )
 
@@ -118,18 +117,18 @@ def test_auto_engine_keeps_pytorch_for_a_few_views_and_on_failure(monkeypatch: p
 
     backbone = create_backbone("test_resnet", pretrained=False).eval()
     said: list[str] = []
-    few = inference.backbone_forward(
-        backbone, engine="auto", device=CPU, image_size=32, n_views=80, log=said.append
-    )
+    with subscribed(collect(said)):
+        few = inference.backbone_forward(backbone, engine="auto", device=CPU, image_size=32, n_views=80)
     assert few[1] == "torch" and not said  # converting would cost more than it saves
 
     def cannot(*args: object) -> None:
         raise RuntimeError("unsupported operation Foo")
 
     monkeypatch.setattr(inference, "openvino_forward", cannot)
-    forward, used = inference.backbone_forward(
-        backbone, engine="auto", device=CPU, image_size=32, n_views=10**6, log=said.append
-    )
+    with subscribed(collect(said)):
+        forward, used = inference.backbone_forward(
+            backbone, engine="auto", device=CPU, image_size=32, n_views=10**6
+        )
     assert used == "torch" and "OpenVINO cannot run this backbone (unsupported operation Foo)" in said[0]
     assert forward(torch.zeros(2, 3, 32, 32)).shape[0] == 2
     with pytest.raises(RunError, match="OpenVINO cannot run this backbone"):
@@ -181,7 +180,7 @@ def test_a_changed_file_or_image_size_builds_a_new_cache(tmp_path: Path, make_im
 
     def features_of(size: int) -> FeatureStore:
         key = cache_key(paths, size)
-        array, _ = build_cache(paths, size, cache_dir=tmp_path / "images", progress=False, key=key)
+        array, _ = build_cache(paths, size, cache_dir=tmp_path / "images", key=key)
         store = ImageStore(array, np.arange(len(paths)), fingerprint=key)
         return build(store, tmp_path / "features", spec=ViewSpec("identity"))
 

@@ -102,7 +102,7 @@ def reference_fit(
             step += 1
         record = {"epoch": float(epoch)} | {k: v / steps_per_epoch for k, v in sums.items()}
         if len(idx_val) and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-            preds = predict(nets, inputs, idx_val, torch.device("cpu"), cfg.eval_batch_size, progress=False)
+            preds = predict(nets, inputs, idx_val, torch.device("cpu"), cfg.eval_batch_size)
             acc = float((preds.mean_logits().argmax(1) == np.asarray(y_val)).mean())
             record["val_accuracy"] = acc
             if acc > best["acc"]:

@@ -61,7 +61,6 @@ def test_cotraining_learns_selects_on_validation_and_logs_every_loss() -> None:
         CFG,
         torch.device("cpu"),
         seed=0,
-        progress=False,
     )
     assert result.steps == CFG.epochs * CFG.steps_per_epoch
     assert [int(r["epoch"]) for r in result.history] == [1, 2, 3]
@@ -88,7 +87,6 @@ def test_same_seed_same_result_on_cpu() -> None:
             CFG,
             torch.device("cpu"),
             seed=5,
-            progress=False,
         )
         runs.append(torch.cat([p.detach().flatten() for p in two[0].parameters()]))
     assert torch.equal(runs[0], runs[1])
@@ -109,7 +107,6 @@ def test_supervised_mode_uses_one_network_and_no_unlabelled_terms() -> None:
         CFG,
         torch.device("cpu"),
         seed=0,
-        progress=False,
     )
     n_classes = len(set(labels.tolist()))  # plus the labelled batches' class shares (diagnostics)
     assert set(result.history[0]) == {"epoch", "ce", "val_accuracy", *(f"lb_{c}" for c in range(n_classes))}
@@ -131,7 +128,6 @@ def test_without_validation_the_last_epoch_is_kept() -> None:
         CFG,
         torch.device("cpu"),
         seed=0,
-        progress=False,
     )
     assert result.best_val_accuracy is None and result.best_epoch == CFG.epochs
 
@@ -151,7 +147,6 @@ def test_no_labels_is_refused() -> None:
             CFG,
             torch.device("cpu"),
             seed=0,
-            progress=False,
         )
 
 
@@ -175,7 +170,6 @@ def test_finetune_path_is_unchanged(name: str) -> None:
         CFG,
         torch.device("cpu"),
         seed=5,
-        progress=False,
     )
     torch.manual_seed(11)
     best_epoch, history = reference_fit(
@@ -184,7 +178,5 @@ def test_finetune_path_is_unchanged(name: str) -> None:
     assert result.best_epoch == best_epoch
     # the reference's columns, equal; the diagnostics logged since are extra columns
     assert [{k: r[k] for k in ref} for r, ref in zip(result.history, history, strict=True)] == history
-    logits = [
-        predict(n, inputs, np.arange(6), torch.device("cpu"), progress=False).logits for n in (ours, theirs)
-    ]
+    logits = [predict(n, inputs, np.arange(6), torch.device("cpu")).logits for n in (ours, theirs)]
     np.testing.assert_array_equal(logits[0], logits[1])

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import pickle
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from unisal.config import RunConfig
 from unisal.data.cache import ImageStore, build_cache, image_cache_key
 from unisal.data.prepare import PreparedData
 from unisal.data.splits import TRAIN
+from unisal.events import message
 from unisal.io import atomic_path, check_output_file, write_csv_atomic
 from unisal.learners import Learner, create_learner
 from unisal.models.features import ViewSpec, prediction_views, shared_crops, view_features
@@ -73,23 +73,20 @@ def latest_model(folder: str | Path) -> tuple[RunConfig, list[str], dict[str, An
     return cfg, list(state["class_names"]), state, int(record["id"])
 
 
-def _prepared(images: str | Path, cfg: RunConfig, *, progress: bool) -> PreparedData:
+def _prepared(images: str | Path, cfg: RunConfig) -> PreparedData:
     catalogue = read_images(images, "unlabelled")
     key, _ = image_cache_key(catalogue.paths, cfg.data.image_size, cfg.data.cache_dir)
-    array, bad = build_cache(
-        catalogue.paths, cfg.data.image_size, cfg.data.cache_dir, progress=progress, key=key
-    )
+    array, bad = build_cache(catalogue.paths, cfg.data.image_size, cfg.data.cache_dir, key=key)
     if bad:
         raise ProjectError(f"{len(bad)} image(s) cannot be read, e.g. {bad[0].path}: {bad[0].reason}")
     split = np.full(len(catalogue), TRAIN)
     return PreparedData(catalogue, ImageStore(array, np.arange(len(catalogue)), fingerprint=key), split, [])
 
 
-def _learner(cfg: RunConfig, class_names: list[str], state: dict[str, Any], data: PreparedData, progress: bool,
-             log: Callable[[str], Any]) -> Learner:  # fmt: skip
+def _learner(cfg: RunConfig, class_names: list[str], state: dict[str, Any], data: PreparedData) -> Learner:
     from unisal.device import resolve_device
 
-    learner = create_learner(cfg, len(class_names), resolve_device(cfg.device), progress=progress, log=log)
+    learner = create_learner(cfg, len(class_names), resolve_device(cfg.device))
     learner.prepare(data)
     learner.load_state_dict(state)
     return learner
@@ -99,9 +96,6 @@ def predict_folder(
     folder: str | Path,
     images: str | Path,
     out: str | Path,
-    *,
-    progress: bool = False,
-    log: Callable[[str], Any] = print,
 ) -> int:
     """Write ``out`` CSV: path, predicted class, confidence, whether the networks agree, and the
     probability of every class. Returns the number of images. ``out`` may not replace the
@@ -110,8 +104,8 @@ def predict_folder(
     protected.setdefault(Path(images), "the --images folder")
     check_output_file(out, protected=protected)  # before loading a model or predicting
     cfg, class_names, state, round_id = latest_model(folder)
-    data = _prepared(images, cfg, progress=progress)
-    learner = _learner(cfg, class_names, state, data, progress, log)
+    data = _prepared(images, cfg)
+    learner = _learner(cfg, class_names, state, data)
     preds = learner.predict(np.arange(len(data.catalogue)))
     probs = preds.probs()
     mean = probs.mean(axis=0)
@@ -130,7 +124,7 @@ def predict_folder(
     write_csv_atomic(
         out, ["path", "label", "confidence", "networks_agree", *(f"p_{c}" for c in class_names)], rows
     )
-    log(f"round {round_id}'s model: {len(cat)} images predicted")
+    message(f"round {round_id}'s model: {len(cat)} images predicted")
     return len(cat)
 
 
@@ -197,7 +191,7 @@ class ExportedClassifier(nn.Module):
         return torch.stack(probs).mean(0)
 
 
-def export_model(folder: str | Path, out: str | Path, *, log: Callable[[str], Any] = print) -> dict[str, Any]:
+def export_model(folder: str | Path, out: str | Path) -> dict[str, Any]:
     """Export the latest model with ``torch.export`` into one file at ``out`` (any batch size and
     image size: the images are resized inside); returns its embedded info."""
     # before loading the model and tracing it
@@ -208,7 +202,7 @@ def export_model(folder: str | Path, out: str | Path, *, log: Callable[[str], An
     first = store.images()[0]
     image_root = Path(store.settings()["image_root"])
     data = _prepared_single(image_root / first["path"], cfg)
-    learner = _learner(cfg, class_names, state, data, False, log)
+    learner = _learner(cfg, class_names, state, data)
     module = ExportedClassifier(learner, cfg).eval()
     example = torch.rand(2, 3, cfg.data.image_size, cfg.data.image_size)
     dynamic = {
@@ -244,5 +238,5 @@ def _prepared_single(path: Path, cfg: RunConfig) -> PreparedData:
 
     catalogue = Catalogue([str(path)], np.array([-1]), np.array([0]), [], str(path.parent))
     key, _ = image_cache_key(catalogue.paths, cfg.data.image_size, cfg.data.cache_dir)
-    array, _ = build_cache(catalogue.paths, cfg.data.image_size, cfg.data.cache_dir, progress=False, key=key)
+    array, _ = build_cache(catalogue.paths, cfg.data.image_size, cfg.data.cache_dir, key=key)
     return PreparedData(catalogue, ImageStore(array, np.arange(1), fingerprint=key), np.array([TRAIN]), [])

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,7 +79,7 @@ def run_config(settings: ProjectSettings, image_root: str) -> RunConfig:
     return resolve_config(settings.preset, values)
 
 
-def project_data(store: ProjectStore, cfg: RunConfig, *, progress: bool) -> tuple[PreparedData, np.ndarray]:
+def project_data(store: ProjectStore, cfg: RunConfig) -> tuple[PreparedData, np.ndarray]:
     """The project's images as a simulation sees them: pool images are ``train``, the labelled
     hold-out ``test``; labels as they are now (-1 where none). Also each catalogue index's
     image id (N,)."""
@@ -100,7 +99,7 @@ def project_data(store: ProjectStore, cfg: RunConfig, *, progress: bool) -> tupl
         root=str(root),
     )
     key, _ = image_cache_key(paths, cfg.data.image_size, cfg.data.cache_dir)
-    array, bad = build_cache(paths, cfg.data.image_size, cfg.data.cache_dir, progress=progress, key=key)
+    array, bad = build_cache(paths, cfg.data.image_size, cfg.data.cache_dir, key=key)
     if bad:
         raise ProjectError(f"{len(bad)} project image(s) cannot be read, e.g. {bad[0].path}: {bad[0].reason}")
     split = np.asarray([TEST if r["split"] == "test" else TRAIN for r in rows])
@@ -108,10 +107,9 @@ def project_data(store: ProjectStore, cfg: RunConfig, *, progress: bool) -> tupl
     return PreparedData(catalogue, ImageStore(array, np.arange(len(paths)), fingerprint=key), split, []), ids
 
 
-def run_round(
-    folder: str | Path, *, progress: bool = False, log: Callable[[str], Any] = print
-) -> dict[str, Any]:
-    """Train, measure and queue the next batch; returns the round's record."""
+def run_round(folder: str | Path) -> dict[str, Any]:
+    """Train, measure and queue the next batch; returns the round's record. Progress and
+    messages go out as events (:mod:`unisal.events`)."""
     from unisal.device import resolve_device
     from unisal.loop import check_run_settings, make_strategy
 
@@ -125,9 +123,7 @@ def run_round(
         store.fail_running_rounds()  # with the lock held, none is really running
         check_images(store)
         round_id = store.start_round(asdict(settings))
-        return _run_round(
-            store, folder, round_id, settings, cfg, strategy, device, progress=progress, log=log
-        )
+        return _run_round(store, folder, round_id, settings, cfg, strategy, device)
 
 
 def stop_file(folder: Path, round_id: int) -> Path:
@@ -226,9 +222,6 @@ def _run_round(
     cfg: RunConfig,
     strategy: Any,
     device: Any,
-    *,
-    progress: bool,
-    log: Callable[[str], Any],
 ) -> dict[str, Any]:
     """The work of round ``round_id`` (started, lock held); records its outcome."""
     from unisal.learners import create_learner
@@ -236,7 +229,7 @@ def _run_round(
 
     start = time.perf_counter()
     try:
-        data, image_ids = project_data(store, cfg, progress=progress)
+        data, image_ids = project_data(store, cfg)
         cat = data.catalogue
         labelled = np.flatnonzero((data.split == TRAIN) & (cat.labels >= 0))
         pool = np.flatnonzero((data.split == TRAIN) & (cat.labels < 0))
@@ -258,7 +251,7 @@ def _run_round(
                 for i in pool[positions]
             ]
         else:
-            learner = create_learner(cfg, len(cat.class_names), device, progress=progress, log=log)
+            learner = create_learner(cfg, len(cat.class_names), device)
             learner.prepare(data)
 
             def fit(train_idx: np.ndarray, part: int) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from unisal.app.store import HeldOutError, LabelResult, ProjectError, ProjectSto
 from unisal.data.catalogue import UnknownClassError
 from unisal.data.images import NPZ_SEPARATOR, BadImageError, load_rgb
 from unisal.errors import ListenError
+from unisal.events import Event, Progress, subscribed
 
 TOKEN_HEADER = "X-Unisal-Token"
 BROWSER_FORMATS = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
@@ -321,12 +322,34 @@ def static_text(name: str) -> str:
 
 
 class RoundRunner:
-    """Runs ``run_round`` in one background thread at a time; remembers the last error."""
+    """Runs ``run_round`` in one background thread at a time; remembers the last error and, while
+    the round runs, where it stands (its events, :mod:`unisal.events`: the innermost open task)."""
 
     def __init__(self, folder: Path):
         self.folder = folder
         self.thread: threading.Thread | None = None
         self.last_error: str | None = None
+        self._tasks: dict[int, Progress] = {}  # the round's open tasks, oldest first
+        self._lock = threading.Lock()
+
+    def observe(self, event: Event) -> None:
+        """The round thread's subscriber."""
+        if not isinstance(event, Progress):
+            return
+        with self._lock:
+            if event.stage == "end":
+                self._tasks.pop(event.task, None)
+            else:
+                self._tasks[event.task] = event
+
+    @property
+    def progress(self) -> dict[str, Any] | None:
+        """``{"task", "done", "total", "unit"}`` of the innermost task of the running round, or None."""
+        with self._lock:
+            if not self.running or not self._tasks:
+                return None
+            last = next(reversed(self._tasks.values()))
+        return {"task": last.name, "done": last.done, "total": last.total, "unit": last.unit}
 
     @property
     def running(self) -> bool:
@@ -336,12 +359,15 @@ class RoundRunner:
         if self.running:
             return False
         self.last_error = None
+        with self._lock:
+            self._tasks.clear()
 
         def work() -> None:
             from unisal.app.rounds import run_round
 
             try:
-                run_round(self.folder, progress=False, log=lambda _: None)
+                with subscribed(self.observe):
+                    run_round(self.folder)
             except BaseException as error:  # noqa: BLE001 - recorded in the database and shown in the app
                 self.last_error = f"{type(error).__name__}: {error}"
 
@@ -410,6 +436,7 @@ def create_app(folder: str | Path, token: str, *, hosts: Iterable[str]) -> Guard
                 for r in rounds
             ],
             "round_running": runner.running or any(r["status"] == "running" for r in rounds),
+            "round_progress": runner.progress,
             "last_error": runner.last_error,
         }
 

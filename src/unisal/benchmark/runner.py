@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from unisal.config import ConfigError, RunConfig, to_dict
 from unisal.data.prepare import PreparedData, prepare_data
 from unisal.device import resolve_device
 from unisal.errors import RunError
+from unisal.events import message
 from unisal.io import check_creatable, write_csv_atomic, write_json_atomic, write_text_atomic
 from unisal.learners import create_learner
 from unisal.loop import ActiveLearningRun, changed_settings, check_run_settings
@@ -107,13 +107,16 @@ def _duration(seconds: float) -> str:
 
 
 class Benchmark:
-    """Runs a :class:`BenchmarkPlan`; nothing is written to ``out`` before every check passed."""
+    """Runs a :class:`BenchmarkPlan`; nothing is written to ``out`` before every check passed.
 
-    def __init__(self, plan: BenchmarkPlan, *, progress: bool = False, log: Callable[[str], Any] = print):
+    It reports through events (:mod:`unisal.events`): a message after every run (``[k/N] ...``,
+    with the time left), the runs' own messages (their per-round lines under the topic
+    ``round``) and the progress of every task (the caches' as ``long`` tasks).
+    """
+
+    def __init__(self, plan: BenchmarkPlan):
         self.plan = plan
         self.runs = plan.configs()
-        self.progress = progress
-        self.log = log
         self.device = resolve_device(plan.base.device)
         self.spent: list[float] = []
 
@@ -167,20 +170,14 @@ class Benchmark:
         if self._done(cfg):
             return
         resume = RunFolder(cfg.out).holds_run()
-        ActiveLearningRun(cfg, resume=resume, progress=self.progress, log=self._quiet_log).run(data)
-
-    def _quiet_log(self, line: str) -> None:
-        if not line.startswith("round "):
-            self.log(line)
+        ActiveLearningRun(cfg, resume=resume).run(data)
 
     def _reference(self, seed: int, data: PreparedData) -> None:
         path = reference_folder(self.plan.out, seed) / "metrics.json"
         if path.is_file():
             return
         cfg = self.plan.reference_config(seed)
-        learner = create_learner(
-            cfg, len(data.catalogue.class_names), self.device, progress=self.progress, log=self._quiet_log
-        )
+        learner = create_learner(cfg, len(data.catalogue.class_names), self.device)
         learner.prepare(data)
         labels = data.catalogue.labels
         result = learner.fit(
@@ -248,7 +245,7 @@ class Benchmark:
         """Run (or resume) everything; returns the path of summary.md."""
         plan = self.plan
         self.check_folder()
-        configure_threads(plan.base.threads, self.log)
+        configure_threads(plan.base.threads)
         total = len(self.runs) + (len(plan.seeds) if plan.reference else 0)
         left = [(a, s, c) for a, s, c in self.runs if not self._done(c)]
         refs_left = [
@@ -257,7 +254,7 @@ class Benchmark:
             if plan.reference and not (reference_folder(plan.out, s) / "metrics.json").is_file()
         ]
         done = total - len(left) - len(refs_left)
-        self.log(
+        message(
             f"benchmark: {len(plan.arms)} arms x {len(plan.seeds)} seeds = {len(self.runs)} runs"
             + (f" + {len(plan.seeds)} full-supervision references" if plan.reference else "")
             + (f"; {done} already done" if done else "")
@@ -267,9 +264,9 @@ class Benchmark:
             todo = [(a, c) for a, s, c in left if s == seed]
             if not todo and seed not in refs_left:
                 continue
-            data = prepare_data(plan.base.data, seed, self.progress)
+            data = prepare_data(plan.base.data, seed)
             for note in data.notes:
-                self.log(f"seed {seed}: {note}")
+                message(f"seed {seed}: {note}")
             if not written:  # the data are readable: now the folder may be written
                 self.write_settings()
                 written = True
@@ -300,7 +297,7 @@ class Benchmark:
                 last = results[-1]
                 detail = f": {last['n_labeled']} labels, accuracy {last['accuracy']:.4f}"
         eta = float(np.mean(self.spent)) * (total - done)
-        self.log(f"[{done}/{total}] {what}{detail} ({_duration(seconds)}; about {_duration(eta)} left)")
+        message(f"[{done}/{total}] {what}{detail} ({_duration(seconds)}; about {_duration(eta)} left)")
 
 
 def _validation(cfg: RunConfig) -> str:

@@ -17,6 +17,7 @@ from unisal.cli.options import (
     resolve_config,
     score_views_option,
 )
+from unisal.cli.reporting import reporting
 from unisal.errors import UnisalError
 
 
@@ -124,7 +125,9 @@ def benchmark(
             params=parse_params(params, scoped=True),
             command=command_line(click.get_current_context()),
         )
-        summary = Benchmark(plan, progress=show_progress, log=click.echo).run()
+        # the caches' bars always, the runs' own bars with --progress; no per-round lines
+        with reporting(steps=show_progress, topics={"general"}):
+            summary = Benchmark(plan).run()
     except UnisalError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"done: {summary}, {Path(out) / 'curves.png'}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from unisal.cli.reporting import reporting
 from unisal.errors import UnisalError
 
 ROOT_HELP = "Where data sets live (default: $UNISAL_DATA, else ~/.cache/unisal/datasets)."
@@ -37,7 +38,8 @@ def download(name: str, root: str | None, keep_archive: bool, quiet: bool) -> No
 
     try:
         spec = get_dataset(name)
-        path = download_dataset(spec, root, keep_archive=keep_archive, progress=not quiet, log=click.echo)
+        with reporting(bars=not quiet):
+            path = download_dataset(spec, root, keep_archive=keep_archive)
     except UnisalError as error:
         raise click.ClickException(str(error)) from error
     click.echo(
@@ -54,6 +56,8 @@ def verify(name: str, root: str | None, quiet: bool) -> None:
     from unisal.datasets import get_dataset, verify_dataset
 
     try:
-        click.echo(verify_dataset(get_dataset(name), root, progress=not quiet))
+        with reporting(bars=not quiet):
+            report = verify_dataset(get_dataset(name), root)
+        click.echo(report)
     except UnisalError as error:
         raise click.ClickException(str(error)) from error

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from unisal.cli.options import data_options, feature_options, preset_option, resolve_config
+from unisal.cli.reporting import reporting
 from unisal.errors import UnisalError
 
 
@@ -36,19 +37,18 @@ def features(config_file: str | None, preset: str | None, quiet: bool, **flags: 
         cfg = resolve_config(config_file, preset, flags)
         learner_class("frozen").check(cfg)
         device = resolve_device(cfg.device)
-        configure_threads(cfg.threads, click.echo)
-        data = prepare_data(cfg.data, cfg.seed, progress=not quiet)
-        store = build_feature_cache(
-            data.store,
-            cfg.model,
-            spec=ViewSpec.from_config(cfg.features),
-            device=device,
-            cache_dir=cfg.data.cache_dir,
-            batch_size=cfg.features.batch_size,
-            engine=cfg.features.engine,
-            progress=not quiet,
-            log=click.echo,
-        )
+        with reporting(bars=not quiet):
+            configure_threads(cfg.threads)
+            data = prepare_data(cfg.data, cfg.seed)
+            store = build_feature_cache(
+                data.store,
+                cfg.model,
+                spec=ViewSpec.from_config(cfg.features),
+                device=device,
+                cache_dir=cfg.data.cache_dir,
+                batch_size=cfg.features.batch_size,
+                engine=cfg.features.engine,
+            )
     except UnisalError as error:
         raise click.ClickException(str(error)) from error
     info = store.info

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from unisal.cli.reporting import reporting
 from unisal.errors import UnisalError
 
 
@@ -19,7 +20,8 @@ def predict(folder: str, images: str, out: str, show_progress: bool) -> None:
     from unisal.app.export import predict_folder
 
     try:
-        n = predict_folder(folder, images, out, progress=show_progress, log=click.echo)
+        with reporting(steps=show_progress):
+            n = predict_folder(folder, images, out)
     except UnisalError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"{n} predictions written to {out}")
@@ -38,7 +40,8 @@ def export_model(folder: str, out: str) -> None:
     from unisal.app.export import export_model as export
 
     try:
-        info = export(folder, out, log=click.echo)
+        with reporting():
+            info = export(folder, out)
     except UnisalError as error:
         raise click.ClickException(str(error)) from error
     click.echo(

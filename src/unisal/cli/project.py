@@ -12,6 +12,7 @@ from types import FrameType
 import click
 
 from unisal.cli.options import RegistryChoice, names_of, preset_option, strategy_option
+from unisal.cli.reporting import reporting
 from unisal.errors import UnisalError
 
 
@@ -235,8 +236,8 @@ def round_(folder: str, show_progress: bool) -> None:
     from unisal.app.rounds import failure_reason, guard_message, run_round, stop_message
 
     try:
-        with sigterm_as_interrupt():
-            record = run_round(folder, progress=show_progress, log=click.echo)
+        with sigterm_as_interrupt(), reporting(steps=show_progress):
+            record = run_round(folder)
     except UnisalError as error:
         raise click.ClickException(str(error)) from error
     except KeyboardInterrupt as stop:

@@ -17,6 +17,7 @@ from unisal.cli.options import (
     resolve_config,
     strategy_option,
 )
+from unisal.cli.reporting import reporting
 from unisal.errors import UnisalError
 
 
@@ -52,7 +53,8 @@ def simulate(
     try:
         cfg = resolve_config(config_file, preset, flags)
         cfg.query.params.update(parse_params(params, scoped=False))
-        results = ActiveLearningRun(cfg, resume=resume, progress=not quiet, log=click.echo).run()
+        with reporting(bars=not quiet):
+            results = ActiveLearningRun(cfg, resume=resume).run()
     except UnisalError as error:
         raise click.ClickException(str(error)) from error
     last = results[-1]

@@ -14,6 +14,7 @@ from unisal.cli.options import (
     overrides_from_flags,
     score_views_option,
 )
+from unisal.cli.reporting import reporting
 from unisal.errors import UnisalError
 
 
@@ -53,9 +54,8 @@ def supervised(run_dir: str, labels: str, round_: int | None, out: str, quiet: b
     from unisal.reference import train_supervised_reference
 
     try:
-        result = train_supervised_reference(
-            run_dir, labels, round_, out, overrides_from_flags(flags), progress=not quiet, log=click.echo
-        )
+        with reporting(bars=not quiet):
+            result = train_supervised_reference(run_dir, labels, round_, out, overrides_from_flags(flags))
     except UnisalError as error:
         raise click.ClickException(str(error)) from error
     click.echo(

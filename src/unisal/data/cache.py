@@ -7,18 +7,16 @@ import hashlib
 import json
 import os
 import shutil
-import sys
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from unisal.data.images import NPZ_SEPARATOR, BadImageError, load_rgb, resize_square
 from unisal.errors import CacheError, RunError
+from unisal.events import message, track
 from unisal.io import atomic_path, check_creatable, file_marker, remove_stale_temporaries, write_json_atomic
 
 
@@ -197,9 +195,7 @@ def build_cache(
     size: int,
     cache_dir: str | Path | None = None,
     workers: int = 4,
-    progress: bool = True,
     key: str | None = None,
-    log: Callable[[str], Any] = lambda line: print(line, file=sys.stderr),
 ) -> tuple[np.ndarray, list[BadImageError]]:
     """Decode ``paths`` to (N, size, size, 3) uint8 on disk, or reuse an identical earlier cache.
 
@@ -233,10 +229,10 @@ def build_cache(
         opened = _open_cache(target, bad_file, done_file, paths, shape)
         if not isinstance(opened, str):
             return opened
-        log(f"rebuilding the image cache {target.name}: {opened}")
+        message(f"rebuilding the image cache {target.name}: {opened}")
     _writable_folder(folder)
     for stale in remove_stale_temporaries(folder):
-        log(f"removed {stale.name}, left by a build that was killed")
+        message(f"removed {stale.name}, left by a build that was killed")
     done_file = file_marker(target)
     for old in (done_file, legacy_done, bad_file):
         old.unlink(missing_ok=True)
@@ -248,7 +244,7 @@ def build_cache(
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 results = pool.map(lambda p: _decode(p, size), paths, chunksize=32)
                 for i, result in enumerate(
-                    tqdm(results, total=len(paths), desc=f"decoding images to {size}px", disable=not progress)
+                    track(results, f"decoding images to {size}px", total=len(paths), unit="img", long=True)
                 ):
                     if isinstance(result, BadImageError):
                         bad.append((i, result))

@@ -56,11 +56,11 @@ class PreparedData:
         return self.indices(TEST)
 
 
-def prepare_data(cfg: DataConfig, seed: int, progress: bool = True) -> PreparedData:
+def prepare_data(cfg: DataConfig, seed: int) -> PreparedData:
     """Read the catalogue, decode it into the cache, drop or refuse bad files, split by group."""
     catalogue = load_catalogue(cfg.path, cfg.format, cfg.groups)
     key, hashes = image_cache_key(catalogue.paths, cfg.image_size, cfg.cache_dir)
-    array, bad = build_cache(catalogue.paths, cfg.image_size, cfg.cache_dir, progress=progress, key=key)
+    array, bad = build_cache(catalogue.paths, cfg.image_size, cfg.cache_dir, key=key)
     rows = np.arange(len(catalogue))
     if bad:
         if not cfg.skip_bad_images:

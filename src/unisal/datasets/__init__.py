@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from unisal.data.images import is_image_file
 from unisal.datasets.download import (
@@ -21,6 +19,7 @@ from unisal.datasets.download import (
     file_digest,
 )
 from unisal.datasets.specs import DatasetSpec, RemoteFile, dataset_names, get_dataset, register_dataset
+from unisal.events import message
 from unisal.io import folder_marker, make_folder, remove_stale_temporaries, write_json_atomic
 
 __all__ = [
@@ -74,8 +73,6 @@ def download_dataset(
     root: str | Path | None = None,
     *,
     keep_archive: bool = False,
-    progress: bool = True,
-    log: Callable[[str], Any] = print,
 ) -> Path:
     """Fetch, check and extract ``spec``; returns the path for ``--data``. Idempotent and resumable."""
     if spec.manual:
@@ -84,18 +81,18 @@ def download_dataset(
     folder = dataset_dir(spec, root)
     remove_stale_temporaries(home)
     if completion_record(folder).is_file():
-        log(f"{spec.name} is already in {folder}")
+        message(f"{spec.name} is already in {folder}")
         return data_path(spec, root)
     downloads = home / ".downloads"
     records = []
     for remote in spec.files:
         archive = downloads / remote.filename
         if not archive.is_file():  # a file under its final name has passed its checksum
-            fetch(remote.url, archive, md5=remote.md5, size=remote.size, progress=progress, log=log)
+            fetch(remote.url, archive, md5=remote.md5, size=remote.size)
         records.append({"file": remote.filename, "md5": remote.md5, "url": remote.url})
     record = {"name": spec.name, "files": records, "n_images": spec.n_images}
     if all(r.extract for r in spec.files) and len(spec.files) == 1:
-        extract_zip(downloads / spec.files[0].filename, folder, record=record, progress=progress)
+        extract_zip(downloads / spec.files[0].filename, folder, record=record)
     else:  # files used as they are (e.g. .npz): move them in, then mark the folder complete
         folder.mkdir(parents=True, exist_ok=True)
         for remote in spec.files:
@@ -104,7 +101,7 @@ def download_dataset(
     if not keep_archive:
         for remote in spec.files:
             (downloads / remote.filename).unlink(missing_ok=True)
-    log(f"{spec.name}: ready in {folder}; use --data {data_path(spec, root)}")
+    message(f"{spec.name}: ready in {folder}; use --data {data_path(spec, root)}")
     return data_path(spec, root)
 
 
@@ -118,7 +115,7 @@ def count_images(path: Path) -> int:
     return sum(1 for p in path.rglob("*") if p.is_file() and is_image_file(p))
 
 
-def verify_dataset(spec: DatasetSpec, root: str | Path | None = None, *, progress: bool = True) -> str:
+def verify_dataset(spec: DatasetSpec, root: str | Path | None = None) -> str:
     """Check a downloaded data set: completion record, image count, checksums of files kept.
 
     Returns:
@@ -137,7 +134,7 @@ def verify_dataset(spec: DatasetSpec, root: str | Path | None = None, *, progres
     for remote in spec.files:
         kept = folder / remote.filename if not remote.extract else None
         if kept is not None and kept.is_file():
-            got = file_digest(kept, "md5", progress)
+            got = file_digest(kept, "md5")
             if got != remote.md5:
                 raise DownloadError(
                     f"{kept} has MD5 {got}, not the published {remote.md5}; download it again"

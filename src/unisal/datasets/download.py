@@ -18,13 +18,11 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from unisal.errors import DownloadError
+from unisal.events import Task, message, track
 from unisal.io import folder_marker
 
 LEGACY_COMPLETE = ".unisal-complete.json"  # the record's name before issue 16: still read
@@ -40,23 +38,20 @@ def completion_record(folder: str | Path) -> Path:
 CHUNK = 1 << 20
 
 
-def file_digest(path: str | Path, algorithm: str = "md5", progress: bool = False) -> str:
+def file_digest(path: str | Path, algorithm: str = "md5") -> str:
     """Hex digest of a file, read in 1 MiB chunks."""
     path = Path(path)
     digest = hashlib.new(algorithm)
-    with (
-        path.open("rb") as handle,
-        byte_bar(path.stat().st_size, f"checking {path.name}", progress) as bar,
-    ):
+    with path.open("rb") as handle, byte_task(path.stat().st_size, f"checking {path.name}") as task:
         for block in iter(lambda: handle.read(CHUNK), b""):
             digest.update(block)
-            bar.update(len(block))
+            task.advance(len(block))
     return digest.hexdigest()
 
 
-def byte_bar(total: int | None, desc: str, progress: bool, initial: int = 0) -> tqdm:
-    """A progress bar counting bytes."""
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=desc, disable=not progress)
+def byte_task(total: int | None, name: str, done: int = 0) -> Task:
+    """A long task counting bytes."""
+    return Task(name, total, unit="B", done=done, long=True)
 
 
 def _open(url: str, start: int, timeout: float) -> Any:
@@ -74,8 +69,6 @@ def fetch(
     size: int | None = None,
     retries: int = 5,
     timeout: float = 60.0,
-    progress: bool = True,
-    log: Callable[[str], Any] = print,
 ) -> Path:
     """Download ``url`` to ``target`` (resuming ``target.part``), then check its MD5.
 
@@ -102,11 +95,11 @@ def fetch(
                     total = start + int(length)
                 with (
                     part.open("ab" if start else "wb") as handle,
-                    byte_bar(total, f"downloading {target.name}", progress, start) as bar,
+                    byte_task(total, f"downloading {target.name}", start) as task,
                 ):
                     for block in iter(lambda: response.read(CHUNK), b""):
                         handle.write(block)
-                        bar.update(len(block))
+                        task.advance(len(block))
                 received = part.stat().st_size
                 if total is not None and received < total:
                     raise ConnectionError(f"connection closed after {received} of {total} bytes")
@@ -128,10 +121,10 @@ def fetch(
                     f"cannot download {url} ({exc}); run the command again to resume from "
                     f"{part.stat().st_size if part.is_file() else 0} bytes"
                 ) from exc
-            log(f"download interrupted ({exc}); resuming (try {tries} of {retries})")
+            message(f"download interrupted ({exc}); resuming (try {tries} of {retries})")
             time.sleep(min(2.0**tries, 30.0) * 0.1)
     if md5 is not None:
-        got = file_digest(part, "md5", progress)
+        got = file_digest(part, "md5")
         if got != md5:
             part.unlink()
             raise DownloadError(
@@ -153,9 +146,7 @@ def _safe_members(archive: zipfile.ZipFile, dest: Path) -> list[zipfile.ZipInfo]
     return members
 
 
-def extract_zip(
-    archive: str | Path, dest: str | Path, *, record: dict[str, Any], progress: bool = True
-) -> Path:
+def extract_zip(archive: str | Path, dest: str | Path, *, record: dict[str, Any]) -> Path:
     """Extract ``archive`` into ``dest`` atomically; ``dest/complete.json`` holds ``record``.
 
     Raises:
@@ -167,7 +158,7 @@ def extract_zip(
     try:
         with zipfile.ZipFile(archive) as zf:
             members = _safe_members(zf, tmp)
-            for info in tqdm(members, desc=f"extracting {archive.name}", disable=not progress):
+            for info in track(members, f"extracting {archive.name}", unit="file", long=True):
                 zf.extract(info, tmp)
         folder_marker(tmp).write_text(json.dumps(record, indent=2))
         if dest.exists():

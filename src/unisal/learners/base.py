@@ -36,8 +36,8 @@ class Learner(ABC):
         cfg: the run's settings (``learner``, ``model``, ``train`` and, for frozen, ``features``).
         n_classes: number of classes C.
         device: where networks train and predict.
-        progress: show progress bars.
-        log: where one-line messages go.
+
+    Progress and messages go out as events (:mod:`unisal.events`).
     """
 
     name: ClassVar[str] = "base"
@@ -47,15 +47,10 @@ class Learner(ABC):
         cfg: RunConfig,
         n_classes: int,
         device: torch.device,
-        *,
-        progress: bool = True,
-        log: Callable[[str], Any] = print,
     ):
         self.cfg = cfg
         self.n_classes = n_classes
         self.device = device
-        self.progress = progress
-        self.log = log
         self.nets: list[UniSALNet] = []
         self._inputs: NetworkInputs | None = None
         self.class_names: list[str] | None = None  # for the guard's reasons; set by prepare
@@ -183,7 +178,6 @@ class Learner(ABC):
             self.cfg.train,
             self.device,
             seed=seed,
-            progress=self.progress,
             batch_limit=batch_limit,
         )
         return nets, result
@@ -207,9 +201,7 @@ class Learner(ABC):
         return guard_verdict(cot[:n], sup[:n], cot[n:], sup[n:], np.asarray(y_lb), names)
 
     def _predict_with(self, nets: list[UniSALNet], idx: np.ndarray) -> Predictions:
-        return predict(
-            nets, self.inputs, idx, self.device, self.cfg.train.eval_batch_size, False, desc="guard"
-        )
+        return predict(nets, self.inputs, idx, self.device, self.cfg.train.eval_batch_size, desc="guard")
 
     def _trained(self) -> list[UniSALNet]:
         if not self.nets:
@@ -224,7 +216,6 @@ class Learner(ABC):
             idx,
             self.device,
             self.cfg.train.eval_batch_size,
-            self.progress,
             desc=desc,
             with_features=with_features,
         )
@@ -239,7 +230,6 @@ class Learner(ABC):
             n_samples=n_samples,
             seed=seed,
             batch_size=self.cfg.train.eval_batch_size,
-            progress=self.progress,
         )
 
     def evaluate(
@@ -254,7 +244,6 @@ class Learner(ABC):
             y_true,
             self.device,
             self.cfg.train.eval_batch_size,
-            self.progress,
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -294,11 +283,8 @@ def create_learner(
     cfg: RunConfig,
     n_classes: int,
     device: torch.device,
-    *,
-    progress: bool = True,
-    log: Callable[[str], Any] = print,
 ) -> Learner:
     """The learner ``cfg.learner.name``, its settings checked (no I/O)."""
     cls = learner_class(cfg.learner.name)
     cls.check(cfg)
-    return cls(cfg, n_classes, device, progress=progress, log=log)
+    return cls(cfg, n_classes, device)

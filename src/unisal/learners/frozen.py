@@ -47,8 +47,6 @@ class FrozenLearner(Learner):
             cache_dir=self.cfg.data.cache_dir,
             batch_size=self.cfg.features.batch_size,
             engine=self.cfg.features.engine,
-            progress=self.progress,
-            log=self.log,
         )
         return FeatureInputs(self.features, self.cfg.features.score)
 

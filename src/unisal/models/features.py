@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from unisal.config import VIEW_SETS, FeatureConfig, ModelConfig
 from unisal.data.cache import ImageStore, default_cache_dir, read_rows, reserve_space, sample_checksum
 from unisal.data.views import apply_affine, normalise, to_float, weak_view_params
+from unisal.events import Task, message
 from unisal.io import folder_marker, write_json_atomic
 
 if TYPE_CHECKING:
@@ -180,13 +180,13 @@ def feature_cache_key(image_key: str, model: ModelConfig, spec: ViewSpec) -> str
 
 
 @contextmanager
-def _exclusive(lock_file: Path, log: Callable[[str], Any]) -> Iterator[None]:
+def _exclusive(lock_file: Path) -> Iterator[None]:
     """An OS lock that dies with its process: two runs never build one cache at once."""
     with lock_file.open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log(f"waiting for another process that is building the feature cache {lock_file.parent}")
+            message(f"waiting for another process that is building the feature cache {lock_file.parent}")
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -202,9 +202,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _open_complete(
-    folder: Path, key: str, rows: np.ndarray, log: Callable[[str], Any] = print
-) -> FeatureStore | None:
+def _open_complete(folder: Path, key: str, rows: np.ndarray) -> FeatureStore | None:
     """The complete, intact cache in ``folder``; None (with a message where it was damaged) when
     it is missing, foreign, truncated or its sampled rows no longer match their checksum."""
     marker = _read_json(folder_marker(folder))
@@ -213,17 +211,21 @@ def _open_complete(
     try:
         array = np.load(folder / "features.npy", mmap_mode="r")
     except (OSError, ValueError) as exc:
-        log(f"rebuilding the feature cache {folder.name}: it is damaged ({str(exc).splitlines()[0][:120]})")
+        message(
+            f"rebuilding the feature cache {folder.name}: it is damaged ({str(exc).splitlines()[0][:120]})"
+        )
         return None
     if list(array.shape) != marker.get("shape") or array.dtype != np.float16:
-        log(f"rebuilding the feature cache {folder.name}: it holds {array.shape}, not {marker.get('shape')}")
+        message(
+            f"rebuilding the feature cache {folder.name}: it holds {array.shape}, not {marker.get('shape')}"
+        )
         return None
     checksum = sample_checksum(array)
     if "sample_sha1" not in marker:  # written before checksums: record it now
         marker["sample_sha1"] = checksum
         write_json_atomic(folder_marker(folder), marker, indent=2)
     elif marker["sample_sha1"] != checksum:
-        log(f"rebuilding the feature cache {folder.name}: its content changed since it was written")
+        message(f"rebuilding the feature cache {folder.name}: its content changed since it was written")
         return None
     return FeatureStore(array, rows, marker)
 
@@ -253,8 +255,6 @@ def build_feature_cache(
     cache_dir: str | Path | None = None,
     batch_size: int = 64,
     engine: str = "auto",
-    progress: bool = True,
-    log: Callable[[str], Any] = print,
 ) -> FeatureStore:
     """Features of every view of every image in ``store``: reused when complete, else built or resumed.
 
@@ -277,8 +277,8 @@ def build_feature_cache(
     key = feature_cache_key(store.content_key(), model, spec)
     folder = (Path(cache_dir) if cache_dir else default_cache_dir()) / "features" / key
     folder.mkdir(parents=True, exist_ok=True)
-    with _exclusive(folder / ".lock", log):
-        done_store = _open_complete(folder, key, store.rows, log)
+    with _exclusive(folder / ".lock"):
+        done_store = _open_complete(folder, key, store.rows)
         if done_store is not None:
             done_store.info["reused"] = True
             return done_store
@@ -310,7 +310,7 @@ def build_feature_cache(
             write_json_atomic(progress_file, {"shape": shape, "done": 0, "seconds": 0.0})
         seconds_before = float(started["seconds"]) if started and done else 0.0
         if done:
-            log(f"resuming the feature cache at image {done} of {n_images}")
+            message(f"resuming the feature cache at image {done} of {n_images}")
         crops = crop_matrices(n_images, spec)
         start = time.perf_counter()
         forward, engine_used = backbone_forward(
@@ -319,25 +319,20 @@ def build_feature_cache(
             device=device,
             image_size=int(store.array.shape[1]),
             n_views=(n_images - done) * spec.n_views,
-            log=log,
         )
-        bar = tqdm(
-            total=n_images,
-            initial=done,
-            unit="img",
-            desc=f"features {model.backbone} {spec.describe()}",
-            disable=not progress,
+        task = Task(
+            f"features {model.backbone} {spec.describe()}", n_images, unit="img", done=done, long=True
         )
-        for begin in range(done, n_images, batch_size):
-            end = min(begin + batch_size, n_images)
-            array[begin:end] = _extract(
-                forward, store.array[begin:end], crops[begin:end], spec, mean, std, device
-            )
-            array.flush()
-            elapsed = seconds_before + time.perf_counter() - start
-            write_json_atomic(progress_file, {"shape": shape, "done": end, "seconds": elapsed})
-            bar.update(end - begin)
-        bar.close()
+        with task:
+            for begin in range(done, n_images, batch_size):
+                end = min(begin + batch_size, n_images)
+                array[begin:end] = _extract(
+                    forward, store.array[begin:end], crops[begin:end], spec, mean, std, device
+                )
+                array.flush()
+                elapsed = seconds_before + time.perf_counter() - start
+                write_json_atomic(progress_file, {"shape": shape, "done": end, "seconds": elapsed})
+                task.advance(end - begin)
         del array
         seconds = seconds_before + time.perf_counter() - start
         meta |= {

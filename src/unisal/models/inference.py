@@ -14,12 +14,12 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from unisal.errors import RunError
+from unisal.events import message
 
 # Converting and compiling a backbone for OpenVINO takes a few seconds (3.5 s for Lite0 on 2
 # cores), which it wins back after about 600 views: below this many, ``auto`` keeps PyTorch.
@@ -88,7 +88,6 @@ def backbone_forward(
     device: torch.device,
     image_size: int,
     n_views: int,
-    log: Callable[[str], Any] = print,
 ) -> tuple[Forward, str]:
     """The forward function of ``backbone`` (in eval mode) for the feature cache, and the engine used.
 
@@ -112,5 +111,5 @@ def backbone_forward(
             raise RunError(
                 f"OpenVINO cannot run this backbone ({reason}); use --feature-engine torch"
             ) from exc
-        log(f"feature extraction runs in PyTorch: OpenVINO cannot run this backbone ({reason})")
+        message(f"feature extraction runs in PyTorch: OpenVINO cannot run this backbone ({reason})")
         return torch_forward(backbone, device), "torch"

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-from tqdm import tqdm
 
+from unisal.events import track
 from unisal.models.network import UniSALNet
 from unisal.train.inputs import NetworkInputs
 
@@ -60,7 +60,6 @@ def predict(
     idx: np.ndarray,
     device: torch.device,
     batch_size: int = 128,
-    progress: bool = True,
     desc: str = "scoring",
     with_features: bool = False,
 ) -> Predictions:
@@ -74,7 +73,7 @@ def predict(
     keys = ("logits", "emb", "feat", "hidden")
     parts: dict[str, list[list[np.ndarray]]] = {key: [[] for _ in nets] for key in keys}
     use_amp = device.type == "cuda"
-    for start in tqdm(range(0, len(idx), batch_size), desc=desc, disable=not progress, leave=False):
+    for start in track(range(0, len(idx), batch_size), desc, unit="batch"):
         views = inputs.eval_views(idx[start : start + batch_size], device)
         for k, net in enumerate(nets):
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
@@ -117,7 +116,6 @@ def predict_mc_dropout(
     n_samples: int,
     seed: int,
     batch_size: int = 128,
-    progress: bool = True,
 ) -> np.ndarray:
     """Softmax outputs with dropout left on (MC dropout), every other layer in eval mode.
 
@@ -137,9 +135,7 @@ def predict_mc_dropout(
                 if isinstance(m, torch.nn.Dropout):
                     m.train()
         try:
-            for start in tqdm(
-                range(0, len(idx), batch_size), desc="MC dropout", disable=not progress, leave=False
-            ):
+            for start in track(range(0, len(idx), batch_size), "MC dropout", unit="batch"):
                 views = inputs.eval_views(idx[start : start + batch_size], device)
                 for k, net in enumerate(nets):
                     for s in range(n_samples):
@@ -184,10 +180,9 @@ def evaluate(
     y_true: np.ndarray,
     device: torch.device,
     batch_size: int = 128,
-    progress: bool = True,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Metrics and (C, C) confusion matrix of the networks' averaged logits on images ``idx`` (N,)."""
-    preds = predict(nets, inputs, idx, device, batch_size, progress, desc="testing")
+    preds = predict(nets, inputs, idx, device, batch_size, desc="testing")
     y_pred = preds.mean_logits().argmax(1)
     n_classes = int(nets[0].num_classes)
     return classification_metrics(y_true, y_pred, n_classes), confusion(y_true, y_pred, n_classes)

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from unisal.config import TrainConfig
+from unisal.events import Task
 from unisal.models.network import NetOutput, UniSALNet
 from unisal.train.evaluate import predict
 from unisal.train.inputs import NetworkInputs
@@ -237,7 +237,6 @@ def fit(
     cfg: TrainConfig,
     device: torch.device,
     seed: int,
-    progress: bool = True,
     batch_limit: int | None = None,
 ) -> FitResult:
     """Train ``nets`` in place and leave the best validation weights loaded.
@@ -287,54 +286,58 @@ def fit(
     best: dict[str, Any] = {"acc": -1.0, "epoch": 0, "states": None}
     history: list[dict[str, float]] = []
     start = time.perf_counter()
-    bar = tqdm(total=total, desc="co-training" if semi else "training", disable=not progress, leave=False)
-    step = 0
-    for epoch in range(1, cfg.epochs + 1):
-        for net in nets:
-            net.train()
-        sums: dict[str, float] = {}
-        for _ in range(steps_per_epoch):
-            for group in optimiser.param_groups:
-                group["lr"] = lr_at(step, total, cfg.lr, cfg.lr_decay_at)
-            b_lb = sampler_lb.next(bs_lb)
-            y = torch.as_tensor([label_of[i] for i in b_lb.tolist()], device=device)
-            batch = b_lb if sampler_ulb is None else np.concatenate([b_lb, sampler_ulb.next(bs_ulb)])
-            views = inputs.train_views(batch, len(nets), generator, device)
-            with autocast:
-                outs = [net(view) for net, view in zip(nets, views, strict=True)]
-                weight_pl = cfg.lambda_pl * sigmoid_rampup(step, warmup) * grow
-                taught = None
+    with Task("co-training" if semi else "training", total, unit="step") as task:
+        step = 0
+        for epoch in range(1, cfg.epochs + 1):
+            for net in nets:
+                net.train()
+            sums: dict[str, float] = {}
+            for _ in range(steps_per_epoch):
+                for group in optimiser.param_groups:
+                    group["lr"] = lr_at(step, total, cfg.lr, cfg.lr_decay_at)
+                b_lb = sampler_lb.next(bs_lb)
+                y = torch.as_tensor([label_of[i] for i in b_lb.tolist()], device=device)
+                batch = b_lb if sampler_ulb is None else np.concatenate([b_lb, sampler_ulb.next(bs_ulb)])
+                views = inputs.train_views(batch, len(nets), generator, device)
+                with autocast:
+                    outs = [net(view) for net, view in zip(nets, views, strict=True)]
+                    weight_pl = cfg.lambda_pl * sigmoid_rampup(step, warmup) * grow
+                    taught = None
+                    if teachers is not None:
+                        with torch.no_grad():
+                            taught = [
+                                t(v[len(b_lb) :]).logits.float() for t, v in zip(teachers, views, strict=True)
+                            ]
+                    loss, parts = step_loss(
+                        outs, y, cfg, weight_pl, labellers=labellers, teacher_logits=taught
+                    )
+                if not math.isfinite(parts["loss"]):
+                    raise FloatingPointError(
+                        f"training diverged at step {step} (loss {parts['loss']}); lower the lr"
+                    )
+                optimiser.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimiser)
+                scaler.update()
                 if teachers is not None:
-                    with torch.no_grad():
-                        taught = [
-                            t(v[len(b_lb) :]).logits.float() for t, v in zip(teachers, views, strict=True)
-                        ]
-                loss, parts = step_loss(outs, y, cfg, weight_pl, labellers=labellers, teacher_logits=taught)
-            if not math.isfinite(parts["loss"]):
-                raise FloatingPointError(
-                    f"training diverged at step {step} (loss {parts['loss']}); lower the lr"
-                )
-            optimiser.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimiser)
-            scaler.update()
-            if teachers is not None:
-                ema_update(teachers, nets, cfg.ema_teacher)
-            for key, value in parts.items():
-                if key != "loss":
-                    sums[key] = sums.get(key, 0.0) + value
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{parts['loss']:.3f}", refresh=False)
-        record = {"epoch": float(epoch)} | {k: v / steps_per_epoch for k, v in sums.items()}
-        if len(idx_val) and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-            preds = predict(nets, inputs, idx_val, device, cfg.eval_batch_size, progress=False)
-            acc = float((preds.mean_logits().argmax(1) == np.asarray(y_val)).mean())
-            record["val_accuracy"] = acc
-            if acc > best["acc"]:
-                best = {"acc": acc, "epoch": epoch, "states": [copy.deepcopy(n.state_dict()) for n in nets]}
-        history.append(record)
-    bar.close()
+                    ema_update(teachers, nets, cfg.ema_teacher)
+                for key, value in parts.items():
+                    if key != "loss":
+                        sums[key] = sums.get(key, 0.0) + value
+                step += 1
+                task.advance(detail=f"loss={parts['loss']:.3f}")
+            record = {"epoch": float(epoch)} | {k: v / steps_per_epoch for k, v in sums.items()}
+            if len(idx_val) and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+                preds = predict(nets, inputs, idx_val, device, cfg.eval_batch_size)
+                acc = float((preds.mean_logits().argmax(1) == np.asarray(y_val)).mean())
+                record["val_accuracy"] = acc
+                if acc > best["acc"]:
+                    best = {
+                        "acc": acc,
+                        "epoch": epoch,
+                        "states": [copy.deepcopy(n.state_dict()) for n in nets],
+                    }
+            history.append(record)
     if best["states"] is not None:
         for net, state in zip(nets, best["states"], strict=True):
             net.load_state_dict(state)

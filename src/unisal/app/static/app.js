@@ -104,7 +104,9 @@ async function refresh() {
     last.stopped_changing ? "the model has stopped changing: more labels of this kind are unlikely to change it much" : "",
     last.guard_fallback ? `the co-trained model looked degenerate (${last.guard_reason}): the last round uses the supervised one` : "",
   ].filter(Boolean);
-  $("round-status").textContent = state.round_running ? "training…" : (state.last_error || notes.join(" · "));
+  const p = state.round_progress;
+  const where = p ? ` ${p.task}${p.total ? ` ${p.done}/${p.total}` : ""}` : "";
+  $("round-status").textContent = state.round_running ? `training…${where}` : (state.last_error || notes.join(" · "));
   return state;
 }
 
