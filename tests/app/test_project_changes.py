@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 from unisal.app.project import check_images, file_stamp, init_project, open_project, sha256_of
 from unisal.app.rounds import ProjectSettings, run_round
-from unisal.app.store import _SCHEMA_V1, SCHEMA_VERSION, ProjectError, ProjectStore
+from unisal.app.schema import _SCHEMA_V1, SCHEMA_VERSION
+from unisal.app.store import ProjectError, ProjectStore
 from unisal.cli.main import cli
 
 CLASSES = ["red", "green", "blue"]
