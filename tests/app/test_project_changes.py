@@ -62,7 +62,7 @@ def test_only_files_whose_size_or_mtime_differ_are_hashed_again(
     os.utime(touched, ns=(1_000_000_000, 1_000_000_000))  # new mtime, same bytes
     hashed: list[str] = []
 
-    import unisal.app.project as project_module
+    import unisal.app.files as project_module
 
     def counting(path: str | Path) -> tuple[str, int]:
         hashed.append(Path(path).name)

@@ -111,7 +111,7 @@ def test_unreadable_and_empty_images_are_one_error_listing_them(
     locked = tiles / "green" / "green_2.png"
     locked.chmod(0)
     if os.access(locked, os.R_OK):  # root reads a mode-0 file: refuse it as the OS would
-        import unisal.app.project as project_module
+        import unisal.app.files as project_module
 
         real = project_module.sha256_of
 

@@ -1,0 +1,153 @@
+"""The files of a project: where its own files are (never to be overwritten), and the state of
+each image on disk (content hash, size, modification time) that ``check_images`` compares."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from unisal.app.store import DB_NAME, ROUND_LOCK_NAME, ProjectStore
+from unisal.data.images import NPZ_SEPARATOR, npz_member
+
+SHOWN = 5  # offenders named in an error message
+
+
+def project_db(folder: str | Path) -> Path:
+    return Path(folder) / DB_NAME
+
+
+def protected_outputs(folder: str | Path, store: ProjectStore) -> dict[Path, str]:
+    """What an output file of a project command must never replace (file or folder -> what it
+    is): the project's database with its journal files, its round lock and checkpoints, and its
+    image folder (which holds every image)."""
+    folder = Path(folder)
+    db = project_db(folder)
+    out: dict[Path, str] = {
+        Path(f"{db}{extra}"): "the project's database" for extra in ("", "-wal", "-shm", "-journal")
+    }
+    out[folder / ROUND_LOCK_NAME] = "the project's round lock"
+    out[folder / "rounds"] = "the project's rounds folder"
+    out[Path(store.settings()["image_root"])] = "the project's image folder"
+    return out
+
+
+# ---- reading and hashing the images
+def sha256_of(path: str | Path) -> tuple[str, int]:
+    """Content hash and size of a file."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def file_on_disk(path: str) -> str:
+    """The file that holds an image: itself, or the .npz file of an image inside one."""
+    return path.partition(NPZ_SEPARATOR)[0]
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What a project knows of an image's bytes: hash, size (of the array for an image inside
+    an .npz) and the :func:`file_stamp` of the file that holds it."""
+
+    sha256: str
+    size: int
+    stamp: int
+
+
+def file_stamp(st: os.stat_result) -> int:
+    """One signed 64-bit number that changes whenever the file may have changed: modification
+    time, status-change time and inode (kept in the images table's ``mtime_ns`` column).
+
+    The modification time alone is not enough: ``cp other.png a.png; touch -r orig a.png``
+    puts it back. The status-change time cannot be set back by a user, and a file replaced by a
+    rename has another inode; either makes the check hash the file again.
+    """
+    digest = hashlib.blake2b(f"{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+NOT_REGULAR = "not a regular file"  # a FIFO, device or socket: reading one may wait for ever
+
+
+def _why_unreadable(error: OSError) -> str:
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    if isinstance(error, FileNotFoundError):
+        return "file not found"
+    if isinstance(error, IsADirectoryError):
+        return "a folder, not a file"
+    return error.strerror or str(error) or type(error).__name__
+
+
+def file_state(path: str) -> FileState | str:
+    """The state of an image file, or why it cannot be read (permission, I/O error, empty file)."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return "a folder, not a file" if stat.S_ISDIR(st.st_mode) else NOT_REGULAR
+        sha256, size = sha256_of(path)
+    except OSError as error:
+        return _why_unreadable(error)
+    if size == 0:
+        return "empty file"
+    return FileState(sha256, size, file_stamp(st))
+
+
+def _npz_states(file: str, members: list[str]) -> list[FileState | str]:
+    """The states of images inside one .npz file, each ``<split>_images`` array read once, from
+    the file as it is now (not a cached copy: the check is for changes)."""
+    try:
+        st = os.stat(file)
+        if not stat.S_ISREG(st.st_mode):
+            return [NOT_REGULAR] * len(members)
+        stamp = file_stamp(st)
+        with np.load(file) as npz:
+            arrays: dict[str, np.ndarray] = {}
+            out: list[FileState | str] = []
+            for path in members:
+                _, key, index = npz_member(path)
+                if key not in arrays:
+                    arrays[key] = np.asarray(npz[key]) if key in npz.files else np.empty((0,))
+                if not 0 <= index < len(arrays[key]):
+                    out.append(f"no image {index} in {key}")
+                    continue
+                array = np.ascontiguousarray(arrays[key][index])
+                digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+                digest.update(array.tobytes())
+                out.append(FileState(digest.hexdigest(), int(array.nbytes), stamp))
+            return out
+    except OSError as error:
+        return [_why_unreadable(error)] * len(members)
+    except ValueError as error:  # not an .npz file (any more)
+        return [f"not a readable .npz file: {error}"] * len(members)
+
+
+def file_states(paths: list[str], *, workers: int = 4) -> list[FileState | str]:
+    """:func:`file_state` of every image (N,), images inside an .npz file included."""
+    out: list[FileState | str] = ["" for _ in paths]
+    plain = [i for i, p in enumerate(paths) if NPZ_SEPARATOR not in p]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for i, state in zip(plain, pool.map(file_state, [paths[i] for i in plain]), strict=True):
+            out[i] = state
+    by_file: dict[str, list[int]] = {}
+    for i, p in enumerate(paths):
+        if NPZ_SEPARATOR in p:
+            by_file.setdefault(file_on_disk(p), []).append(i)
+    for file, members in by_file.items():
+        for i, state in zip(members, _npz_states(file, [paths[i] for i in members]), strict=True):
+            out[i] = state
+    return out
+
+
+def examples(items: list[str]) -> str:
+    return ", ".join(items[:SHOWN])
