@@ -1,7 +1,7 @@
 """``unisal serve``: the labelling web app (FastAPI), over one project folder.
 
 Every API call needs the project's access token (header ``X-Unisal-Token``, or ``?token=``
-for images): without it the answer is 401. Before any route, :class:`Guard` answers 400 to a
+for images): without it the answer is 401. Before any route, :class:`~unisal.app.security.Guard` answers 400 to a
 request whose ``Host`` is not one the server was started on (DNS rebinding) and 413 to a body
 over ``MAX_BODY`` bytes (before it is read whole), and puts ``SECURITY_HEADERS`` (a strict
 Content-Security-Policy: no inline script or style) on every response. Images are served by id
@@ -17,20 +17,14 @@ one is refused (409) until it ends.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import errno
 import io
-import json
-import os
-import re
 import secrets
 import socket
 import threading
-import unicodedata
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable
 from importlib import resources
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -38,283 +32,25 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from PIL import Image as PILImage
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
-from pydantic_core import PydanticCustomError
 
-from unisal.app.project import IMPORTER, open_project
+from unisal.app.project import open_project
+from unisal.app.requests import BatchBody, LabelBody, ResolveBody, SkipBody, Who, short_errors
+from unisal.app.security import (
+    BODY_TIMEOUT,
+    BROWSER_FORMATS,
+    MAX_ID,
+    TOKEN_HEADER,
+    Guard,
+    allowed_hosts,
+    served_path,
+)
 from unisal.app.store import HeldOutError, LabelResult, ProjectError, ProjectStore, QueueItem
 from unisal.data.catalogue import UnknownClassError
 from unisal.data.images import NPZ_SEPARATOR, BadImageError, load_rgb
 from unisal.errors import ListenError
 from unisal.events import Event, Progress, subscribed
 
-TOKEN_HEADER = "X-Unisal-Token"
-BROWSER_FORMATS = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
-MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id is a 422, not an OverflowError
-MAX_BODY = 64 * 1024  # the largest API body is a label: a few hundred bytes
-# Seconds a request's whole body may take to arrive: uvicorn has no such limit (its keep-alive
-# timeout runs between requests), so a Content-Length larger than what is sent held a connection.
-BODY_TIMEOUT = 10.0
-# Names the app itself uses in the audit trail; compared after strip() and casefold().
-RESERVED_ANNOTATORS = (IMPORTER, "reviewer")
-RESERVED_MESSAGE = f"this name is reserved ({', '.join(RESERVED_ANNOTATORS)}): type your own name"
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-SECURITY_HEADERS = {
-    "content-security-policy": CSP,
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",  # the token in an image URL never leaves in a Referer
-    "x-frame-options": "DENY",  # frame-ancestors, for browsers without CSP 2
-}
-HOST_REFUSED = "this server answers only to its own address (Host header)"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-WILDCARD = ("0.0.0.0", "::", "")  # listening on every interface
-_HOST_RE = re.compile(
-    r"^(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?))(?::(?P<port>\d{1,5}))?$"
-)
-
-
-def not_reserved(name: str) -> str:
-    """``name``, unless it is a reserved one in any case or width (NFKC: ``ＩＭＰＯＲＴ`` too)."""
-    if unicodedata.normalize("NFKC", name).strip().casefold() in RESERVED_ANNOTATORS:
-        raise PydanticCustomError("reserved_name", RESERVED_MESSAGE)
-    return name
-
-
-# Stripped first: " alice" is alice, and a name of spaces is no name.
-AnnotatorName = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[\w .@-]+$"),
-    AfterValidator(not_reserved),
-]
-# Strict: a JSON true is no id (lax pydantic would read it as 1).
-RowId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
-ClassName = Annotated[str, Field(min_length=1, max_length=200)]
-
-
 T = TypeVar("T")
-
-
-class Who(BaseModel):
-    annotator: AnnotatorName
-
-
-class LabelBody(BaseModel):
-    image_id: RowId
-    label: ClassName
-    annotator: AnnotatorName
-
-
-class BatchBody(BaseModel):
-    annotator: AnnotatorName
-    count: int = Field(strict=True, ge=1, le=24)
-
-
-class ResolveBody(BaseModel):
-    disagreement_id: RowId
-    label: ClassName
-    annotator: AnnotatorName
-
-
-class SkipBody(BaseModel):
-    image_id: RowId
-    annotator: AnnotatorName
-
-
-def short_errors(errors: Sequence[Any], *, limit: int = 300) -> str:
-    """One line naming each invalid field and its problem (at most 3), never the input.
-
-    Args:
-        errors: pydantic's error dicts; only ``loc``, ``msg`` and ``type`` are read (``input``,
-            ``ctx`` and ``url`` may hold or point at what the client sent).
-    """
-    parts = []
-    for error in errors[:3]:
-        loc = [str(p)[:40] for p in error.get("loc", ())]
-        where = "body" if error.get("type") == "json_invalid" else ".".join(loc[1:]) or ".".join(loc)
-        parts.append(f"{where or 'request'}: {str(error.get('msg', 'invalid'))[:120]}")
-    return "; ".join(parts)[:limit]
-
-
-def parse_host(text: str) -> tuple[str, int | None]:
-    """``NAME[:PORT]`` or ``[IPv6][:PORT]`` -> (lower-case name, port or None).
-
-    Raises:
-        ValueError: anything else (a URL, spaces, a port outside 1-65535).
-    """
-    match = _HOST_RE.match(text.strip())
-    port = int(match["port"]) if match and match["port"] else None
-    if match is None or (port is not None and not 1 <= port <= 65535):
-        raise ValueError(f"{text!r} is not NAME[:PORT] (a host name or address, and a port 1-65535)")
-    return (match["ip6"] or match["name"]).lower(), port
-
-
-def host_values(name: str, port: int) -> set[str]:
-    """The ``Host`` header values that name ``name:port`` (IPv6 in brackets; bare on port 80)."""
-    name = name.lower().strip("[]")
-    shown = f"[{name}]" if ":" in name else name
-    return {f"{shown}:{port}"} | ({shown} if port == 80 else set())
-
-
-def machine_names() -> set[str]:
-    """This machine's host name, FQDN and the addresses they resolve to, and the address of the
-    interface that routes outward (none sent: a UDP socket's connect only picks the route)."""
-    names = {socket.gethostname(), socket.getfqdn()}
-    for name in list(names):
-        with contextlib.suppress(OSError):  # a name that does not resolve adds nothing
-            names |= {str(info[4][0]) for info in socket.getaddrinfo(name, None)}
-    for family, target in ((socket.AF_INET, "192.0.2.1"), (socket.AF_INET6, "2001:db8::1")):
-        with (
-            contextlib.suppress(OSError),
-            socket.socket(family, socket.SOCK_DGRAM) as probe,
-        ):  # no route: none
-            probe.connect((target, 9))
-            names.add(str(probe.getsockname()[0]))
-    return {n.split("%")[0] for n in names if n}  # an IPv6 scope (fe80::1%eth0) is not in a Host
-
-
-def allowed_hosts(host: str, port: int, *, extra: Iterable[str] = ()) -> set[str]:
-    """The ``Host`` values a server listening on ``host:port`` answers: ``host`` and the loopback
-    names; with a wildcard ``host`` also :func:`machine_names`; and each ``extra`` NAME[:PORT]
-    (``--allow-host``; the server's port when none is given)."""
-    names = {host, *LOOPBACK} | (machine_names() if host in WILDCARD else set())
-    out = set().union(*(host_values(name, port) for name in names if name))
-    for text in extra:
-        name, given = parse_host(text)
-        out |= host_values(name, given or port)
-    return out
-
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    """The one value of header ``name``; None when it is missing or given twice."""
-    values = [bytes(v).decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == name]
-    return values[0] if len(values) == 1 else None
-
-
-class BodyTooLarge(Exception):
-    """A streamed request body passed the limit."""
-
-
-async def read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, read chunk by chunk; None if the client went away.
-
-    Raises:
-        BodyTooLarge: at the first chunk that takes it over ``limit`` bytes (the rest is never read).
-    """
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunks.append(message.get("body", b""))
-        size += len(chunks[-1])
-        if size > limit:
-            raise BodyTooLarge
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def secured(send: Send) -> Send:
-    """``send`` that puts ``SECURITY_HEADERS`` on the response (replacing any of the same name)."""
-
-    async def send_secured(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = [
-                (k, v)
-                for k, v in message.get("headers", [])
-                if k.decode("latin-1").lower() not in SECURITY_HEADERS
-            ]
-            message["headers"] = headers + [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
-        await send(message)
-
-    return send_secured
-
-
-async def answer(send: Send, status: int, detail: str) -> None:
-    """A short JSON answer ``{"detail": detail}``."""
-    body = json.dumps({"detail": detail}, separators=(",", ":")).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-class Guard:
-    """ASGI wrapper run before any route: refuses a foreign, missing or repeated ``Host`` (400),
-    a body over ``max_body`` bytes (413: a Content-Length over it, or a streamed body as soon
-    as it passes it) and one that has not all arrived after ``body_timeout`` seconds (408), and adds ``SECURITY_HEADERS`` to every response, errors included."""
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        hosts: Iterable[str],
-        max_body: int = MAX_BODY,
-        body_timeout: float = BODY_TIMEOUT,
-    ):
-        self.app = app
-        self.hosts = frozenset(h.lower() for h in hosts)
-        self.max_body = max_body
-        self.body_timeout = body_timeout
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            return await self.app(scope, receive, send)
-        if scope["type"] != "http":
-            return  # no websockets here: the server closes the connection
-        send = secured(send)
-        host = _header(scope, b"host")
-        if host is None or host.lower() not in self.hosts:
-            return await answer(send, 400, HOST_REFUSED)
-        too_big = f"request body over {self.max_body} bytes"
-        length = _header(scope, b"content-length")
-        if length is not None and (not length.strip().isdigit() or int(length) > self.max_body):
-            return await answer(send, 413, too_big)
-        try:
-            async with asyncio.timeout(self.body_timeout):
-                body = await read_body(receive, self.max_body)
-        except BodyTooLarge:
-            return await answer(send, 413, too_big)
-        except TimeoutError:
-            return await answer(send, 408, f"request body not received within {self.body_timeout:g} s")
-        if body is None:
-            return None
-        pending = [{"type": "http.request", "body": body, "more_body": False}]
-
-        async def replay() -> Message:  # the body once, then what the client sends (a disconnect)
-            return pending.pop() if pending else await receive()
-
-        return await self.app(scope, replay, send)
-
-
-def served_path(image_root: Path, stored: str) -> Path | None:
-    """The file to send for a stored image path, or None (a tampered database, a moved file).
-
-    A stored path is the one ``project init`` wrote: relative to the image root, or absolute for
-    a file outside it (a CSV listing absolute paths). It is checked as text, read both as a POSIX
-    and a Windows path: no ``..``, and a relative one has no root and no drive. Then it may
-    resolve anywhere (a symlinked file or sub-folder): the project imported it, and rounds train
-    on it. It must name a readable regular file.
-    """
-    posix, windows = PurePosixPath(stored), PureWindowsPath(stored)
-    if not stored or ".." in posix.parts or ".." in windows.parts:
-        return None
-    if posix.is_absolute():
-        path = Path(stored)
-    elif windows.anchor:
-        return None
-    else:
-        path = image_root / stored
-    return path if path.is_file() and os.access(path, os.R_OK) else None
 
 
 def static_text(name: str) -> str:
@@ -595,3 +331,14 @@ def listen(host: str, port: int) -> socket.socket:
         raise ListenError(f"cannot listen on {where}: {reason}") from None
     sock.set_inheritable(True)
     return sock
+
+
+__all__ = [
+    "BODY_TIMEOUT",
+    "TOKEN_HEADER",
+    "RoundRunner",
+    "allowed_hosts",
+    "create_app",
+    "serve",
+    "static_text",
+]

@@ -9,7 +9,7 @@ from unisal.errors import UnisalError
 
 def _host_names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
     """Check each ``--allow-host`` NAME[:PORT] when the command line is parsed."""
-    from unisal.app.server import parse_host
+    from unisal.app.security import parse_host
 
     for value in values:
         try:
