@@ -15,407 +15,46 @@ labelled set):
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
+from unisal.benchmark.results import (
+    ALPHA,
+    COLLAPSE_GAP,
+    METRIC_NAMES,
+    METRICS,
+    OPTIONAL_METRICS,
+    RESULT_COLUMNS,
+    TARGETS,
+    Curve,
+    Results,
+    aubc,
+    collapses,
+    labels_to_reach,
+    mean_std,
+    paired_win,
+    penalty_matrix,
+    read_results,
+    seed_aubc,
+    values_at,
+)
 from unisal.benchmark.spec import FULL
-from unisal.errors import RunError
-from unisal.io import atomic_path, read_csv_rows, write_text_atomic
-from unisal.run_folder import ROUND_COLUMNS, TIMING_COLUMNS
-
-RESULT_COLUMNS = [
-    "arm", "strategy", "learner", "seed", *ROUND_COLUMNS, *TIMING_COLUMNS[1:], "n_candidates",
-    "stop_kappa", "stopped_changing", "heads_agree", "pool_share_min", "labelled_recall_min",
-    "cv_accuracy", "cv_low", "cv_high",
-    "guard_fallback", "guard_reason", "guard_kappa", "guard_share_ratio", "accuracy_cotrain", "accuracy_supervised",
-]  # fmt: skip
-METRICS = ("accuracy", "macro_f1")
-OPTIONAL_METRICS = ("balanced_accuracy",)  # in results.csv files written since issue 15
-METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "balanced_accuracy": "balanced accuracy"}
-TARGETS = (0.95, 0.98, 0.99)
-ALPHA = 0.05
-COLLAPSE_GAP = 0.10  # a training collapsed: accuracy this far below the random arm's (same seed, labels)
-
-
-@dataclass
-class Curve:
-    """One arm and seed: label counts (R,) ascending, each metric (R,), and whether the stop
-    criterion held in that round (R,) bool (all false for results without it)."""
-
-    n_labeled: np.ndarray
-    values: dict[str, np.ndarray]
-    stopped: np.ndarray | None = None
-    kappa: np.ndarray | None = None  # (R,) stop_kappa, NaN where blank (round 0, or not recorded)
-
-
-@dataclass
-class Results:
-    """``results.csv`` read back: curves by arm and seed, full supervision by seed."""
-
-    curves: dict[str, dict[int, Curve]] = field(default_factory=dict)
-    full: dict[int, dict[str, float]] = field(default_factory=dict)
-    full_n_labeled: dict[int, int] = field(default_factory=dict)
-    seconds: dict[str, dict[str, list[float]]] = field(
-        default_factory=dict
-    )  # arm -> train/select -> per round
-    metrics: tuple[str, ...] = METRICS  # those every row holds: METRICS and, where present, OPTIONAL_METRICS
-
-    @property
-    def arms(self) -> list[str]:
-        return list(self.curves)
-
-    @property
-    def seeds(self) -> list[int]:
-        return sorted({s for by_seed in self.curves.values() for s in by_seed} | set(self.full))
-
-    def budgets(self) -> list[int]:
-        return sorted(
-            {int(n) for by_seed in self.curves.values() for c in by_seed.values() for n in c.n_labeled}
-        )
-
-
-def read_results(path: str | Path) -> Results:
-    path = Path(path)
-    _, rows = read_csv_rows(path)
-    missing = {"arm", "seed", "n_labeled", *METRICS} - set(rows[0] if rows else {})
-    if not rows or missing:
-        raise RunError(
-            f"{path} holds no benchmark results" + (f" (missing {sorted(missing)})" if rows else "")
-        )
-    points: dict[str, dict[int, list[tuple[int, dict[str, float], bool, float]]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
-    metrics = METRICS + tuple(
-        m for m in OPTIONAL_METRICS if all(row.get(m) not in (None, "") for row in rows)
-    )
-    results = Results(metrics=metrics)
-    try:
-        for row in rows:
-            seed, n = int(row["seed"]), int(row["n_labeled"])
-            values = {m: float(row[m]) for m in metrics}
-            if row["arm"] == FULL:
-                results.full[seed], results.full_n_labeled[seed] = values, n
-            else:
-                kappa = float(row["stop_kappa"]) if row.get("stop_kappa") not in (None, "") else float("nan")
-                stopped = row.get("stopped_changing") in ("1", "True")
-                points[row["arm"]][seed].append((n, values, stopped, kappa))
-                timing = results.seconds.setdefault(row["arm"], {"train": [], "select": []})
-                for kind in ("train", "select"):
-                    if row.get(f"{kind}_seconds"):
-                        timing[kind].append(float(row[f"{kind}_seconds"]))
-    except ValueError as exc:
-        raise RunError(f"{path}: a row has a malformed number ({exc})") from exc
-    for arm, by_seed in points.items():
-        results.curves[arm] = {}
-        for seed, pts in sorted(by_seed.items()):
-            pts.sort(key=lambda p: p[0])
-            results.curves[arm][seed] = Curve(
-                np.array([p[0] for p in pts]),
-                {m: np.array([p[1][m] for p in pts]) for m in metrics},
-                np.array([p[2] for p in pts], bool),
-                np.array([p[3] for p in pts], np.float64),
-            )
-    return results
-
-
-# ---- statistics (pure)
-def mean_std(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one value)."""
-    x = np.asarray(values, np.float64)
-    return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0
-
-
-def aubc(n_labeled: np.ndarray, values: np.ndarray) -> float:
-    """Area under the curve (trapezoids) over the label range, divided by that range."""
-    n, y = np.asarray(n_labeled, np.float64), np.asarray(values, np.float64)
-    if len(n) == 1 or n[-1] == n[0]:
-        return float(y.mean())
-    return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(n)) / (n[-1] - n[0]))
-
-
-def labels_to_reach(n_labeled: np.ndarray, values: np.ndarray, target: float) -> int | None:
-    """First label count whose value reaches ``target``; None when the curve never does."""
-    hits = np.flatnonzero(np.asarray(values) >= target)
-    return int(np.asarray(n_labeled)[hits[0]]) if len(hits) else None
-
-
-def paired_win(a: np.ndarray, b: np.ndarray, alpha: float = ALPHA) -> bool | None:
-    """Whether ``a`` beats ``b`` (paired seeds, (S,) each): two-sided paired t-test p < alpha and a
-    higher mean. None when fewer than two pairs; identical pairs never win."""
-    if len(a) < 2:
-        return None
-    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    if np.allclose(diff, 0.0):
-        return False
-    if np.allclose(diff, diff[0]):  # no spread: the t statistic is infinite
-        return bool(diff[0] > 0)
-    p = stats.ttest_rel(a, b).pvalue
-    return bool(p < alpha and diff.mean() > 0)
-
-
-def values_at(results: Results, arm: str, n: int, metric: str) -> dict[int, float]:
-    """Seed -> value of ``arm`` at label count ``n``."""
-    out = {}
-    for seed, curve in results.curves[arm].items():
-        hit = np.flatnonzero(curve.n_labeled == n)
-        if len(hit):
-            out[seed] = float(curve.values[metric][hit[0]])
-    return out
-
-
-def penalty_matrix(results: Results, metric: str = "accuracy") -> tuple[np.ndarray, np.ndarray]:
-    """(A, A) wins of row over column, and (A, A) label counts compared, over common seeds."""
-    arms = results.arms
-    wins = np.zeros((len(arms), len(arms)), np.int64)
-    compared = np.zeros_like(wins)
-    for n in results.budgets():
-        at = {arm: values_at(results, arm, n, metric) for arm in arms}
-        for i, a in enumerate(arms):
-            for j, b in enumerate(arms):
-                seeds = sorted(set(at[a]) & set(at[b]))
-                if i == j or len(seeds) < 2:
-                    continue
-                won = paired_win(np.array([at[a][s] for s in seeds]), np.array([at[b][s] for s in seeds]))
-                compared[i, j] += 1
-                wins[i, j] += int(bool(won))
-    return wins, compared
-
-
-# ---- formatting
-def fmt(mean: float, std: float, digits: int = 3) -> str:
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def _order(results: Results, metric: str = "accuracy") -> list[str]:
-    """Arms by mean AUBC of ``metric``, best first."""
-    score = {
-        arm: np.mean([aubc(c.n_labeled, c.values[metric]) for c in by_seed.values()])
-        for arm, by_seed in results.curves.items()
-    }
-    return sorted(results.arms, key=lambda a: -score[a])
-
-
-def metric_table(results: Results, metric: str, main: str = "accuracy") -> list[str]:
-    budgets = results.budgets()
-    lines = ["| arm | " + " | ".join(str(n) for n in budgets) + " |", "|---" * (len(budgets) + 1) + "|"]
-    for arm in _order(results, main):
-        cells = []
-        for n in budgets:
-            v = list(values_at(results, arm, n, metric).values())
-            cells.append(fmt(*mean_std(v)) if v else "")
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-    if results.full:
-        v = [f[metric] for f in results.full.values()]
-        n_full = sorted(set(results.full_n_labeled.values()))
-        lines.append(
-            f"| {FULL} ({'/'.join(map(str, n_full))} labels) | {fmt(*mean_std(v))} |"
-            + " |" * (len(budgets) - 1)
-        )
-    return lines
-
-
-def aubc_table(results: Results, main: str = "accuracy") -> list[str]:
-    heads = " | ".join(f"AUBC {METRIC_NAMES[m]}" for m in results.metrics)
-    lines = [f"| arm | seeds | {heads} |", "|---" * (len(results.metrics) + 2) + "|"]
-    for arm in _order(results, main):
-        by_seed = results.curves[arm]
-        cells = [
-            fmt(*mean_std([aubc(c.n_labeled, c.values[m]) for c in by_seed.values()]), 4)
-            for m in results.metrics
-        ]
-        lines.append(f"| {arm} | {len(by_seed)} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def seed_aubc(results: Results, arm: str, metric: str) -> dict[int, float]:
-    """Seed -> AUBC of ``metric`` of ``arm``."""
-    return {seed: aubc(c.n_labeled, c.values[metric]) for seed, c in results.curves[arm].items()}
-
-
-def versus_table(results: Results, default: str, main: str = "accuracy") -> list[str]:
-    """The default arm's AUBC against every other arm's, paired over the seeds both have."""
-    lines = [
-        f"| arm | seeds | {default} minus arm, AUBC {METRIC_NAMES[main]} | paired t-test p | {default} higher in |",
-        "|---|---|---|---|---|",
-    ]
-    mine = seed_aubc(results, default, main)
-    for arm in _order(results, main):
-        if arm == default:
-            continue
-        theirs = seed_aubc(results, arm, main)
-        seeds = sorted(set(mine) & set(theirs))
-        if not seeds:
-            continue
-        diff = np.array([mine[s] - theirs[s] for s in seeds])
-        p = (
-            float(stats.ttest_rel([mine[s] for s in seeds], [theirs[s] for s in seeds]).pvalue)
-            if (len(seeds) > 1 and not np.allclose(diff, diff[0]))
-            else float("nan")
-        )
-        shown_p = "" if np.isnan(p) else f"{p:.3f}"
-        lines.append(
-            f"| {arm} | {len(seeds)} | {fmt(*mean_std(diff), 4)} | {shown_p} | {int((diff > 0).sum())}/{len(seeds)} seeds |"
-        )
-    return lines
-
-
-def collapses(results: Results, reference: str = "random") -> dict[str, list[tuple[int, int, float, float]]]:
-    """Per arm, its collapsed trainings: (seed, labels, accuracy, random's accuracy) where the arm's
-    test accuracy is more than ``COLLAPSE_GAP`` below the ``reference`` arm's at the same seed and
-    label count. Empty when the reference arm is absent."""
-    if reference not in results.curves:
-        return {}
-    out: dict[str, list[tuple[int, int, float, float]]] = {}
-    for arm in results.arms:
-        out[arm] = []
-        for seed, curve in results.curves[arm].items():
-            base = results.curves[reference].get(seed)
-            if base is None:
-                continue
-            for n, acc in zip(curve.n_labeled, curve.values["accuracy"], strict=True):
-                hit = np.flatnonzero(base.n_labeled == n)
-                if len(hit) and acc < base.values["accuracy"][hit[0]] - COLLAPSE_GAP:
-                    out[arm].append((int(seed), int(n), float(acc), float(base.values["accuracy"][hit[0]])))
-    return out
-
-
-def collapse_table(results: Results, main: str = "accuracy") -> list[str]:
-    found = collapses(results)
-    if not found:
-        return ["No `random` arm: collapses (accuracy far below random's) cannot be counted."]
-    lines = [
-        "| arm | trainings | collapsed | which (seed: labels, accuracy vs random's) |",
-        "|---|---|---|---|",
-    ]
-    for arm in _order(results, main):
-        n = sum(len(c.n_labeled) for c in results.curves[arm].values())
-        shown = "; ".join(f"{s}: {k}, {a:.3f} vs {r:.3f}" for s, k, a, r in found[arm][:6])
-        more = f"; ... {len(found[arm]) - 6} more" if len(found[arm]) > 6 else ""
-        lines.append(f"| {arm} | {n} | {len(found[arm])} | {shown}{more} |")
-    return lines
-
-
-STOP_THRESHOLDS = (0.95, 0.98, 0.99)
-
-
-def stop_sensitivity_table(results: Results, arm: str, *, window: int = 3) -> list[str]:
-    """For ``arm``, where the criterion would first hold at other kappa thresholds (same window),
-    recomputed from the recorded ``stop_kappa`` values: seeds where it held, labels then, and the
-    accuracy gaps to the run's final round and to full supervision (mean ± std)."""
-    from unisal.stopping import first_stop
-
-    lines = [
-        f"| threshold (window {window}) | fired in | labels | accuracy then | final minus then | full minus then |",
-        "|---|---|---|---|---|---|",
-    ]
-    for threshold in STOP_THRESHOLDS:
-        fired = []
-        for seed, c in results.curves[arm].items():
-            if c.kappa is None:
-                continue
-            kappas = [None if np.isnan(k) else float(k) for k in c.kappa]
-            k = first_stop(kappas, window=window, threshold=threshold)
-            if k is None:
-                continue
-            acc = c.values["accuracy"]
-            full = results.full.get(seed, {}).get("accuracy", np.nan)
-            fired.append((c.n_labeled[k], acc[k], acc[-1] - acc[k], full - acc[k]))
-        total = len(results.curves[arm])
-        if not fired:
-            lines.append(f"| {threshold} | 0/{total} |  |  |  |  |")
-            continue
-        cols = np.array(fired, np.float64)
-        cells = [fmt(*mean_std(cols[:, j]), 0 if j == 0 else 3) for j in range(4)]
-        lines.append(f"| {threshold} | {len(fired)}/{total} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def stop_table(results: Results, main: str = "accuracy") -> list[str]:
-    """Per arm, where the stop criterion first held: round, labels, accuracy then, gap to the run's
-    final accuracy and to full supervision (mean ± std over the seeds where it held)."""
-    lines = [
-        "| arm | fired in | round | labels | accuracy then | final accuracy | final minus then | full minus then |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for arm in _order(results, main):
-        fired = []
-        for seed, c in results.curves[arm].items():
-            if c.stopped is None or not c.stopped.any():
-                continue
-            k = int(np.flatnonzero(c.stopped)[0])
-            acc = c.values["accuracy"]
-            full = results.full.get(seed, {}).get("accuracy", np.nan)
-            fired.append((k, c.n_labeled[k], acc[k], acc[-1], acc[-1] - acc[k], full - acc[k]))
-        total = len(results.curves[arm])
-        if not fired:
-            lines.append(f"| {arm} | 0/{total} |  |  |  |  |  |  |")
-            continue
-        cols = np.array(fired, np.float64)
-        cells = [fmt(*mean_std(cols[:, j]), 1 if j < 2 else 3) for j in range(6)]
-        lines.append(f"| {arm} | {len(fired)}/{total} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def target_table(results: Results, main: str = "accuracy") -> list[str]:
-    heads = " | ".join(f"{round(t * 100)} % of full" for t in TARGETS)
-    lines = [f"| arm | {heads} |", "|---" * (len(TARGETS) + 1) + "|"]
-    for arm in _order(results, main):
-        cells = []
-        for t in TARGETS:
-            reached, tried = [], 0
-            for seed, curve in results.curves[arm].items():
-                if seed not in results.full:
-                    continue
-                tried += 1
-                n = labels_to_reach(curve.n_labeled, curve.values[main], t * results.full[seed][main])
-                if n is not None:
-                    reached.append(n)
-            if not tried:
-                cells.append("no reference")
-            elif not reached:
-                cells.append(f"not reached (0/{tried})")
-            else:
-                m, s = mean_std(reached)
-                cells.append(f"{m:.0f} ± {s:.0f} ({len(reached)}/{tried})")
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def penalty_table(results: Results, metric: str = "accuracy") -> list[str]:
-    arms = _order(results, metric)
-    index = {a: i for i, a in enumerate(results.arms)}
-    wins, compared = penalty_matrix(results, metric)
-    short = [f"{k + 1}" for k in range(len(arms))]
-    lines = [
-        "| row beats column | " + " | ".join(short) + " | total wins | total losses |",
-        "|---" * (len(arms) + 3) + "|",
-    ]
-    for k, a in enumerate(arms):
-        i = index[a]
-        cells = ["·" if a == b else str(wins[i, index[b]]) for b in arms]
-        lost = sum(wins[index[b], i] for b in arms)
-        lines.append(f"| {k + 1}. {a} | " + " | ".join(cells) + f" | {wins[i].sum()} | {lost} |")
-    n_max = int(compared.max()) if compared.size else 0
-    lines.append("")
-    lines.append(
-        f"Each entry counts the label counts (of {n_max}) at which the row arm's {metric} beats the "
-        f"column arm's: paired t-test over seeds, two-sided, p < {ALPHA}, higher mean."
-    )
-    return lines
-
-
-def timing_table(results: Results, main: str = "accuracy") -> list[str]:
-    lines = ["| arm | training s / round | selection s / round |", "|---|---|---|"]
-    for arm in _order(results, main):
-        timing = results.seconds.get(arm, {})
-        cells = [fmt(*mean_std(timing[k]), 2) if timing.get(k) else "" for k in ("train", "select")]
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-    return lines
+from unisal.benchmark.tables import (
+    STOP_THRESHOLDS,
+    arm_order,
+    aubc_table,
+    collapse_table,
+    fmt,
+    metric_table,
+    penalty_table,
+    stop_sensitivity_table,
+    stop_table,
+    target_table,
+    timing_table,
+    versus_table,
+)
+from unisal.io import atomic_path, write_text_atomic
 
 
 def summary_markdown(
@@ -542,7 +181,7 @@ def plot_curves(results: Results, out_stem: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    arms = _order(results)
+    arms = arm_order(results)
     others = [a for a in arms if not a.startswith("unisal") and a not in ("random", "dus_random", "cs_only")]
     fig, axes = plt.subplots(1, 2, figsize=(14, 6.2))
     for ax, metric in zip(axes, METRICS, strict=True):
@@ -609,3 +248,43 @@ def write_report(folder: str | Path, *, title: str = "Benchmark", settings: list
     write_text_atomic(folder / "summary.md", text)
     plot_curves(results, folder / "curves")
     return folder / "summary.md"
+
+
+__all__ = [
+    "ALPHA",
+    "COLLAPSE_GAP",
+    "Curve",
+    "METRICS",
+    "METRIC_NAMES",
+    "OPTIONAL_METRICS",
+    "RESULT_COLUMNS",
+    "Results",
+    "STOP_THRESHOLDS",
+    "TARGETS",
+    "arm_order",
+    "aubc",
+    "aubc_table",
+    "collapse_table",
+    "collapses",
+    "fmt",
+    "labels_to_reach",
+    "mean_std",
+    "metric_table",
+    "paired_win",
+    "penalty_matrix",
+    "penalty_table",
+    "read_results",
+    "seed_aubc",
+    "stop_sensitivity_table",
+    "stop_table",
+    "target_table",
+    "timing_table",
+    "values_at",
+    "versus_table",
+    "summary_markdown",
+    "PALETTE",
+    "arm_style",
+    "plot_curves",
+    "benchmark_choices",
+    "write_report",
+]
