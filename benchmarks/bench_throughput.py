@@ -19,7 +19,7 @@ from unisal.data.cache import ImageStore, build_cache
 from unisal.data.catalogue import load_catalogue
 from unisal.models.network import build_network
 from unisal.train.evaluate import predict
-from unisal.train.fit import fit
+from unisal.train.fit import TrainingSets, fit
 from unisal.train.inputs import ImageInputs
 
 
@@ -50,15 +50,14 @@ def main() -> None:
         rng = np.random.default_rng(0)
         idx = rng.permutation(len(catalogue))
         lb, ulb = idx[:60], idx[60:5060]
-        empty = np.array([], dtype=np.int64)
         cfg = TrainConfig(epochs=1, steps_per_epoch=args.steps, batch_size=args.batch_size)
-        fit(nets, images, lb, catalogue.labels[lb], ulb, empty, empty, cfg, device, seed=0)  # warm-up
-        result = fit(nets, images, lb, catalogue.labels[lb], ulb, empty, empty, cfg, device, seed=1)
+        fit(nets, images, TrainingSets(lb, catalogue.labels[lb], ulb), cfg, device, seed=0)  # warm-up
+        result = fit(nets, images, TrainingSets(lb, catalogue.labels[lb], ulb), cfg, device, seed=1)
         per_step = result.seconds / result.steps
         print(f"co-training (2 networks, batch {args.batch_size} = half labelled): {per_step * 1000:.0f} ms/step, "
               f"{args.batch_size / per_step:.0f} images/s per network")  # fmt: skip
         one = nets[:1]
-        result = fit(one, images, lb, catalogue.labels[lb], None, empty, empty, cfg, device, seed=1)
+        result = fit(one, images, TrainingSets(lb, catalogue.labels[lb]), cfg, device, seed=1)
         per_step = result.seconds / result.steps
         print(f"supervised (1 network, batch {args.batch_size}): {per_step * 1000:.0f} ms/step, "
               f"{args.batch_size / per_step:.0f} images/s")  # fmt: skip

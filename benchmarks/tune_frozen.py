@@ -26,7 +26,8 @@ import torch
 from unisal.config import apply_overrides, build_config
 from unisal.data.prepare import prepare_data
 from unisal.learners import create_learner
-from unisal.seeds import round_seed
+from unisal.seeds import fit_seeds, round_seed
+from unisal.train.fit import TrainingSets
 
 GRID = {
     "train.lr": [1e-3, 3e-3],
@@ -72,15 +73,8 @@ def main() -> None:
             accuracies = []
             for seed, split in data.items():
                 pool = split.idx_train
-                result = learner.fit(
-                    pool,
-                    labels[pool],
-                    idx_ulb=pool[:0],
-                    idx_val=split.idx_val,
-                    y_val=labels[split.idx_val],
-                    init_seed=round_seed(seed, 0, "init"),
-                    seed=round_seed(seed, 0, "train"),
-                )
+                sets = TrainingSets(pool, labels[pool], idx_val=split.idx_val, y_val=labels[split.idx_val])
+                result = learner.fit(sets, **fit_seeds(seed, 0))
                 accuracies.append(result.best_val_accuracy)
             row = {
                 "full_supervision_epochs": epochs,
@@ -108,15 +102,10 @@ def main() -> None:
                     np.sort(rng.choice(pool, size=args.labels, replace=False)) if mode == "cotrain" else pool
                 )
                 start = time.perf_counter()
-                result = learner.fit(
-                    idx_lb,
-                    labels[idx_lb],
-                    idx_ulb=np.setdiff1d(pool, idx_lb),
-                    idx_val=split.idx_val,
-                    y_val=labels[split.idx_val],
-                    init_seed=round_seed(seed, 0, "init"),
-                    seed=round_seed(seed, 0, "train"),
+                sets = TrainingSets(
+                    idx_lb, labels[idx_lb], np.setdiff1d(pool, idx_lb), split.idx_val, labels[split.idx_val]
                 )
+                result = learner.fit(sets, **fit_seeds(seed, 0))
                 seconds.append(time.perf_counter() - start)
                 accuracies.append(result.best_val_accuracy)
             row[mode] = {

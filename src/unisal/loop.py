@@ -31,11 +31,12 @@ from unisal.io import check_creatable
 from unisal.learners import Learner, create_learner, learner_class
 from unisal.query import QueryContext, Strategy, create_strategy, strategy_class
 from unisal.run_folder import DAMAGED, RunFolder
-from unisal.seeds import round_seed
+from unisal.seeds import fit_seeds, round_seed
 from unisal.settings import check_names
 from unisal.state import NOT_LABELLED, ALState
 from unisal.stopping import stop_set, stop_signal
 from unisal.threads import configure_threads, resumed_threads
+from unisal.train.fit import TrainingSets
 
 __all__ = ["NOT_LABELLED", "ALState", "ActiveLearningRun", "RunError", "check_run_settings"]
 
@@ -291,15 +292,8 @@ class ActiveLearningRun:
         idx_lb = state.labelled()
         idx_ulb = np.concatenate([np.setdiff1d(data.idx_train, idx_lb), data.idx_unlabelled_extra])
         estimate = self.cv_estimate(round_, idx_lb, idx_ulb)
-        result = learner.fit(
-            idx_lb,
-            labels[idx_lb],
-            idx_ulb=idx_ulb,
-            idx_val=data.idx_val,
-            y_val=labels[data.idx_val],
-            init_seed=round_seed(self.cfg.seed, round_, "init"),
-            seed=round_seed(self.cfg.seed, round_, "train"),
-        )
+        sets = TrainingSets(idx_lb, labels[idx_lb], idx_ulb, data.idx_val, labels[data.idx_val])
+        result = learner.fit(sets, **fit_seeds(self.cfg.seed, round_))
         self.folder.write_history(round_, result.history)
         metrics, matrix = learner.evaluate(data.idx_test, labels[data.idx_test])
         self.folder.write_confusion(round_, data.catalogue.class_names, matrix)
@@ -349,13 +343,7 @@ class ActiveLearningRun:
         fold_scores = []
         for part, (a, b) in enumerate(folds, start=1):
             learner.fit(
-                idx_lb[a],
-                labels[idx_lb[a]],
-                idx_ulb=idx_ulb,
-                idx_val=np.array([], np.int64),
-                y_val=np.array([], np.int64),
-                init_seed=round_seed(self.cfg.seed, round_, "init", part),
-                seed=round_seed(self.cfg.seed, round_, "train", part),
+                TrainingSets(idx_lb[a], labels[idx_lb[a]], idx_ulb), **fit_seeds(self.cfg.seed, round_, part)
             )
             fold_scores.append(fold_metrics(learner, idx_lb[b], labels[idx_lb[b]]))
         accuracy, low, high = pooled_estimate(fold_scores)

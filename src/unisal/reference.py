@@ -23,10 +23,11 @@ from unisal.events import message
 from unisal.io import check_creatable, write_json_atomic
 from unisal.learners import create_learner
 from unisal.run_folder import RunFolder
-from unisal.seeds import round_seed
+from unisal.seeds import fit_seeds
 from unisal.settings import override_config
 from unisal.state import ALState
 from unisal.threads import configure_threads, resumed_threads
+from unisal.train.fit import TrainingSets
 
 
 def _load_run(run_dir: Path, overrides: dict[str, Any]) -> tuple[RunConfig, ALState, Any]:
@@ -113,15 +114,15 @@ def train_supervised_reference(
         f"supervised reference: {len(idx_lb)} labelled images ({labels}), {cfg.learner.name} learner, "
         f"{cfg.learner.networks} network(s), {cfg.model.backbone}"
     )
-    result = learner.fit(
+    # the unlabelled images are unused in supervised mode; they bound the batch
+    sets = TrainingSets(
         idx_lb,
         cat.labels[idx_lb],
-        idx_ulb=np.setdiff1d(data.idx_train, idx_lb),  # unused in supervised mode; bounds the batch
-        idx_val=data.idx_val,
-        y_val=cat.labels[data.idx_val],
-        init_seed=round_seed(cfg.seed, round_, "init"),
-        seed=round_seed(cfg.seed, round_, "train"),
+        np.setdiff1d(data.idx_train, idx_lb),
+        data.idx_val,
+        cat.labels[data.idx_val],
     )
+    result = learner.fit(sets, **fit_seeds(cfg.seed, round_))
     metrics, matrix = learner.evaluate(data.idx_test, cat.labels[data.idx_test])
     out.mkdir(parents=True, exist_ok=True)
     summary = {

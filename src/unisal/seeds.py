@@ -16,6 +16,15 @@ _PURPOSES = {
 }
 
 
+def fit_seeds(seed: int, round_: int, part: int = 0) -> dict[str, int]:
+    """The two seeds of one fit (``Learner.fit(sets, **fit_seeds(...))``): ``init_seed`` for the
+    networks' initial weights, ``seed`` for batch order and views; ``part`` as in :func:`round_seed`."""
+    return {
+        "init_seed": round_seed(seed, round_, "init", part),
+        "seed": round_seed(seed, round_, "train", part),
+    }
+
+
 def round_seed(seed: int, round_: int, purpose: str, part: int = 0) -> int:
     """A stable 31-bit seed for one ``purpose`` (init, train, select, subset, initial, stop_set,
     subsample, cv) in one round;

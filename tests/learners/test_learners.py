@@ -16,6 +16,7 @@ from unisal.data.prepare import PreparedData
 from unisal.learners import Learner, create_learner, learner_class, learner_names, register_learner
 from unisal.learners.frozen import FrozenLearner
 from unisal.train import fit as fit_module
+from unisal.train.fit import TrainingSets
 
 N_PER_CLASS, N_CLASSES, SIZE = 16, 3, 32
 CPU = torch.device("cpu")
@@ -70,15 +71,8 @@ def prepared(learner: str, tmp_path: Path, **learner_values: object) -> tuple[Le
 def fit(model: Learner, data: PreparedData, seed: int = 0):
     labels = data.catalogue.labels
     idx_lb, idx_ulb, idx_val = np.arange(12), np.arange(12, 36), np.arange(36, 48)
-    return model.fit(
-        idx_lb,
-        labels[idx_lb],
-        idx_ulb=idx_ulb,
-        idx_val=idx_val,
-        y_val=labels[idx_val],
-        init_seed=seed,
-        seed=seed + 100,
-    )
+    sets = TrainingSets(idx_lb, labels[idx_lb], idx_ulb, idx_val, labels[idx_val])
+    return model.fit(sets, init_seed=seed, seed=seed + 100)
 
 
 def weights(model: Learner) -> torch.Tensor:

@@ -12,7 +12,7 @@ from unisal.config import ModelConfig, TrainConfig
 from unisal.data.cache import ImageStore
 from unisal.models.network import build_network
 from unisal.train.evaluate import predict
-from unisal.train.fit import fit
+from unisal.train.fit import EMPTY, TrainingSets, fit
 from unisal.train.inputs import ImageInputs
 
 
@@ -53,11 +53,7 @@ def test_cotraining_learns_selects_on_validation_and_logs_every_loss() -> None:
     result = fit(
         two,
         images(store),
-        lb,
-        labels[lb],
-        ulb,
-        val,
-        labels[val],
+        TrainingSets(lb, labels[lb], ulb, val, labels[val]),
         CFG,
         torch.device("cpu"),
         seed=0,
@@ -79,11 +75,7 @@ def test_same_seed_same_result_on_cpu() -> None:
         fit(
             two,
             images(store),
-            lb,
-            labels[lb],
-            ulb,
-            val,
-            labels[val],
+            TrainingSets(lb, labels[lb], ulb, val, labels[val]),
             CFG,
             torch.device("cpu"),
             seed=5,
@@ -99,11 +91,7 @@ def test_supervised_mode_uses_one_network_and_no_unlabelled_terms() -> None:
     result = fit(
         one,
         images(store),
-        lb,
-        labels[lb],
-        None,
-        val,
-        labels[val],
+        TrainingSets(lb, labels[lb], EMPTY, val, labels[val]),
         CFG,
         torch.device("cpu"),
         seed=0,
@@ -120,11 +108,7 @@ def test_without_validation_the_last_epoch_is_kept() -> None:
     result = fit(
         nets(2),
         images(store),
-        lb,
-        labels[lb],
-        ulb,
-        empty,
-        empty,
+        TrainingSets(lb, labels[lb], ulb, empty, empty),
         CFG,
         torch.device("cpu"),
         seed=0,
@@ -139,11 +123,7 @@ def test_no_labels_is_refused() -> None:
         fit(
             nets(1),
             images(store),
-            empty,
-            empty,
-            None,
-            empty,
-            empty,
+            TrainingSets(empty, empty, EMPTY, empty, empty),
             CFG,
             torch.device("cpu"),
             seed=0,
@@ -162,11 +142,7 @@ def test_finetune_path_is_unchanged(name: str) -> None:
     result = fit(
         ours,
         inputs,
-        lb,
-        labels[lb],
-        ulb if name == "cotrain" else None,
-        val,
-        labels[val],
+        TrainingSets(lb, labels[lb], ulb if name == "cotrain" else EMPTY, val, labels[val]),
         CFG,
         torch.device("cpu"),
         seed=5,

@@ -31,8 +31,9 @@ from unisal.data.prepare import PreparedData
 from unisal.data.splits import TEST, TRAIN
 from unisal.estimate import fold_metrics, grouped_folds, pooled_estimate, wilson_interval
 from unisal.io import save_torch_atomic
-from unisal.seeds import round_seed
+from unisal.seeds import fit_seeds, round_seed
 from unisal.settings import check_names, resolve_config
+from unisal.train.fit import TrainingSets
 
 
 @dataclass
@@ -257,15 +258,8 @@ def _run_round(
             def fit(train_idx: np.ndarray, part: int) -> dict[str, Any]:
                 """Train on ``train_idx``; the guard's verdict (unisal.guard) when it ran, else {}."""
                 assert learner is not None
-                result = learner.fit(
-                    train_idx,
-                    cat.labels[train_idx],
-                    idx_ulb=pool,
-                    idx_val=np.array([], np.int64),
-                    y_val=np.array([], np.int64),
-                    init_seed=round_seed(settings.seed, round_id, "init", part),
-                    seed=round_seed(settings.seed, round_id, "train", part),
-                )
+                sets = TrainingSets(train_idx, cat.labels[train_idx], pool)
+                result = learner.fit(sets, **fit_seeds(settings.seed, round_id, part))
                 return result.guard or {}
 
             if len(test):

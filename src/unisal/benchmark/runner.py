@@ -42,8 +42,9 @@ from unisal.io import check_creatable, write_csv_atomic, write_json_atomic, writ
 from unisal.learners import create_learner
 from unisal.loop import ActiveLearningRun, changed_settings, check_run_settings
 from unisal.run_folder import RunFolder
-from unisal.seeds import round_seed
+from unisal.seeds import fit_seeds
 from unisal.threads import configure_threads
+from unisal.train.fit import TrainingSets
 
 
 @dataclass
@@ -180,15 +181,10 @@ class Benchmark:
         learner = create_learner(cfg, len(data.catalogue.class_names), self.device)
         learner.prepare(data)
         labels = data.catalogue.labels
-        result = learner.fit(
-            data.idx_train,
-            labels[data.idx_train],
-            idx_ulb=np.array([], np.int64),
-            idx_val=data.idx_val,
-            y_val=labels[data.idx_val],
-            init_seed=round_seed(seed, 0, "init"),
-            seed=round_seed(seed, 0, "train"),
+        sets = TrainingSets(
+            data.idx_train, labels[data.idx_train], idx_val=data.idx_val, y_val=labels[data.idx_val]
         )
+        result = learner.fit(sets, **fit_seeds(seed, 0))
         metrics, _ = learner.evaluate(data.idx_test, labels[data.idx_test])
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(

@@ -25,7 +25,7 @@ from unisal.guard import POOL_SAMPLE, GuardVerdict, guard_verdict
 from unisal.models.network import UniSALNet
 from unisal.registry import Registry
 from unisal.train.evaluate import Predictions, evaluate, predict, predict_mc_dropout
-from unisal.train.fit import FitResult, fit
+from unisal.train.fit import FitResult, TrainingSets, fit
 from unisal.train.inputs import NetworkInputs
 
 
@@ -102,50 +102,36 @@ class Learner(ABC):
             raise RuntimeError(f"{type(self).__name__}.prepare(data) must run before fit or predict")
         return self._inputs
 
-    def fit(
-        self,
-        idx_lb: np.ndarray,
-        y_lb: np.ndarray,
-        *,
-        idx_ulb: np.ndarray,
-        idx_val: np.ndarray,
-        y_val: np.ndarray,
-        init_seed: int,
-        seed: int,
-    ) -> FitResult:
+    def fit(self, sets: TrainingSets, *, init_seed: int, seed: int) -> FitResult:
         """Train fresh networks (seeded by ``init_seed``) and keep the best validation weights.
 
         Args:
-            idx_lb: labelled catalogue indices (L,); ``y_lb`` their classes (L,).
-            idx_ulb: unlabelled catalogue indices (U,); ignored in supervised mode.
-            idx_val: validation indices (V,), possibly empty; ``y_val`` their classes.
+            sets: the labelled, unlabelled (ignored in supervised mode, but counted for the batch)
+                and validation images.
             init_seed: seeds the networks' initial weights.
-            seed: seeds batch order and views.
+            seed: seeds batch order and views. :func:`unisal.seeds.fit_seeds` gives both for a round.
         """
         cfg = self.cfg
         self.alternatives = {}
         # A batch may hold every training image there is, labelled or not: with fewer labels than
         # the batch, a supervised batch repeats them (each time another view), as it always has.
-        limit = len(idx_lb) + len(idx_ulb)
+        limit = sets.n_images
+        labelled = sets.labelled_only()
         supervised: list[UniSALNet] | None = None
         companion: FitResult | None = None
         if self.cotrain and (cfg.train.warm_start or cfg.learner.guard != "off"):
             # the heads of `unisal@<learner>:supervised`: the same networks, seeds, steps and batches
-            supervised, companion = self._fit_nets(
-                self.new_networks(init_seed), idx_lb, y_lb, None, idx_val, y_val, seed, limit
-            )
+            supervised, companion = self._fit_nets(self.new_networks(init_seed), labelled, seed, limit)
         nets = (
             copy.deepcopy(supervised) if cfg.train.warm_start and supervised else self.new_networks(init_seed)
         )
-        self.nets, result = self._fit_nets(
-            nets, idx_lb, y_lb, idx_ulb if self.cotrain else None, idx_val, y_val, seed, limit
-        )
+        self.nets, result = self._fit_nets(nets, sets if self.cotrain else labelled, seed, limit)
         if supervised is None or companion is None:
             return result
         self.alternatives = {"cotrain": self.nets, "supervised": supervised}
         result.seconds += companion.seconds  # the round's training: both fits
         if cfg.learner.guard != "off":
-            verdict = self._judge(supervised, idx_lb, y_lb, idx_ulb, seed)
+            verdict = self._judge(supervised, sets.idx_lb, sets.y_lb, sets.idx_ulb, seed)
             result.guard = verdict.record()
             if verdict.fallback:  # the round's model is the supervised one; the history stays
                 self.nets = supervised  # that of the co-training, which shows the collapse
@@ -156,30 +142,10 @@ class Learner(ABC):
         return result
 
     def _fit_nets(
-        self,
-        nets: list[UniSALNet],
-        idx_lb: np.ndarray,
-        y_lb: np.ndarray,
-        idx_ulb: np.ndarray | None,
-        idx_val: np.ndarray,
-        y_val: np.ndarray,
-        seed: int,
-        batch_limit: int,
+        self, nets: list[UniSALNet], sets: TrainingSets, seed: int, batch_limit: int
     ) -> tuple[list[UniSALNet], FitResult]:
         torch.manual_seed(seed)
-        result = fit(
-            nets,
-            self.inputs,
-            idx_lb,
-            y_lb,
-            idx_ulb,
-            idx_val,
-            y_val,
-            self.cfg.train,
-            self.device,
-            seed=seed,
-            batch_limit=batch_limit,
-        )
+        result = fit(nets, self.inputs, sets, self.cfg.train, self.device, seed=seed, batch_limit=batch_limit)
         return nets, result
 
     def _judge(

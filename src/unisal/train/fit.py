@@ -14,7 +14,7 @@ import copy
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -226,41 +226,67 @@ def ema_update(teachers: list[UniSALNet], students: list[UniSALNet], decay: floa
             tb.copy_(sb)
 
 
+EMPTY = np.zeros(0, np.int64)
+
+
+@dataclass(frozen=True)
+class TrainingSets:
+    """The images one fit sees, as absolute catalogue indices.
+
+    Attributes:
+        idx_lb, y_lb: labelled images (L,) and their classes (L,).
+        idx_ulb: unlabelled images (U,) for cross pseudo supervision; empty: supervised training.
+        idx_val, y_val: validation images (V,) for model selection and their classes; empty: the
+            last epoch is kept.
+    """
+
+    idx_lb: np.ndarray
+    y_lb: np.ndarray
+    idx_ulb: np.ndarray = field(default_factory=lambda: EMPTY)
+    idx_val: np.ndarray = field(default_factory=lambda: EMPTY)
+    y_val: np.ndarray = field(default_factory=lambda: EMPTY)
+
+    @property
+    def n_images(self) -> int:
+        """Training images there are in all (labelled and unlabelled): what a batch may hold."""
+        return len(self.idx_lb) + len(self.idx_ulb)
+
+    def labelled_only(self) -> TrainingSets:
+        """The same sets without the unlabelled images (a supervised fit)."""
+        return replace(self, idx_ulb=EMPTY)
+
+
 def fit(
     nets: list[UniSALNet],
     inputs: NetworkInputs,
-    idx_lb: np.ndarray,
-    y_lb: np.ndarray,
-    idx_ulb: np.ndarray | None,
-    idx_val: np.ndarray,
-    y_val: np.ndarray,
+    sets: TrainingSets,
     cfg: TrainConfig,
     device: torch.device,
+    *,
     seed: int,
     batch_limit: int | None = None,
 ) -> FitResult:
     """Train ``nets`` in place and leave the best validation weights loaded.
 
     Args:
-        nets: two networks for UniSAL co-training (``idx_ulb`` given), or one or two for
-            supervised training (each network gets its own view; the loss sums their CE).
+        nets: two networks for UniSAL co-training (``sets`` with unlabelled images), or one or two
+            for supervised training (each network gets its own view; the loss sums their CE).
         inputs: where the networks' inputs come from (images or cached features).
-        idx_lb: catalogue indices of labelled training images, (L,); ``y_lb`` their classes.
-        idx_ulb: catalogue indices of unlabelled images, (U,), or None for supervised training.
-        idx_val: validation indices, (V,), possibly empty; ``y_val`` their classes.
+        sets: the labelled, unlabelled and validation images.
         cfg: optimisation and loss settings.
         device: where to train.
         seed: seeds batch order, augmentations and nothing else (weights are seeded at build).
         batch_limit: the training images there are in all; a larger batch is scaled down to it.
     """
+    idx_lb, y_lb, idx_ulb, idx_val, y_val = sets.idx_lb, sets.y_lb, sets.idx_ulb, sets.idx_val, sets.y_val
     if len(idx_lb) == 0:
         raise ValueError("cannot train without labelled images")
-    semi = idx_ulb is not None and len(idx_ulb) > 0 and len(nets) == 2
+    semi = len(idx_ulb) > 0 and len(nets) == 2
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     label_of = dict(zip(np.asarray(idx_lb).tolist(), np.asarray(y_lb).tolist(), strict=True))
     sampler_lb = labelled_sampler(idx_lb, y_lb, cfg.labelled_sampling, rng)
-    sampler_ulb = IndexSampler(idx_ulb, rng) if semi and idx_ulb is not None else None
+    sampler_ulb = IndexSampler(idx_ulb, rng) if semi else None
     bs_lb, bs_ulb = batch_sizes(cfg, semi, batch_limit)
     steps_per_epoch = cfg.steps_per_epoch or max(1, math.ceil(len(idx_lb) / bs_lb))
     total = cfg.epochs * steps_per_epoch
