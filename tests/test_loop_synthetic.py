@@ -169,3 +169,29 @@ def test_guard_and_cross_validation_columns_in_rounds_csv(make_image_folder, tmp
     ActiveLearningRun(plain).run()
     header = (tmp_path / "plain" / "rounds.csv").read_text().splitlines()[0]
     assert "guard_fallback" not in header and "cv_accuracy" not in header and "stop_kappa" in header
+
+
+def test_every_round_writes_the_whole_pools_scores_and_the_queries_are_their_top(
+    make_image_folder, tmp_path: Path
+) -> None:
+    """scores/round_R.npz: every unlabelled image's score (float16) by catalogue index; margin's
+    queries are the highest scores; random sampling has no scores and writes none."""
+    from unisal.io import read_scores
+    from unisal.run_folder import RunFolder
+
+    root = make_image_folder(classes={"red": 10, "green": 10, "blue": 10}, size=32)
+    ActiveLearningRun(config(root, tmp_path, "margin", "frozen", query__strategy="margin")).run()
+    out = tmp_path / "margin"
+    state = RunFolder(out).read_state()
+    train = set(np.flatnonzero(RunFolder(out).read_split() == "train").tolist())
+    for round_ in (1, 2):
+        index, score = read_scores(out / "scores" / f"round_{round_}.npz")
+        before = set(state.labelled(up_to_round=round_ - 1).tolist())
+        labelled_now = set(state.labelled(up_to_round=round_).tolist()) - before
+        assert score.dtype == np.float16
+        assert set(index.tolist()) == train - before and len(index) == len(train - before)  # the whole pool
+        top = set(index[np.argsort(-score.astype(np.float64), kind="stable")[:3]].tolist())
+        chosen_scores = {float(score[list(index).index(i)]) for i in labelled_now}
+        assert labelled_now == top or min(chosen_scores) >= np.sort(score)[-3]  # ties in float16
+    ActiveLearningRun(config(root, tmp_path, "random", "frozen", query__strategy="random")).run()
+    assert not (tmp_path / "random" / "scores").exists()

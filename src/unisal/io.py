@@ -227,6 +227,32 @@ def read_csv_rows(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
     return header, rows
 
 
+FLOAT16_MAX = 65504.0
+
+
+def write_scores_atomic(path: str | Path, index: Any, scores: Any) -> None:
+    """A round's per-item scores over its whole pool, compact (for maps of the pool): an ``.npz``
+    with ``index`` (N,) int64 (catalogue indices in a simulation, image ids in a project) and
+    ``score`` (N,) float16, clipped to float16's range (higher = more wanted)."""
+    import numpy as np
+
+    index = np.asarray(index, np.int64)
+    score = np.clip(np.asarray(scores, np.float64), -FLOAT16_MAX, FLOAT16_MAX).astype(np.float16)
+    if index.shape != score.shape or index.ndim != 1:
+        raise ValueError(f"scores {score.shape} do not match the items {index.shape}")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, index=index, score=score)
+
+
+def read_scores(path: str | Path) -> tuple[Any, Any]:
+    """``(index, score)`` as :func:`write_scores_atomic` wrote them."""
+    import numpy as np
+
+    with np.load(path) as data:
+        return data["index"], data["score"]
+
+
 def save_torch_atomic(obj: Any, path: str | Path) -> None:
     import torch
 

@@ -421,6 +421,8 @@ class ActiveLearningRun:
         selection = strategy.select(ctx)
         chosen = unlabelled[selection.positions]
         scores = selection.scores
+        if scores is not None:  # the whole pool's scores, for maps; a strategy without any has none
+            self.folder.write_scores(round_ + 1, unlabelled, scores)
         self.folder.write_queries(
             round_ + 1,
             [

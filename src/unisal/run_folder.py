@@ -22,6 +22,7 @@ from unisal.io import (
     save_torch_atomic,
     write_csv_atomic,
     write_json_atomic,
+    write_scores_atomic,
     write_text_atomic,
 )
 from unisal.state import ALState
@@ -242,6 +243,11 @@ class RunFolder:
     def write_queries(self, round_: int, rows: list[tuple[str, str, str, str]]) -> None:
         """One row per queried image: path, label, why it was picked, and its score (or blank)."""
         write_csv_atomic(self.round_file("queries", round_), ["path", "label", "reason", "score"], rows)
+
+    def write_scores(self, round_: int, index: np.ndarray, scores: np.ndarray) -> None:
+        """The strategy's score of every pool item it scored when choosing round ``round_``'s
+        queries: ``scores/round_<k>.npz`` (:func:`unisal.io.write_scores_atomic`)."""
+        write_scores_atomic(self.root / "scores" / f"round_{round_}.npz", index, scores)
 
     def save_checkpoint(self, round_: int, state: dict[str, Any]) -> None:
         save_torch_atomic(state, self.round_file("checkpoints", round_))

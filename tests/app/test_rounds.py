@@ -64,6 +64,15 @@ def test_rounds_go_from_cold_start_to_a_model_with_cross_validated_metrics(tiles
     assert item is not None and item.guess in CLASSES and 0 < item.guess_confidence <= 1  # type: ignore[operator]
     assert item.reason.startswith(("networks disagree", "fallback", "exploration"))
     assert item.path not in store.labels()
+    # the whole pool's UniSAL scores by image id, for maps: every unlabelled image, no labelled one
+    from unisal.app.rounds import scores_file
+    from unisal.io import read_scores
+
+    assert not scores_file(folder, first["id"]).exists()  # the cold start scores nothing
+    index, score = read_scores(scores_file(folder, second["id"]))
+    labelled_ids = {ids[path] for path in store.labels()}
+    assert set(index.tolist()) == set(ids.values()) - labelled_ids
+    assert len(score) == len(index) and score.dtype.name == "float16"
 
 
 def test_a_labelled_hold_out_gives_the_metrics(tiles: Path, tmp_path: Path):

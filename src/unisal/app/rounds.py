@@ -30,7 +30,7 @@ from unisal.data.catalogue import Catalogue
 from unisal.data.prepare import PreparedData
 from unisal.data.splits import TEST, TRAIN
 from unisal.estimate import fold_metrics, grouped_folds, pooled_estimate, wilson_interval
-from unisal.io import save_torch_atomic
+from unisal.io import save_torch_atomic, write_scores_atomic
 from unisal.seeds import fit_seeds, round_seed
 from unisal.settings import check_names, resolve_config
 from unisal.train.fit import TrainingSets
@@ -125,6 +125,11 @@ def run_round(folder: str | Path) -> dict[str, Any]:
         check_images(store)
         round_id = store.start_round(asdict(settings))
         return _run_round(store, folder, round_id, settings, cfg, strategy, device)
+
+
+def scores_file(folder: Path, round_id: int) -> Path:
+    """Round ``round_id``'s strategy scores of the whole pool, by image id (unisal.io.read_scores)."""
+    return folder / "rounds" / f"scores_{round_id}.npz"
 
 
 def stop_file(folder: Path, round_id: int) -> Path:
@@ -305,6 +310,8 @@ def _run_round(
                 learner=learner if strategy.needs_learner else None,
             )
             selection = strategy.select(ctx)
+            if selection.scores is not None:  # the whole pool's scores by image id, for maps
+                write_scores_atomic(scores_file(Path(folder), round_id), image_ids[pool], selection.scores)
             probs = learner.predict(pool[selection.positions]).probs().mean(axis=0)
             items = [
                 {
