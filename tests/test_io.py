@@ -92,3 +92,19 @@ def test_torch_export_save_through_atomic_path_gives_no_warning(tmp_path: Path, 
         torch.export.save(program, str(tmp))  # torch logs a warning unless the name ends in .pt2
     assert capfd.readouterr().err == ""
     assert torch.export.load(str(tmp_path / "model.pt2")) is not None
+
+
+def test_scores_files_round_trip_and_are_the_same_bytes_for_the_same_scores(tmp_path: Path) -> None:
+    import numpy as np
+
+    from unisal.io import read_scores, write_scores_atomic
+
+    index, scores = np.array([7, 3, 9]), np.array([0.25, 1e6, -0.5])
+    write_scores_atomic(tmp_path / "a" / "round_1.npz", index, scores)
+    write_scores_atomic(tmp_path / "b.npz", index, scores)
+    assert (tmp_path / "a" / "round_1.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    got_index, got = read_scores(tmp_path / "b.npz")
+    assert got_index.tolist() == [7, 3, 9] and got.dtype == np.float16
+    assert got.tolist() == [0.25, 65504.0, -0.5]  # clipped to float16's range, not inf
+    with pytest.raises(ValueError, match="do not match"):
+        write_scores_atomic(tmp_path / "c.npz", index, scores[:2])

@@ -11,10 +11,12 @@ there without its marker is an interrupted build, to redo.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
 import stat
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -241,8 +243,14 @@ def write_scores_atomic(path: str | Path, index: Any, scores: Any) -> None:
     if index.shape != score.shape or index.ndim != 1:
         raise ValueError(f"scores {score.shape} do not match the items {index.shape}")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez_compressed(handle, index=index, score=score)
+    # written member by member with a fixed time stamp: the same scores give the same bytes
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, array in (("index", index), ("score", score)):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, array, allow_pickle=False)
+            member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            member.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(member, buffer.getvalue())
 
 
 def read_scores(path: str | Path) -> tuple[Any, Any]:

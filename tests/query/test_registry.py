@@ -125,3 +125,23 @@ def test_duplicate_registration_is_refused_and_keeps_the_original():
         register_strategy("random")(Impostor)
     assert isinstance(create_strategy("random"), RandomStrategy)
     assert Impostor.name == "base"
+
+
+def test_scores_that_do_not_cover_the_pool_break_the_contract() -> None:
+    """A strategy's scores are one per pool item (they are written as the pool's map)."""
+    from dataclasses import dataclass
+
+    from unisal.query.base import QueryContext, Selection, Strategy
+
+    @dataclass
+    class HalfScores(Strategy):
+        needs_learner = False
+
+        def choose(self, ctx: QueryContext) -> Selection:
+            return Selection(np.arange(ctx.budget), ["x"] * ctx.budget, scores=np.zeros(len(ctx.pool) // 2))
+
+    ctx = QueryContext(
+        np.arange(10), np.arange(10, 12), np.zeros(2, np.int64), 3, np.random.default_rng(0), ["a", "b"]
+    )
+    with pytest.raises(RuntimeError, match=r"broke the contract.*scores of shape \(5,\)"):
+        HalfScores().select(ctx)

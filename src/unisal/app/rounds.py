@@ -247,6 +247,7 @@ def _run_round(
         n_classes_seen = len(np.unique(cat.labels[labelled]))
         learner = None
         items: list[dict[str, Any]] = []
+        pool_scores: np.ndarray | None = None
         if n_classes_seen < 2 or len(labelled) < 4:  # cold start: no model to ask yet
             positions = np.sort(rng.choice(len(pool), size=budget, replace=False))
             items = [
@@ -310,8 +311,7 @@ def _run_round(
                 learner=learner if strategy.needs_learner else None,
             )
             selection = strategy.select(ctx)
-            if selection.scores is not None:  # the whole pool's scores by image id, for maps
-                write_scores_atomic(scores_file(Path(folder), round_id), image_ids[pool], selection.scores)
+            pool_scores = selection.scores
             probs = learner.predict(pool[selection.positions]).probs().mean(axis=0)
             items = [
                 {
@@ -324,6 +324,8 @@ def _run_round(
                 for k, (p, why) in enumerate(zip(selection.positions, selection.reasons, strict=True))
             ]
         checkpoint = ""
+        if pool_scores is not None:  # the whole pool's scores by image id, for maps
+            write_scores_atomic(scores_file(Path(folder), round_id), image_ids[pool], pool_scores)
         if learner is not None:
             path = Path(folder) / "rounds" / f"round_{round_id}.pt"
             path.parent.mkdir(exist_ok=True)

@@ -21,6 +21,7 @@ import errno
 import io
 import secrets
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from importlib import resources
@@ -48,7 +49,7 @@ from unisal.app.store import HeldOutError, LabelResult, ProjectError, ProjectSto
 from unisal.data.catalogue import UnknownClassError
 from unisal.data.images import NPZ_SEPARATOR, BadImageError, load_rgb
 from unisal.errors import ListenError
-from unisal.events import Event, Progress, subscribed
+from unisal.events import Event, Message, Progress, subscribed
 
 T = TypeVar("T")
 
@@ -69,7 +70,10 @@ class RoundRunner:
         self._lock = threading.Lock()
 
     def observe(self, event: Event) -> None:
-        """The round thread's subscriber."""
+        """The round thread's subscriber: its messages to the server's terminal (stderr), as
+        before events, its progress for the page."""
+        if isinstance(event, Message):
+            print(event.text, file=sys.stderr, flush=True)
         if not isinstance(event, Progress):
             return
         with self._lock:

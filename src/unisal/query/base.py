@@ -153,10 +153,12 @@ class Strategy:
             or len(np.unique(positions)) != len(positions)
             or (len(positions) and (positions.min() < 0 or positions.max() >= n))
             or len(selection.reasons) != len(positions)
+            or (selection.scores is not None and np.shape(selection.scores) != (n,))
         ):
             raise RuntimeError(
                 f"strategy '{self.name}' broke the contract: {len(positions)} positions "
                 f"({len(np.unique(positions))} unique) for a budget of {ctx.budget} in a pool of {n}"
+                + ("" if selection.scores is None else f", scores of shape {np.shape(selection.scores)}")
             )
         selection.positions = positions
         return selection

@@ -46,7 +46,6 @@ class Predictions:
         return self.embeddings.mean(axis=0)
 
 
-@torch.no_grad()
 def mean_over_views(outputs: Sequence[torch.Tensor]) -> torch.Tensor:
     """(B, D) float32: one network's outputs (each (B, D)) on the views of a batch, averaged. A
     prediction averages logits over the views (then takes the softmax), in the rounds, in
@@ -54,6 +53,7 @@ def mean_over_views(outputs: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack([o.float() for o in outputs]).mean(0)
 
 
+@torch.no_grad()
 def predict(
     nets: list[UniSALNet],
     inputs: NetworkInputs,
