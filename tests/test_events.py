@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from unisal.cli.reporting import Console
-from unisal.events import Event, Message, Progress, Task, collect, emit, message, quiet, subscribed, track
+from unisal.events import Event, Message, Progress, Task, collect, emit, message, subscribed, track
 
 
 def test_subscribers_see_the_events_of_their_block_only() -> None:
@@ -31,13 +31,6 @@ def test_without_a_subscriber_messages_go_to_the_unisal_logger(caplog: pytest.Lo
         with Task("work", 3) as task:  # progress without a subscriber goes nowhere
             task.advance()
     assert [r.getMessage() for r in caplog.records] == ["hello"]
-
-
-def test_quiet_silences_subscribers_and_the_logger(caplog: pytest.LogCaptureFixture) -> None:
-    seen: list[str] = []
-    with caplog.at_level(logging.INFO, logger="unisal"), subscribed(collect(seen)), quiet():
-        message("hidden")
-    assert seen == [] and caplog.records == []
 
 
 def test_a_task_reports_start_advances_and_end_even_on_an_error() -> None:

@@ -94,20 +94,6 @@ def subscribed(*subscribers: Subscriber) -> Iterator[None]:
         _subscribers.reset(token)
 
 
-@contextmanager
-def quiet() -> Iterator[None]:
-    """No subscriber (nor the logger) sees this context's events until the block ends."""
-    token = _subscribers.set((_ignore,))
-    try:
-        yield
-    finally:
-        _subscribers.reset(token)
-
-
-def _ignore(event: Event) -> None:
-    del event
-
-
 class Task:
     """A unit of work that reports its progress: ``with Task("decoding", total=n) as task:``, then
     ``task.advance(k)``. The end is reported however the block exits."""
