@@ -146,6 +146,18 @@ def _learner_on(tiles: Path, tmp_path: Path, learner_name: str, features: dict[s
     return learner, data, cfg
 
 
+def _exported_and_predicted(learner, data, cfg) -> tuple[np.ndarray, np.ndarray]:
+    """The exported module's probabilities on every cached image, and the learner's own."""
+    from unisal.app.export import ExportedClassifier
+
+    idx = np.arange(len(data.catalogue))
+    expected = learner.predict(idx).probs().mean(axis=0)
+    images = torch.from_numpy(np.array(data.store.get(idx))).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        got = ExportedClassifier(learner, cfg)(images).numpy()
+    return got, expected
+
+
 @pytest.mark.parametrize(
     "features",
     [
@@ -162,15 +174,9 @@ def test_the_exported_classifier_predicts_what_the_learner_predicts(
 ) -> None:
     """For every --views / --crops / --score-views, the module that export-model traces gives the
     learner's probabilities on the cached images (the cached features are float16 on both sides)."""
-    from unisal.app.export import ExportedClassifier
-
     tiles = make_image_folder(classes={"red": 4, "green": 4, "blue": 4}, size=32)
     learner, data, cfg = _learner_on(tiles, tmp_path, "frozen", features)
-    idx = np.arange(len(data.catalogue))
-    expected = learner.predict(idx).probs().mean(axis=0)
-    images = torch.from_numpy(np.array(data.store.get(idx))).permute(0, 3, 1, 2).float() / 255
-    with torch.no_grad():
-        got = ExportedClassifier(learner, cfg)(images).numpy()
+    got, expected = _exported_and_predicted(learner, data, cfg)
     # agreement is ~1e-7 here (1e-3 leaves room for another CPU's float16 rounding of the cached
     # features); a wrong combination of the views (mean for tta, or crops left out) is off by 1e-2
     np.testing.assert_allclose(got, expected, atol=1e-3)
@@ -179,15 +185,9 @@ def test_the_exported_classifier_predicts_what_the_learner_predicts(
 def test_the_exported_classifier_of_a_fine_tuned_network_predicts_what_it_predicts(
     make_image_folder, tmp_path: Path
 ) -> None:
-    from unisal.app.export import ExportedClassifier
-
     tiles = make_image_folder(classes={"red": 4, "green": 4}, size=32)
     learner, data, cfg = _learner_on(tiles, tmp_path, "finetune", {})
-    idx = np.arange(len(data.catalogue))
-    expected = learner.predict(idx).probs().mean(axis=0)
-    images = torch.from_numpy(np.array(data.store.get(idx))).permute(0, 3, 1, 2).float() / 255
-    with torch.no_grad():
-        got = ExportedClassifier(learner, cfg)(images).numpy()
+    got, expected = _exported_and_predicted(learner, data, cfg)
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
