@@ -16,7 +16,7 @@ import torch
 
 from unisal.config import ModelConfig, TrainConfig
 from unisal.data.cache import ImageStore, build_cache
-from unisal.data.catalogue import load_catalogue
+from unisal.data.readers import load_catalogue
 from unisal.models.network import build_network
 from unisal.train.evaluate import predict
 from unisal.train.fit import TrainingSets, fit
@@ -38,7 +38,7 @@ def main() -> None:
     catalogue = load_catalogue(args.data)
     with tempfile.TemporaryDirectory() as cache_dir:
         start = time.perf_counter()
-        array, _ = build_cache(catalogue.paths, args.image_size, cache_dir)
+        array, _ = build_cache(catalogue.items, args.image_size, cache_dir)
         seconds = time.perf_counter() - start
         print(f"decode+resize to {args.image_size}px: {len(catalogue)} images in {seconds:.1f} s "
               f"({len(catalogue) / seconds:.0f} images/s)")  # fmt: skip

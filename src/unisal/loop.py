@@ -23,6 +23,7 @@ import numpy as np
 
 from unisal.config import ConfigError, RunConfig, from_dict, to_dict
 from unisal.data.prepare import PreparedData, prepare_data
+from unisal.data.readers import check_reader_options
 from unisal.device import resolve_device
 from unisal.diagnostics import round_diagnostics
 from unisal.errors import RunError
@@ -44,6 +45,8 @@ __all__ = ["NOT_LABELLED", "ALState", "ActiveLearningRun", "RunError", "check_ru
 def check_run_settings(cfg: RunConfig) -> None:
     """Names, learner, backbone, strategy and their combination, checked without any I/O."""
     check_names(cfg)
+    if cfg.data.format != "auto":  # else the reader is known once the path is read
+        check_reader_options(cfg.data.format, cfg.data.reader_options)
     learner_class(cfg.learner.name).check(cfg)
     strategy_class(cfg.query.strategy).check(cfg)
     make_strategy(cfg)
@@ -374,7 +377,7 @@ class ActiveLearningRun:
             return {}
         logits = learner.predict(idx).logits
         predicted = [names[int(k)] for k in logits.mean(0).argmax(1)]
-        self.folder.write_stop_predictions(round_, [data.catalogue.paths[i] for i in idx], predicted)
+        self.folder.write_stop_predictions(round_, [data.catalogue.ids[i] for i in idx], predicted)
         previous = self.folder.read_stop_predictions(round_ - 1) if round_ > 0 else None
         earlier = sorted((r for r in state.results if r["round"] < round_), key=lambda r: r["round"])
         kappa, stopped = stop_signal(

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from unisal.config import RunConfig, apply_overrides, build_config, check_field
-from unisal.data.catalogue import data_formats
+from unisal.data.readers import data_formats
 from unisal.learners import learner_names
 from unisal.query import strategy_names
 

@@ -10,11 +10,11 @@ from click.testing import CliRunner
 
 from unisal.cli.main import cli
 from unisal.data.cache import build_cache
-from unisal.data.catalogue import read_image_folder
+from unisal.data.readers import read_image_folder
 
 
 def make_caches(make_image_folder, folder: Path) -> tuple[str, str]:
-    paths = read_image_folder(make_image_folder(classes={"A": 2, "B": 2}, size=16)).paths
+    paths = read_image_folder(make_image_folder(classes={"A": 2, "B": 2}, size=16)).ids
     array, _ = build_cache(paths, 16, cache_dir=folder, workers=1)
     features = folder / "features" / ("f00d" * 5)
     features.mkdir(parents=True)

@@ -11,7 +11,9 @@ from click.testing import CliRunner
 from unisal.app.project import LABEL_EXPORTS
 from unisal.cli.main import cli
 from unisal.config import ConfigError
-from unisal.data.catalogue import READERS, Catalogue, load_catalogue
+from unisal.data.catalogue import Catalogue
+from unisal.data.items import FileItems
+from unisal.data.readers import READERS, load_catalogue
 from unisal.learners import learner_names
 from unisal.query import strategy_names
 from unisal.query.base import STRATEGIES
@@ -79,7 +81,9 @@ def test_a_newly_registered_reader_is_a_choice_everywhere(
         rows = [line.split("\t") for line in Path(path).read_text().splitlines()]
         names = sorted({label for _, label in rows})
         labels = np.array([names.index(label) for _, label in rows])
-        return Catalogue([p for p, _ in rows], labels, np.arange(len(rows)), names, str(tmp_path))
+        return Catalogue(
+            FileItems(tuple(p for p, _ in rows)), labels, np.arange(len(rows)), names, str(tmp_path)
+        )
 
     monkeypatch.setitem(READERS._items, "tsv", read_tsv)
     assert resolve_config("cpu", {"data": {"format": "tsv"}}).data.format == "tsv"

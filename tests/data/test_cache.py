@@ -11,15 +11,15 @@ import pytest
 
 from unisal.data import cache as cache_module
 from unisal.data.cache import ImageStore, build_cache, cache_key, default_cache_dir, image_cache_key
-from unisal.data.catalogue import read_image_folder
 from unisal.data.images import BadImageError, load_rgb, resize_square
+from unisal.data.readers import read_image_folder
 from unisal.events import collect, subscribed
 
 
 @pytest.fixture
 def tile_paths(make_image_folder: Callable[..., Path]) -> list[str]:
     """Six 20 px PNG tiles of two colours (non-square cache size forces a resize)."""
-    return read_image_folder(make_image_folder(classes={"A": 3, "B": 3}, size=20)).paths
+    return read_image_folder(make_image_folder(classes={"A": 3, "B": 3}, size=20)).ids
 
 
 def test_build_cache_holds_the_resized_images(tile_paths: list[str], tmp_path: Path) -> None:
@@ -260,7 +260,7 @@ def test_a_copy_of_the_data_finds_its_caches(
     original = make_image_folder(classes={"A": 3, "B": 3}, size=20)
     copy = tmp_path / "copy"
     shutil.copytree(original, copy, copy_function=shutil.copy)  # new paths and new mtimes
-    paths, copied = read_image_folder(original).paths, read_image_folder(copy).paths
+    paths, copied = read_image_folder(original).ids, read_image_folder(copy).ids
     assert cache_key(paths, 16) != cache_key(copied, 16)  # the path-based key differs
     cache_dir = tmp_path / "cache"
     key, hashes = image_cache_key(paths, 16, cache_dir)
@@ -296,7 +296,7 @@ def test_a_copy_of_the_data_gets_its_own_bad_image_list(
     copy = tmp_path / "copy"
     shutil.copytree(original, copy)
     cache_dir = tmp_path / "cache"
-    paths, copied = read_image_folder(original).paths, read_image_folder(copy).paths
+    paths, copied = read_image_folder(original).ids, read_image_folder(copy).ids
     _, bad = build_cache(paths, 16, cache_dir=cache_dir, workers=1)
     assert [e.path for e in bad] == [str(original / "B" / "blank.png")]
     _, bad = build_cache(copied, 16, cache_dir=cache_dir, workers=1)

@@ -8,12 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unisal.data.catalogue import (
-    UNLABELLED,
-    Catalogue,
-    DataError,
-    UnknownClassError,
-    attach_groups,
+from unisal.data.catalogue import UNLABELLED, Catalogue, DataError, UnknownClassError, attach_groups
+from unisal.data.readers import (
     detect_format,
     load_catalogue,
     read_csv_list,
@@ -49,7 +45,7 @@ def test_read_image_folder_kather2016(crc_samples: Path) -> None:
     assert catalogue.class_names == KATHER_CLASSES
     np.testing.assert_array_equal(np.bincount(catalogue.labels), [3] * 8)
     # Each image's label is the folder it sits in; every image is its own group.
-    for path, label in zip(catalogue.paths, catalogue.labels, strict=True):
+    for path, label in zip(catalogue.ids, catalogue.labels, strict=True):
         assert Path(path).parent.name == KATHER_CLASSES[label]
         assert Path(path).is_absolute()
     np.testing.assert_array_equal(catalogue.groups, np.arange(24))
@@ -70,7 +66,7 @@ def test_load_catalogue_detects_prefix_layout_crc_val(crc_samples: Path) -> None
     assert len(catalogue) == 32
     assert catalogue.class_names == CRC_VAL_CLASSES
     np.testing.assert_array_equal(np.bincount(catalogue.labels), [4] * 8)
-    for path, label in zip(catalogue.paths, catalogue.labels, strict=True):
+    for path, label in zip(catalogue.ids, catalogue.labels, strict=True):
         assert Path(path).name.startswith(CRC_VAL_CLASSES[label] + "-")
 
 
@@ -81,7 +77,7 @@ def test_load_catalogue_detects_prefix_layout_nct(crc_samples: Path) -> None:
     assert len(catalogue) == 9
     assert catalogue.class_names == NCT_CLASSES
     np.testing.assert_array_equal(np.bincount(catalogue.labels), [1] * 9)
-    assert Path(catalogue.paths[catalogue.class_index("BACK")]).name.startswith("BACK-")
+    assert Path(catalogue.ids[catalogue.class_index("BACK")]).name.startswith("BACK-")
 
 
 def test_class_index_of_unknown_class_names_it(crc_samples: Path) -> None:
@@ -180,7 +176,7 @@ def test_read_csv_list_relative_paths_and_unlabelled_row(
     assert catalogue.class_names == ["A", "B"]
     np.testing.assert_array_equal(catalogue.labels, [1, 0, UNLABELLED, 1])
     assert catalogue.labels[2] == -1
-    assert catalogue.paths[0] == str((root / "B" / "B_0.png").resolve())
+    assert catalogue.ids[0] == str((root / "B" / "B_0.png").resolve())
     assert catalogue.root == str(root.resolve())
     assert catalogue.relative(1) == "A/A_0.png"
     assert detect_format(csv_path) == "csv"
@@ -263,7 +259,7 @@ def test_attach_groups_gives_unlisted_images_their_own_groups(
     assert len(np.unique(g)) == 5
     # Labels and paths are untouched.
     np.testing.assert_array_equal(grouped.labels, catalogue.labels)
-    assert grouped.paths == catalogue.paths
+    assert grouped.ids == catalogue.ids
 
 
 def test_csv_paths_through_a_symlink_are_kept_as_given_relative_or_absolute(
@@ -278,7 +274,10 @@ def test_csv_paths_through_a_symlink_are_kept_as_given_relative_or_absolute(
     csv_file = data / "list.csv"
     csv_file.write_text(f"path,label\ntiles/A/A_0.png,A\n{data}/tiles/B/B_0.png,B\ntiles/./B/B_0.png,B\n")
     catalogue = read_csv_list(csv_file)
-    assert catalogue.paths == [str(data / "tiles" / "A" / "A_0.png"), str(data / "tiles" / "B" / "B_0.png")]
+    assert list(catalogue.ids) == [
+        str(data / "tiles" / "A" / "A_0.png"),
+        str(data / "tiles" / "B" / "B_0.png"),
+    ]
     assert catalogue.notes == ["list.csv: 1 repeated row(s) of the same file were merged into one item"]
 
 

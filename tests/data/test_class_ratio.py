@@ -31,10 +31,10 @@ def test_the_ratio_is_met_and_the_cache_is_that_of_the_whole_set(
         and data.store.array.shape == whole.store.array.shape
     )
     # the rows follow the subsample: each kept image reads its own pixels
-    path_row = dict(zip(whole.catalogue.paths, whole.store.rows, strict=True))
-    assert [path_row[p] for p in data.catalogue.paths] == data.store.rows.tolist()
+    path_row = dict(zip(whole.catalogue.ids, whole.store.rows, strict=True))
+    assert [path_row[p] for p in data.catalogue.ids] == data.store.rows.tolist()
     other = prepare_data(config(root, tmp_path, {"benign": 4, "tumour": 1}), seed=1)
-    assert other.catalogue.paths != data.catalogue.paths  # another seed, another subsample
+    assert other.catalogue.ids != data.catalogue.ids  # another seed, another subsample
 
 
 @pytest.mark.parametrize(

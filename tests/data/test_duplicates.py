@@ -10,8 +10,9 @@ import pytest
 
 from unisal.config import DataConfig
 from unisal.data.cache import join_identical
-from unisal.data.catalogue import DataError, load_catalogue
+from unisal.data.catalogue import DataError
 from unisal.data.prepare import prepare_data
+from unisal.data.readers import load_catalogue
 
 
 def test_repeated_csv_rows_merge_and_conflicting_labels_are_refused(make_image_folder, tmp_path: Path):
@@ -53,7 +54,7 @@ def test_byte_identical_files_never_straddle_splits_whatever_groups_say(make_ima
         data = prepare_data(
             DataConfig(path=str(root), groups=str(tmp_path / "groups.csv"), image_size=16,
                        cache_dir=str(tmp_path / "c"), val_fraction=0.2, test_fraction=0.3), seed)  # fmt: skip
-        names = [Path(p).name for p in data.catalogue.paths]
+        names = [Path(p).name for p in data.catalogue.ids]
         copies = [
             data.split[names.index(n)]
             for n in ("A_0.png", "copy_0.png", "copy_1.png", "copy_2.png", "copy_3.png")

@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from unisal.config import DataConfig
-from unisal.data.catalogue import DataError, load_catalogue
+from unisal.data.catalogue import DataError
 from unisal.data.prepare import prepare_data
+from unisal.data.readers import load_catalogue
 
 
 def write_npz(path: Path, n: int = 12, size: int = 28) -> dict[str, np.ndarray]:

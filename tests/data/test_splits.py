@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unisal.data.catalogue import Catalogue, attach_groups, load_catalogue
+from unisal.data.catalogue import Catalogue, attach_groups
+from unisal.data.readers import load_catalogue
 from unisal.data.splits import SPLIT_NAMES, TEST, TRAIN, VAL, grouped_split
 
 TARGETS = {TRAIN: 0.7, VAL: 0.1, TEST: 0.2}

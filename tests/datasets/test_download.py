@@ -17,8 +17,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from unisal.cli.main import cli
-from unisal.data.catalogue import load_catalogue
-from unisal.data.images import load_rgb
+from unisal.data.readers import load_catalogue
 from unisal.datasets import (
     DatasetSpec,
     DownloadError,
@@ -272,7 +271,7 @@ def test_an_npz_data_set_downloads_reads_and_verifies(server: Server, tmp_path: 
     assert len(catalogue) == 11 and catalogue.class_names[:2] == ["adipose", "background"]  # PathMNIST names
     assert catalogue.relative(7) == "pathmnist.npz::val/1" and catalogue.labels[7] == 1
     with np.load(path) as npz:
-        np.testing.assert_array_equal(load_rgb(catalogue.paths[7]), npz["val_images"][1])
+        np.testing.assert_array_equal(catalogue.items.read(7), npz["val_images"][1])
     (tmp_path / "pathmnist-test" / "pathmnist.npz").write_bytes(body[:-10] + b"0123456789")
     with pytest.raises(DownloadError, match="not the published"):
         verify_dataset(spec, tmp_path)

@@ -12,6 +12,7 @@ from tests.conftest import synthetic_tile
 from unisal.config import ConfigError, RunConfig, build_config
 from unisal.data.cache import ImageStore
 from unisal.data.catalogue import Catalogue
+from unisal.data.items import FileItems
 from unisal.data.prepare import PreparedData
 from unisal.learners import Learner, create_learner, learner_class, learner_names, register_learner
 from unisal.learners.frozen import FrozenLearner
@@ -29,7 +30,7 @@ def colour_data(tmp_path: Path) -> PreparedData:
     images = np.stack([synthetic_tile(int(c), SIZE, rng) for c in labels])
     n = len(labels)
     catalogue = Catalogue(
-        paths=[str(tmp_path / f"{i}.png") for i in range(n)],
+        items=FileItems(tuple(str(tmp_path / f"{i}.png") for i in range(n))),
         labels=labels,
         groups=np.arange(n),
         class_names=["red", "green", "blue"],

@@ -32,8 +32,8 @@ from unisal.app.project import open_project, protected_outputs, read_images
 from unisal.app.rounds import ProjectSettings, run_config
 from unisal.app.store import ProjectError
 from unisal.config import RunConfig
-from unisal.data.cache import ImageStore, build_cache, image_cache_key
-from unisal.data.prepare import PreparedData
+from unisal.data.catalogue import DataError
+from unisal.data.prepare import PreparedData, decode_catalogue, prepared_catalogue
 from unisal.data.splits import TRAIN
 from unisal.events import message
 from unisal.io import atomic_path, check_output_file, write_csv_atomic
@@ -75,12 +75,10 @@ def latest_model(folder: str | Path) -> tuple[RunConfig, list[str], dict[str, An
 
 def _prepared(images: str | Path, cfg: RunConfig) -> PreparedData:
     catalogue = read_images(images, "unlabelled")
-    key, _ = image_cache_key(catalogue.paths, cfg.data.image_size, cfg.data.cache_dir)
-    array, bad = build_cache(catalogue.paths, cfg.data.image_size, cfg.data.cache_dir, key=key)
-    if bad:
-        raise ProjectError(f"{len(bad)} image(s) cannot be read, e.g. {bad[0].path}: {bad[0].reason}")
-    split = np.full(len(catalogue), TRAIN)
-    return PreparedData(catalogue, ImageStore(array, np.arange(len(catalogue)), fingerprint=key), split, [])
+    try:
+        return prepared_catalogue(catalogue, cfg.data, np.full(len(catalogue), TRAIN))
+    except DataError as exc:
+        raise ProjectError(str(exc)) from None
 
 
 def _learner(cfg: RunConfig, class_names: list[str], state: dict[str, Any], data: PreparedData) -> Learner:
@@ -235,8 +233,8 @@ def export_model(folder: str | Path, out: str | Path) -> dict[str, Any]:
 def _prepared_single(path: Path, cfg: RunConfig) -> PreparedData:
     """A one-image data set: enough for the learner to know its feature width."""
     from unisal.data.catalogue import Catalogue
+    from unisal.data.items import FileItems
 
-    catalogue = Catalogue([str(path)], np.array([-1]), np.array([0]), [], str(path.parent))
-    key, _ = image_cache_key(catalogue.paths, cfg.data.image_size, cfg.data.cache_dir)
-    array, _ = build_cache(catalogue.paths, cfg.data.image_size, cfg.data.cache_dir, key=key)
-    return PreparedData(catalogue, ImageStore(array, np.arange(1), fingerprint=key), np.array([TRAIN]), [])
+    catalogue = Catalogue(FileItems((str(path),)), np.array([-1]), np.array([0]), [], str(path.parent))
+    store, _, _ = decode_catalogue(catalogue, cfg.data)
+    return PreparedData(catalogue, store, np.array([TRAIN]), [])

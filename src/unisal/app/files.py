@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from unisal.app.store import DB_NAME, ROUND_LOCK_NAME, ProjectStore
-from unisal.data.images import NPZ_SEPARATOR, npz_member
+from unisal.data.items import ItemSource, MixedItems, as_items, npz_member
 
 SHOWN = 5  # offenders named in an error message
 
@@ -47,11 +48,6 @@ def sha256_of(path: str | Path) -> tuple[str, int]:
             digest.update(block)
             size += len(block)
     return digest.hexdigest(), size
-
-
-def file_on_disk(path: str) -> str:
-    """The file that holds an image: itself, or the .npz file of an image inside one."""
-    return path.partition(NPZ_SEPARATOR)[0]
 
 
 @dataclass(frozen=True)
@@ -132,21 +128,24 @@ def _npz_states(file: str, members: list[str]) -> list[FileState | str]:
         return [f"not a readable .npz file: {error}"] * len(members)
 
 
-def file_states(paths: list[str], *, workers: int = 4) -> list[FileState | str]:
-    """:func:`file_state` of every image (N,), images inside an .npz file included."""
-    out: list[FileState | str] = ["" for _ in paths]
-    plain = [i for i, p in enumerate(paths) if NPZ_SEPARATOR not in p]
+def file_states(items: ItemSource | Sequence[str], *, workers: int = 4) -> list[FileState | str]:
+    """:func:`file_state` of every item (N,): of its file, or of its row of an .npz file."""
+    items = as_items(items)
+    if isinstance(items, MixedItems):
+        parts = [file_states(part, workers=workers) for part in items.parts]
+        return [parts[p][j] for p, j in items.where]
+    if items.kind == "npz":
+        out: list[FileState | str] = ["" for _ in range(len(items))]
+        by_file: dict[str, list[int]] = {}
+        for i in range(len(items)):
+            by_file.setdefault(items.holder(i), []).append(i)
+        ids = items.ids
+        for file, members in by_file.items():
+            for i, state in zip(members, _npz_states(file, [ids[i] for i in members]), strict=True):
+                out[i] = state
+        return out
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for i, state in zip(plain, pool.map(file_state, [paths[i] for i in plain]), strict=True):
-            out[i] = state
-    by_file: dict[str, list[int]] = {}
-    for i, p in enumerate(paths):
-        if NPZ_SEPARATOR in p:
-            by_file.setdefault(file_on_disk(p), []).append(i)
-    for file, members in by_file.items():
-        for i, state in zip(members, _npz_states(file, [paths[i] for i in members]), strict=True):
-            out[i] = state
-    return out
+        return list(pool.map(file_state, [items.holder(i) for i in range(len(items))]))
 
 
 def examples(items: list[str]) -> str:

@@ -28,7 +28,6 @@ from unisal.app.files import (
     NOT_REGULAR,
     FileState,
     examples,
-    file_on_disk,
     file_stamp,
     file_state,
     file_states,
@@ -38,8 +37,10 @@ from unisal.app.files import (
 )
 from unisal.app.store import DB_NAME, ProjectError, ProjectStore, check_class_names, damaged
 from unisal.data.cache import join_identical
-from unisal.data.catalogue import READERS, Catalogue, DataError, attach_groups, load_catalogue
-from unisal.data.images import NPZ_SEPARATOR, is_image_file
+from unisal.data.catalogue import Catalogue, DataError, attach_groups
+from unisal.data.images import is_image_file
+from unisal.data.items import FileItems, open_items
+from unisal.data.readers import READERS, load_catalogue
 
 SHOWN = 5  # offenders named in an error message
 
@@ -67,7 +68,9 @@ def read_images(images: str | Path, fmt: str) -> Catalogue:
     paths = sorted(str(p) for p in root.rglob("*") if p.is_file() and is_image_file(p))
     if not paths:
         raise DataError(f"no images found under {root}")
-    return Catalogue(paths, np.full(len(paths), -1, np.int64), np.arange(len(paths)), [], str(root))
+    return Catalogue(
+        FileItems(tuple(paths)), np.full(len(paths), -1, np.int64), np.arange(len(paths)), [], str(root)
+    )
 
 
 # ---- creating a project
@@ -149,7 +152,7 @@ def plan_project(
     known = set(relative)
     for what, rows in (("the image layout", layout), ("--labels", from_csv), ("--test", test)):
         _check_label_rows(what, rows, known, classes, catalogue.root)
-    states = file_states(catalogue.paths, workers=workers)
+    states = file_states(catalogue.items, workers=workers)
     bad = sorted((relative[i], why) for i, why in enumerate(states) if isinstance(why, str))
     if bad:
         raise ProjectError(
@@ -289,17 +292,19 @@ def check_images(store: ProjectStore, *, workers: int = 4) -> None:
     rows = store.images()
     suspects = []
     missing = []
-    for row in rows:
-        path = str(root / row["path"])
+    items = open_items([str(root / row["path"]) for row in rows])
+    ids = items.ids
+    for i, row in enumerate(rows):
+        holder = items.holder(i)
         try:
-            st = os.stat(file_on_disk(path))
+            st = os.stat(holder)
         except FileNotFoundError:
             missing.append(row["path"])
             continue
         except OSError:
             suspects.append(row)
             continue
-        same_size = NPZ_SEPARATOR in path or st.st_size == row["bytes"]
+        same_size = holder != ids[i] or st.st_size == row["bytes"]  # a row's size is not its file's
         if row["mtime_ns"] is None or file_stamp(st) != row["mtime_ns"] or not same_size:
             suspects.append(row)
     states = file_states([str(root / r["path"]) for r in suspects], workers=workers)

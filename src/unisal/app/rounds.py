@@ -25,9 +25,9 @@ import numpy as np
 from unisal.app.project import check_images, open_project
 from unisal.app.store import ProjectError, ProjectStore
 from unisal.config import PRESETS, RunConfig, check_values, setting
-from unisal.data.cache import ImageStore, build_cache, image_cache_key
-from unisal.data.catalogue import Catalogue
-from unisal.data.prepare import PreparedData
+from unisal.data.catalogue import Catalogue, DataError
+from unisal.data.items import open_items
+from unisal.data.prepare import PreparedData, prepared_catalogue
 from unisal.data.splits import TEST, TRAIN
 from unisal.estimate import fold_metrics, grouped_folds, pooled_estimate, wilson_interval
 from unisal.io import save_torch_atomic, write_scores_atomic
@@ -80,18 +80,16 @@ def run_config(settings: ProjectSettings, image_root: str) -> RunConfig:
     return resolve_config(settings.preset, values)
 
 
-def project_data(store: ProjectStore, cfg: RunConfig) -> tuple[PreparedData, np.ndarray]:
-    """The project's images as a simulation sees them: pool images are ``train``, the labelled
-    hold-out ``test``; labels as they are now (-1 where none). Also each catalogue index's
-    image id (N,)."""
+def project_catalogue(store: ProjectStore) -> tuple[Catalogue, np.ndarray, np.ndarray]:
+    """The project's items as a catalogue (labels as they are now, -1 where none), each item's
+    split (N,: ``train`` for the pool, ``test`` for the labelled hold-out) and image id (N,)."""
     root = Path(store.settings()["image_root"])
     rows = store.images()
     labels = store.labels()
     names = store.class_names()
-    paths = [str(root / r["path"]) for r in rows]
     groups = {g: k for k, g in enumerate(dict.fromkeys(r["grp"] for r in rows))}
     catalogue = Catalogue(
-        paths=paths,
+        items=open_items([str(root / r["path"]) for r in rows]),
         labels=np.asarray(
             [names.index(labels[r["path"]][0]) if r["path"] in labels else -1 for r in rows], np.int64
         ),
@@ -99,13 +97,17 @@ def project_data(store: ProjectStore, cfg: RunConfig) -> tuple[PreparedData, np.
         class_names=names,
         root=str(root),
     )
-    key, _ = image_cache_key(paths, cfg.data.image_size, cfg.data.cache_dir)
-    array, bad = build_cache(paths, cfg.data.image_size, cfg.data.cache_dir, key=key)
-    if bad:
-        raise ProjectError(f"{len(bad)} project image(s) cannot be read, e.g. {bad[0].path}: {bad[0].reason}")
     split = np.asarray([TEST if r["split"] == "test" else TRAIN for r in rows])
-    ids = np.asarray([r["id"] for r in rows], np.int64)
-    return PreparedData(catalogue, ImageStore(array, np.arange(len(paths)), fingerprint=key), split, []), ids
+    return catalogue, split, np.asarray([r["id"] for r in rows], np.int64)
+
+
+def project_data(store: ProjectStore, cfg: RunConfig) -> tuple[PreparedData, np.ndarray]:
+    """The project's items decoded (``unisal.data.prepare``, as a run's), and each one's image id."""
+    catalogue, split, ids = project_catalogue(store)
+    try:
+        return prepared_catalogue(catalogue, cfg.data, split), ids
+    except DataError as exc:
+        raise ProjectError(str(exc).replace("image(s) cannot", "project image(s) cannot")) from None
 
 
 def run_round(folder: str | Path) -> dict[str, Any]:

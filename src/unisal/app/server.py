@@ -47,7 +47,8 @@ from unisal.app.security import (
 )
 from unisal.app.store import HeldOutError, LabelResult, ProjectError, ProjectStore, QueueItem
 from unisal.data.catalogue import UnknownClassError
-from unisal.data.images import NPZ_SEPARATOR, BadImageError, load_rgb
+from unisal.data.images import BadImageError
+from unisal.data.items import open_items
 from unisal.errors import ListenError
 from unisal.events import Event, Message, Progress, subscribed
 
@@ -268,14 +269,14 @@ def create_app(folder: str | Path, token: str, *, hosts: Iterable[str]) -> Guard
             relative = store.labelling_image_path(image_id)
         except ProjectError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from exc
-        file_part, virtual, _ = relative.partition(NPZ_SEPARATOR)
-        path = served_path(image_root, file_part)
+        holder = open_items([relative]).holder(0)  # the file that holds the item, as stored
+        path = served_path(image_root, holder)
         if path is None:
             raise HTTPException(status_code=404, detail="image file not found")
-        if not virtual and path.suffix.lower() in BROWSER_FORMATS:
+        if holder == relative and path.suffix.lower() in BROWSER_FORMATS:  # the item is the file
             return FileResponse(path)
-        try:  # TIFF, images inside an .npz, ...: decoded and sent as PNG
-            pixels = load_rgb(str(path) + relative[len(file_part) :])
+        try:  # TIFF, rows of an .npz, ...: read by the item's source and sent as PNG
+            pixels = open_items([str(image_root / relative)]).read(0)
         except BadImageError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from exc
         buffer = io.BytesIO()

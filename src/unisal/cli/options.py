@@ -57,6 +57,7 @@ CONFIG_PATHS: dict[str, tuple[str, ...]] = {
     "groups": ("data", "groups"),
     "val_size": ("data", "val_size"),
     "format": ("data", "format"),
+    "reader_option": ("data", "reader_options"),
     "image_size": ("data", "image_size"),
     "skip_bad_images": ("data", "skip_bad_images"),
     "cache_dir": ("data", "cache_dir"),
@@ -102,6 +103,21 @@ def overrides_from_flags(flags: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
+def parse_reader_options(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, str] | None:
+    """``("separator=_", ...)`` -> ``{"separator": "_"}``; None when none were given."""
+    if not values:
+        return None
+    out: dict[str, str] = {}
+    for value in values:
+        name, equals, setting = value.partition("=")
+        if not equals or not name.strip():
+            raise click.BadParameter(f"'{value}' is not KEY=VALUE, e.g. separator=_", ctx, param)
+        out[name.strip()] = setting
+    return out
+
+
 def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     for option in reversed(
@@ -116,6 +132,13 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option(
                 "--format", type=RegistryChoice(names_of("data format"), "data format"), help="Data layout."
+            ),
+            click.option(
+                "--reader-option",
+                multiple=True,
+                callback=parse_reader_options,
+                metavar="KEY=VALUE",
+                help="An option of the data's reader, e.g. separator=_ (prefix) or label_column=class (csv); repeatable.",
             ),
             click.option("--image-size", type=int, help="Side of the decoded square images (px)."),
             click.option(

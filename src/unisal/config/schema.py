@@ -56,6 +56,8 @@ class DataConfig:
     path: str = ""  # image folder, flat prefix folder, or CSV of path,label
     format: str = setting("auto", registry="data format")  # auto: guess from the path
     groups: str | None = None  # CSV path,group: splits never separate a group
+    # options of the format's reader (unisal.data.readers.reader_options), e.g. {separator: _}
+    reader_options: dict[str, str] = field(default_factory=dict)
     image_size: int = setting(64, ge=16, le=4096)  # side of the cached, decoded square images
     # Validation images for model selection, labels a lab would have to pay for (rounds.csv n_val).
     # 0 (default): none; train a fixed schedule and keep the last epoch. Chosen by measurement:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from unisal.data.images import NPZ_SEPARATOR, BadImageError, load_rgb, resize_square
+from unisal.data.images import BadImageError
+from unisal.data.items import ItemSource, as_items, holder_state
 from unisal.errors import CacheError, RunError
 from unisal.events import message, track
 from unisal.io import atomic_path, check_creatable, file_marker, remove_stale_temporaries, write_json_atomic
@@ -28,22 +30,19 @@ def default_cache_dir() -> Path:
     return Path(base) / "unisal"
 
 
-def cache_key(paths: list[str], size: int) -> str:
-    """Changes when any file is added, removed, resized, touched or rewritten, or the size changes.
+def cache_key(items: ItemSource | Sequence[str], size: int) -> str:
+    """Changes when any item is added or removed, the file holding one is resized, touched or
+    rewritten, or the size changes.
 
-    A file's state is its size, modification time, inode and inode change time: a file
-    rewritten at the same size with its old modification time put back (``touch -r``) still
-    changes its ctime, which no user can set. Paths count as absolute paths, so the same files
-    give the same key from any directory.
+    A file's state is its size, modification time, inode and inode change time
+    (``unisal.data.items.holder_state``): a file rewritten at the same size with its old
+    modification time put back (``touch -r``) still changes its ctime, which no user can set.
+    Ids count as absolute paths, so the same files give the same key from any directory.
     """
+    items = as_items(items)
     digest = hashlib.sha1(f"v2 size={size}".encode())
-    for p in paths:
-        p = os.path.abspath(p)
-        try:
-            st = os.stat(p.partition(NPZ_SEPARATOR)[0])  # an image inside an .npz: the file's stat
-            digest.update(f"{p}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{st.st_ctime_ns}\n".encode())
-        except OSError:
-            digest.update(f"{p}|missing\n".encode())
+    for i, item_id in enumerate(items.ids):
+        digest.update(f"{os.path.abspath(item_id)}|{holder_state(items.holder(i))}\n".encode())
     return digest.hexdigest()[:20]
 
 
@@ -93,9 +92,9 @@ class ImageStore:
         return read_rows(self.array, self.rows[np.asarray(idx)])
 
 
-def _decode(path: str, size: int) -> np.ndarray | BadImageError:
+def _decode(items: ItemSource, i: int, size: int) -> np.ndarray | BadImageError:
     try:
-        return resize_square(load_rgb(path), size)
+        return items.read_at(i, size)
     except BadImageError as error:
         return error
 
@@ -117,29 +116,29 @@ def sample_checksum(array: np.ndarray) -> str:
 THIS_FILE = "<this file>"
 
 
-def bad_records(paths: list[str], bad: list[tuple[int, BadImageError]]) -> list[dict[str, Any]]:
-    """``bad.json``'s rows: the catalogue row of each bad file and a reason that names no path."""
-    return [{"row": i, "reason": e.reason.replace(paths[i], THIS_FILE)} for i, e in bad]
+def bad_records(ids: Sequence[str], bad: list[tuple[int, BadImageError]]) -> list[dict[str, Any]]:
+    """``bad.json``'s rows: the catalogue row of each bad item and a reason that names no path."""
+    return [{"row": i, "reason": e.reason.replace(ids[i], THIS_FILE)} for i, e in bad]
 
 
-def bad_images(paths: list[str], records: list[dict[str, Any]]) -> list[BadImageError]:
-    """The bad files of ``paths`` (this catalogue's) from ``bad.json``'s rows."""
+def bad_images(ids: Sequence[str], records: list[dict[str, Any]]) -> list[BadImageError]:
+    """The bad items of ``ids`` (this catalogue's) from ``bad.json``'s rows."""
     out = []
     for r in records:
         row = r["row"]
-        if not isinstance(row, int) or not 0 <= row < len(paths):
+        if not isinstance(row, int) or not 0 <= row < len(ids):
             raise ValueError(f"row {row!r} is outside the catalogue")
-        out.append(BadImageError(paths[row], str(r["reason"]).replace(THIS_FILE, paths[row])))
+        out.append(BadImageError(ids[row], str(r["reason"]).replace(THIS_FILE, ids[row])))
     return out
 
 
 def _open_cache(
-    target: Path, bad_file: Path, done_file: Path, paths: list[str], shape: tuple[int, ...]
+    target: Path, bad_file: Path, done_file: Path, ids: Sequence[str], shape: tuple[int, ...]
 ) -> tuple[np.ndarray, list[BadImageError]] | str:
     """A complete, intact cache; else why not (a reason to rebuild)."""
     try:
         array = np.load(target, mmap_mode="r")
-        bad = bad_images(paths, json.loads(bad_file.read_text()))
+        bad = bad_images(ids, json.loads(bad_file.read_text()))
     except KeyError:  # a list by path, of an older version: it may name another folder's files
         return "its bad-image list is of an older version"
     except (OSError, ValueError, TypeError) as exc:
@@ -191,13 +190,13 @@ def reserve_space(path: Path, n_bytes: int, folder: Path, what: str = "image cac
 
 
 def build_cache(
-    paths: list[str],
+    items: ItemSource | Sequence[str],
     size: int,
     cache_dir: str | Path | None = None,
     workers: int = 4,
     key: str | None = None,
 ) -> tuple[np.ndarray, list[BadImageError]]:
-    """Decode ``paths`` to (N, size, size, 3) uint8 on disk, or reuse an identical earlier cache.
+    """Decode ``items`` to (N, size, size, 3) uint8 on disk, or reuse an identical earlier cache.
 
     Bad files leave a zero image in their row and are returned, so that the caller decides
     whether to stop or to skip them. Writes go to a temporary file (its space reserved first)
@@ -206,7 +205,7 @@ def build_cache(
     temporary files of killed builds are removed.
 
     Args:
-        key: ``image_cache_key(paths, size, cache_dir)[0]`` if the caller has it already.
+        key: ``image_cache_key(items, size, cache_dir)[0]`` if the caller has it already.
 
     Returns:
         The memory-mapped array and the list of files that could not be decoded.
@@ -219,14 +218,16 @@ def build_cache(
         check_creatable(folder, what="the cache folder")
     except RunError as exc:
         raise CacheError(f"{exc}; choose another folder with --cache-dir or $UNISAL_CACHE") from None
-    key = key or image_cache_key(paths, size, cache_dir)[0]
+    items = as_items(items)
+    key = key or image_cache_key(items, size, cache_dir)[0]
+    ids = items.ids
     target, bad_file = folder / f"{key}.npy", folder / f"{key}.bad.json"
     done_file, legacy_done = file_marker(target), folder / f"{key}.done.json"  # legacy: before issue 16
     if legacy_done.is_file() and not done_file.is_file():
         done_file = legacy_done
-    shape = (len(paths), size, size, 3)
+    shape = (len(items), size, size, 3)
     if target.is_file() and bad_file.is_file():
-        opened = _open_cache(target, bad_file, done_file, paths, shape)
+        opened = _open_cache(target, bad_file, done_file, ids, shape)
         if not isinstance(opened, str):
             return opened
         message(f"rebuilding the image cache {target.name}: {opened}")
@@ -242,9 +243,9 @@ def build_cache(
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
             reserve_space(tmp, tmp.stat().st_size, folder)
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                results = pool.map(lambda p: _decode(p, size), paths, chunksize=32)
+                results = pool.map(lambda i: _decode(items, i, size), range(len(items)), chunksize=32)
                 for i, result in enumerate(
-                    track(results, f"decoding images to {size}px", total=len(paths), unit="img", long=True)
+                    track(results, f"decoding images to {size}px", total=len(items), unit="img", long=True)
                 ):
                     if isinstance(result, BadImageError):
                         bad.append((i, result))
@@ -254,7 +255,7 @@ def build_cache(
             array.flush()
             checksum = sample_checksum(array)
             del array
-        write_json_atomic(bad_file, bad_records(paths, bad))
+        write_json_atomic(bad_file, bad_records(ids, bad))
         write_json_atomic(done_file, {"shape": list(shape), "sample_sha1": checksum})
     except CacheError:
         raise
@@ -265,34 +266,21 @@ def build_cache(
     return np.load(target, mmap_mode="r"), [e for _, e in bad]
 
 
-def file_sha1(path: str) -> str:
-    """SHA-1 of a file's bytes; empty for an image inside an .npz (no file of its own)."""
-    if NPZ_SEPARATOR in path:
-        return ""
-    digest = hashlib.sha1()
-    try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
-        return ""
-    return digest.hexdigest()
-
-
 def content_hashes(
-    paths: list[str], key: str, cache_dir: str | Path | None = None, workers: int = 4
+    items: ItemSource, key: str, cache_dir: str | Path | None = None, workers: int = 4
 ) -> list[str]:
-    """SHA-1 of every file (N,), computed once per image cache and kept beside it (``.sha1.json``)."""
+    """SHA-1 of every item's own bytes (N,; empty where it has none), computed once per image
+    cache and kept beside it (``.sha1.json``)."""
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
     record = folder / f"{key}.sha1.json"
     try:
         hashes = json.loads(record.read_text())
-        if isinstance(hashes, list) and len(hashes) == len(paths):
+        if isinstance(hashes, list) and len(hashes) == len(items):
             return [str(h) for h in hashes]
     except (OSError, ValueError):
         pass
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        hashes = list(pool.map(file_sha1, paths, chunksize=64))
+        hashes = list(pool.map(items.content_sha1, range(len(items)), chunksize=64))
     with contextlib.suppress(OSError):  # a read-only cache: hash again next time
         folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(record, hashes)
@@ -300,7 +288,7 @@ def content_hashes(
 
 
 def image_cache_key(
-    paths: list[str], size: int, cache_dir: str | Path | None = None
+    items: ItemSource | Sequence[str], size: int, cache_dir: str | Path | None = None
 ) -> tuple[str, list[str]]:
     """The decoded-image cache's key, and the SHA-1 of every file (N,).
 
@@ -311,9 +299,10 @@ def image_cache_key(
     has no hash of its own (an image inside an .npz, an unreadable file), the key is the
     path-based one.
     """
-    by_path = cache_key(paths, size)
-    hashes = content_hashes(paths, by_path, cache_dir)
-    if not paths or not all(hashes):
+    items = as_items(items)
+    by_path = cache_key(items, size)
+    hashes = content_hashes(items, by_path, cache_dir)
+    if not len(items) or not all(hashes):
         return by_path, hashes
     digest = hashlib.sha1(f"v2 content size={size}".encode())
     for h in hashes:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -58,35 +56,6 @@ def _read_tiff(path: Path) -> np.ndarray:
     return array
 
 
-NPZ_SEPARATOR = "::"  # an image inside an .npz file: <file.npz>::<split>/<index>
-_npz_lock = threading.Lock()
-
-
-@functools.lru_cache(maxsize=2)
-def _npz_array(file: str, key: str) -> np.ndarray:
-    """One image array of an .npz file, loaded once (files with 224 px images need much memory)."""
-    with np.load(file) as npz:
-        return np.asarray(npz[key])
-
-
-def npz_member(path: str) -> tuple[str, str, int]:
-    """``file.npz::train/12`` -> (``file.npz``, ``train_images``, 12)."""
-    file, _, member = path.partition(NPZ_SEPARATOR)
-    split, _, index = member.partition("/")
-    return file, f"{split}_images", int(index)
-
-
-def read_npz_image(path: str) -> np.ndarray:
-    """An image (H, W, 3) or (H, W) from an .npz data set (MedMNIST layout)."""
-    try:
-        file, key, index = npz_member(path)
-        with _npz_lock:
-            array = _npz_array(file, key)
-        return np.asarray(array[index])
-    except (OSError, KeyError, ValueError, IndexError) as error:
-        raise BadImageError(path, f"cannot read from the .npz file: {error}") from error
-
-
 def load_rgb(path: str | Path) -> np.ndarray:
     """Read an image file as RGB.
 
@@ -100,8 +69,6 @@ def load_rgb(path: str | Path) -> np.ndarray:
     Raises:
         BadImageError: the file is missing, truncated or not an image.
     """
-    if NPZ_SEPARATOR in str(path):
-        return _to_uint8_rgb(read_npz_image(str(path)))
     path = Path(path)
     if not path.is_file():
         raise BadImageError(path, "file not found")

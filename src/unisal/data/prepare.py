@@ -8,8 +8,9 @@ import numpy as np
 
 from unisal.config import DataConfig
 from unisal.data.cache import ImageStore, build_cache, image_cache_key, join_identical
-from unisal.data.catalogue import Catalogue, DataError, load_catalogue
+from unisal.data.catalogue import Catalogue, DataError
 from unisal.data.images import BadImageError
+from unisal.data.readers import load_catalogue
 from unisal.data.splits import TEST, TRAIN, VAL, grouped_split, subsample_classes
 
 
@@ -56,11 +57,31 @@ class PreparedData:
         return self.indices(TEST)
 
 
+def decode_catalogue(
+    catalogue: Catalogue, cfg: DataConfig
+) -> tuple[ImageStore, list[BadImageError], list[str]]:
+    """Every item of ``catalogue`` decoded at ``cfg.image_size`` into the decoded-image cache (the
+    one place where a run, a project round or a prediction builds it). Also the items that could
+    not be read (their rows left zero) and every item's content hash (N,; empty where none)."""
+    key, hashes = image_cache_key(catalogue.items, cfg.image_size, cfg.cache_dir)
+    array, bad = build_cache(catalogue.items, cfg.image_size, cfg.cache_dir, key=key)
+    return ImageStore(array, np.arange(len(catalogue)), fingerprint=key), bad, hashes
+
+
+def prepared_catalogue(catalogue: Catalogue, cfg: DataConfig, split: np.ndarray) -> PreparedData:
+    """``catalogue`` decoded, with a split given by the caller (a project's pool and hold-out,
+    images to predict); DataError naming the first item that cannot be read."""
+    store, bad, _ = decode_catalogue(catalogue, cfg)
+    if bad:
+        raise DataError(f"{len(bad)} image(s) cannot be read, e.g. {bad[0].path}: {bad[0].reason}")
+    return PreparedData(catalogue, store, split, [])
+
+
 def prepare_data(cfg: DataConfig, seed: int) -> PreparedData:
     """Read the catalogue, decode it into the cache, drop or refuse bad files, split by group."""
-    catalogue = load_catalogue(cfg.path, cfg.format, cfg.groups)
-    key, hashes = image_cache_key(catalogue.paths, cfg.image_size, cfg.cache_dir)
-    array, bad = build_cache(catalogue.paths, cfg.image_size, cfg.cache_dir, key=key)
+    catalogue = load_catalogue(cfg.path, cfg.format, cfg.groups, options=cfg.reader_options)
+    decoded, bad, hashes = decode_catalogue(catalogue, cfg)
+    array, key = decoded.array, decoded.fingerprint
     rows = np.arange(len(catalogue))
     if bad:
         if not cfg.skip_bad_images:
@@ -70,8 +91,8 @@ def prepare_data(cfg: DataConfig, seed: int) -> PreparedData:
                 f"{len(bad)} image(s) cannot be read:\n  {listing}{more}\n"
                 "fix or remove them, or pass --skip-bad-images to leave them out"
             )
-        bad_paths = {e.path for e in bad}
-        keep = np.asarray([p not in bad_paths for p in catalogue.paths])
+        bad_ids = {e.path for e in bad}
+        keep = np.asarray([i not in bad_ids for i in catalogue.ids])
         catalogue, rows = catalogue.subset(keep), rows[keep]
         hashes = [h for h, k in zip(hashes, keep, strict=True) if k]
     if (catalogue.labels >= 0).sum() == 0:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from unisal.data.catalogue import CHAOYANG_CLASSES, PATHMNIST_CLASSES
+from unisal.data.readers import CHAOYANG_CLASSES, PATHMNIST_CLASSES
 from unisal.registry import Registry
 
 
