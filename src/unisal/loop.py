@@ -13,91 +13,37 @@ and the learner prepared (weights loaded, feature cache built).
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import time
 from typing import Any
 
 import numpy as np
 
-from unisal.config import ConfigError, RunConfig, from_dict, to_dict
+from unisal.config import RunConfig
 from unisal.data.prepare import PreparedData, prepare_data
-from unisal.data.readers import check_reader_options
 from unisal.device import resolve_device
 from unisal.diagnostics import round_diagnostics
 from unisal.errors import RunError
 from unisal.events import message
 from unisal.io import check_creatable
-from unisal.learners import Learner, create_learner, learner_class
-from unisal.query import QueryContext, Strategy, create_strategy, strategy_class
-from unisal.run_folder import DAMAGED, RunFolder
-from unisal.seeds import fit_seeds, round_seed
-from unisal.settings import check_names
+from unisal.learners import Learner, create_learner
+from unisal.pipeline import (
+    check_run_settings,
+    cross_validate,
+    fit_round,
+    make_strategy,
+    select,
+    stop_predictions,
+    unlabelled_for,
+)
+from unisal.query import Strategy
+from unisal.resume import check_folder, check_resumed
+from unisal.run_folder import RunFolder
+from unisal.seeds import round_seed
 from unisal.state import NOT_LABELLED, ALState
 from unisal.stopping import stop_set, stop_signal
 from unisal.threads import configure_threads, resumed_threads
-from unisal.train.fit import TrainingSets
 
-__all__ = ["NOT_LABELLED", "ALState", "ActiveLearningRun", "RunError", "check_run_settings"]
-
-
-def check_run_settings(cfg: RunConfig) -> None:
-    """Names, learner, backbone, strategy and their combination, checked without any I/O."""
-    check_names(cfg)
-    if cfg.data.format != "auto":  # else the reader is known once the path is read
-        check_reader_options(cfg.data.format, cfg.data.reader_options)
-    learner_class(cfg.learner.name).check(cfg)
-    strategy_class(cfg.query.strategy).check(cfg)
-    make_strategy(cfg)
-    if cfg.query.pool_subset is not None and cfg.query.pool_subset < cfg.query.budget:
-        raise ConfigError(
-            f"query.pool_subset ({cfg.query.pool_subset}) must be at least the budget ({cfg.query.budget})"
-        )
-
-
-def make_strategy(cfg: RunConfig) -> Strategy:
-    """The run's strategy with its parameters (``query.params``) checked."""
-    return create_strategy(
-        cfg.query.strategy, cfg.query.params, kmeans_n_init=cfg.query.kmeans_n_init, explore=cfg.query.explore
-    )
-
-
-def _comparable(values: dict[str, Any]) -> dict[str, Any]:
-    """Settings that must not change when a run is resumed."""
-    with contextlib.suppress(ConfigError, TypeError):  # settings added since: their defaults
-        values = to_dict(from_dict(values))
-    values = json.loads(json.dumps(values))
-    data = values.get("data", {})
-    for key in ("path", "groups"):  # runs written before paths were stored absolute
-        if isinstance(data.get(key), str) and data[key] and "://" not in data[key]:
-            data[key] = os.path.abspath(data[key])
-    for key in ("device", "threads", "out", "rounds"):  # a resumed run may be extended by more rounds
-        values.pop(key, None)
-    values.get("data", {}).pop("cache_dir", None)
-    values.get("train", {}).pop("eval_batch_size", None)
-    values.get("features", {}).pop("batch_size", None)
-    values.get("features", {}).pop("engine", None)  # any engine gives the same cached features
-    return values
-
-
-def _differences(run: dict[str, Any], now: dict[str, Any], where: str = "") -> list[str]:
-    """``key: run X, now Y`` for every setting that differs between two nested dicts."""
-    out = []
-    for key in sorted(set(run) | set(now), key=str):
-        a, b = run.get(key), now.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{where}{key}.")
-        elif a != b:
-            out.append(f"{where}{key}: run {json.dumps(a)}, now {json.dumps(b)}")
-    return out
-
-
-def changed_settings(saved: dict[str, Any], cfg: RunConfig) -> str:
-    """The settings of ``cfg`` that a resumed run may not change and that differ from ``saved``
-    (a run's config.yaml), in words (``"query.budget: run 3, now 5"``); empty when none do."""
-    changed = _differences(_comparable(saved), _comparable(to_dict(cfg)))
-    return "; ".join(changed[:3]) + ("; ..." if len(changed) > 3 else "")
+__all__ = ["NOT_LABELLED", "ALState", "ActiveLearningRun", "RunError", "check_run_settings", "make_strategy"]
 
 
 class ActiveLearningRun:
@@ -124,83 +70,6 @@ class ActiveLearningRun:
         self.state: ALState | None = None
 
     # ---- set-up: read and check everything, then write
-    def _check_folder(self) -> None:
-        folder = self.folder
-        if folder.root.exists() and not folder.root.is_dir():
-            raise RunError(f"--out {folder.root} is a file, not a folder")
-        if not self.resume:
-            if folder.holds_run():
-                if self._restartable():
-                    message(
-                        f"{folder.root} holds a run that stopped before its first result: starting it again"
-                    )
-                    return
-                raise RunError(
-                    f"{folder.root} already holds a run; pass --resume to continue it or choose another --out"
-                )
-            foreign = folder.foreign_entries()
-            if foreign:
-                shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-                raise RunError(
-                    f"--out {folder.root} is not empty and holds no unisal run ({shown}); choose a new or empty folder"
-                )
-            return
-        if not folder.holds_run():
-            raise RunError(f"--resume: no run to resume in {folder.root} (state.json missing)")
-        changed = changed_settings(folder.read_config(), self.cfg)
-        if changed:
-            raise RunError(
-                f"--resume: the settings differ from those of the run in {folder.root} ({changed}); "
-                f"resume with the same settings (--config {folder.root / 'config.yaml'} holds them) or start a new --out"
-            )
-
-    def _restartable(self) -> bool:
-        """A run with the same settings that has no result yet (it failed or was killed in round 0)."""
-        try:
-            state = self.folder.read_state()
-            same = not changed_settings(self.folder.read_config(), self.cfg)
-        except RunError:
-            return False
-        return same and not state.results and state.round == 0
-
-    def _check_resumed(self, data: PreparedData, state: ALState) -> None:
-        """The data must be those the run started with (``splits.csv``), and the state must label
-        only training-pool images: a test image must never reach training."""
-        cat = data.catalogue
-        saved = self.folder.read_splits_table()
-        if len(saved) != len(cat):
-            raise RunError(
-                f"--resume: the data set had {len(saved)} images when the run started and has {len(cat)} now; "
-                "resume with the same data or start a new --out"
-            )
-        changed = []
-        for i, row in enumerate(saved):
-            label = cat.class_names[cat.labels[i]] if cat.labels[i] >= 0 else ""
-            now = (cat.relative(i), label, str(int(cat.groups[i])), str(data.split[i]))
-            before = (row["path"], row["label"], row["group"], row["split"])
-            if now != before:
-                what = [
-                    n
-                    for n, a, b in zip(("path", "label", "group", "split"), before, now, strict=True)
-                    if a != b
-                ]
-                changed.append(f"{before[0]} ({', '.join(what)})")
-        if changed:
-            raise RunError(
-                f"--resume: {len(changed)} image(s) differ from the run's splits.csv, e.g. {changed[0]}; "
-                "resume with the same data and groups or start a new --out"
-            )
-        if len(state.labelled_round) != len(cat):
-            raise RunError(
-                f"--resume: state.json covers {len(state.labelled_round)} images, the data {len(cat)}"
-            )
-        outside = np.setdiff1d(state.labelled(), data.idx_train)
-        if len(outside):
-            raise RunError(
-                f"--resume: state.json labels {len(outside)} image(s) outside the training pool, e.g. "
-                f"{cat.relative(int(outside[0]))} ({data.split[outside[0]]}): {DAMAGED}"
-            )
-
     def _check_sizes(self, data: PreparedData) -> None:
         cfg, pool = self.cfg, len(data.idx_train)
         if pool == 0:
@@ -240,7 +109,7 @@ class ActiveLearningRun:
         folder = self.folder
         if self.resume:
             state = folder.read_state()
-            self._check_resumed(data, state)
+            check_resumed(folder, data, state)
             if self.cfg.rounds < state.round:
                 raise RunError(f"--resume: the run in {folder.root} has already reached round {state.round}")
             if state.stage == "done" and self.cfg.rounds > state.round:
@@ -267,7 +136,7 @@ class ActiveLearningRun:
                 shares them between the runs of a seed); read here when None.
         """
         cfg = self.cfg
-        self._check_folder()
+        check_folder(self.folder, cfg, resume=self.resume)
         recorded = self.folder.read_config().get("threads") if self.resume else None
         # The number used is recorded in config.yaml: a resumed run sums in the same order.
         cfg.threads = configure_threads(resumed_threads(cfg.threads, recorded))
@@ -293,10 +162,9 @@ class ActiveLearningRun:
         data, learner, _, state = self._parts()
         labels = data.catalogue.labels
         idx_lb = state.labelled()
-        idx_ulb = np.concatenate([np.setdiff1d(data.idx_train, idx_lb), data.idx_unlabelled_extra])
+        idx_ulb = unlabelled_for(data, idx_lb)
         estimate = self.cv_estimate(round_, idx_lb, idx_ulb)
-        sets = TrainingSets(idx_lb, labels[idx_lb], idx_ulb, data.idx_val, labels[data.idx_val])
-        result = learner.fit(sets, **fit_seeds(self.cfg.seed, round_))
+        result = fit_round(learner, data, idx_lb, idx_ulb, seed=self.cfg.seed, round_=round_)
         self.folder.write_history(round_, result.history)
         metrics, matrix = learner.evaluate(data.idx_test, labels[data.idx_test])
         self.folder.write_confusion(round_, data.catalogue.class_names, matrix)
@@ -331,24 +199,17 @@ class ActiveLearningRun:
         """What a lab without a test set would be told (``query.cv_folds`` > 1): the accuracy of
         out-of-fold predictions over grouped folds of the labelled set, and its 95 % interval
         (:mod:`unisal.estimate`); empty when off or when the labels allow no two folds."""
-        from unisal.estimate import fold_metrics, grouped_folds, pooled_estimate
+        from unisal.estimate import grouped_folds, pooled_estimate
 
         data, learner, _, _ = self._parts()
-        k = self.cfg.query.cv_folds
+        k, seed = self.cfg.query.cv_folds, self.cfg.seed
         labels, groups = data.catalogue.labels, data.catalogue.groups
         folds = (
-            grouped_folds(labels[idx_lb], groups[idx_lb], k, round_seed(self.cfg.seed, round_, "cv"))
-            if k > 1
-            else []
+            grouped_folds(labels[idx_lb], groups[idx_lb], k, round_seed(seed, round_, "cv")) if k > 1 else []
         )
         if not folds:
             return {}
-        fold_scores = []
-        for part, (a, b) in enumerate(folds, start=1):
-            learner.fit(
-                TrainingSets(idx_lb[a], labels[idx_lb[a]], idx_ulb), **fit_seeds(self.cfg.seed, round_, part)
-            )
-            fold_scores.append(fold_metrics(learner, idx_lb[b], labels[idx_lb[b]]))
+        fold_scores, _ = cross_validate(learner, data, idx_lb, idx_ulb, folds, seed=seed, round_=round_)
         accuracy, low, high = pooled_estimate(fold_scores)
         return {"cv_accuracy": round(accuracy, 6), "cv_low": round(low, 6), "cv_high": round(high, 6)}
 
@@ -375,9 +236,9 @@ class ActiveLearningRun:
         idx = self.stop_set_indices()
         if len(idx) == 0:
             return {}
-        logits = learner.predict(idx).logits
-        predicted = [names[int(k)] for k in logits.mean(0).argmax(1)]
-        self.folder.write_stop_predictions(round_, [data.catalogue.ids[i] for i in idx], predicted)
+        predicted, logits = stop_predictions(learner, data, idx)
+        ids = data.catalogue.ids
+        self.folder.write_stop_predictions(round_, [ids[i] for i in idx], predicted)
         previous = self.folder.read_stop_predictions(round_ - 1) if round_ > 0 else None
         earlier = sorted((r for r in state.results if r["round"] < round_), key=lambda r: r["round"])
         kappa, stopped = stop_signal(
@@ -411,17 +272,16 @@ class ActiveLearningRun:
             unlabelled = np.sort(rng_subset.choice(unlabelled, size=cfg.query.pool_subset, replace=False))
         if strategy.needs_learner and not learner.nets:  # resumed between training and selection
             learner.load_state_dict(self.folder.load_checkpoint(round_))
-        labelled = state.labelled()
-        ctx = QueryContext(
+        rng = np.random.default_rng(round_seed(cfg.seed, round_, "select"))
+        selection = select(
+            strategy,
+            learner,
+            data,
             pool=unlabelled,
-            labelled=labelled,
-            labels=cat.labels[labelled],
+            labelled=state.labelled(),
             budget=cfg.query.budget,
-            rng=np.random.default_rng(round_seed(cfg.seed, round_, "select")),
-            class_names=cat.class_names,
-            learner=learner if strategy.needs_learner else None,
+            rng=rng,
         )
-        selection = strategy.select(ctx)
         chosen = unlabelled[selection.positions]
         scores = selection.scores
         if scores is not None:  # the whole pool's scores, for maps; a strategy without any has none

@@ -14,20 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from unisal.config import RunConfig, from_dict, to_dict
-from unisal.data.prepare import prepare_data
+from unisal.data.prepare import PreparedData, prepare_data
 from unisal.device import resolve_device
 from unisal.errors import RunError
 from unisal.events import message
 from unisal.io import check_creatable, write_json_atomic
 from unisal.learners import create_learner
+from unisal.pipeline import fit_round
 from unisal.run_folder import RunFolder
-from unisal.seeds import fit_seeds
 from unisal.settings import override_config
 from unisal.state import ALState
 from unisal.threads import configure_threads, resumed_threads
-from unisal.train.fit import TrainingSets
+from unisal.train.fit import FitResult
 
 
 def _load_run(run_dir: Path, overrides: dict[str, Any]) -> tuple[RunConfig, ALState, Any]:
@@ -74,6 +75,22 @@ def check_reference_folder(out: Path) -> None:
         )
 
 
+def supervised_reference(
+    cfg: RunConfig, data: PreparedData, idx_lb: np.ndarray, *, round_: int, device: torch.device
+) -> tuple[dict[str, float], np.ndarray, FitResult]:
+    """A learner of ``cfg`` (its mode ``supervised``) trained on the labelled images ``idx_lb``
+    (L,) as round ``round_`` of the run would be (``unisal.pipeline.fit_round``), then scored on
+    the test split: its metrics, confusion matrix (C, C) and fit result. The training split's
+    other images are unused in supervised mode; they bound the batch."""
+    learner = create_learner(cfg, len(data.catalogue.class_names), device)
+    learner.prepare(data)
+    unlabelled = np.setdiff1d(data.idx_train, idx_lb)
+    result = fit_round(learner, data, idx_lb, unlabelled, seed=cfg.seed, round_=round_)
+    labels = data.catalogue.labels
+    metrics, matrix = learner.evaluate(data.idx_test, labels[data.idx_test])
+    return metrics, matrix, result
+
+
 def train_supervised_reference(
     run_dir: str | Path,
     labels: str,
@@ -108,22 +125,11 @@ def train_supervised_reference(
         idx_lb = state.labelled(up_to_round=round_)
         if round_ > state.round or len(idx_lb) == 0:
             raise RunError(f"round {round_} of {run_dir} has no labelled set yet")
-    learner = create_learner(cfg, len(cat.class_names), device)
-    learner.prepare(data)
     message(
         f"supervised reference: {len(idx_lb)} labelled images ({labels}), {cfg.learner.name} learner, "
         f"{cfg.learner.networks} network(s), {cfg.model.backbone}"
     )
-    # the unlabelled images are unused in supervised mode; they bound the batch
-    sets = TrainingSets(
-        idx_lb,
-        cat.labels[idx_lb],
-        np.setdiff1d(data.idx_train, idx_lb),
-        data.idx_val,
-        cat.labels[data.idx_val],
-    )
-    result = learner.fit(sets, **fit_seeds(cfg.seed, round_))
-    metrics, matrix = learner.evaluate(data.idx_test, cat.labels[data.idx_test])
+    metrics, matrix, result = supervised_reference(cfg, data, idx_lb, round_=round_, device=device)
     out.mkdir(parents=True, exist_ok=True)
     summary = {
         "run": str(run_dir),

@@ -29,11 +29,19 @@ from unisal.data.catalogue import Catalogue, DataError
 from unisal.data.items import open_items
 from unisal.data.prepare import PreparedData, prepared_catalogue
 from unisal.data.splits import TEST, TRAIN
-from unisal.estimate import fold_metrics, grouped_folds, pooled_estimate, wilson_interval
+from unisal.estimate import grouped_folds, pooled_estimate, wilson_interval
 from unisal.io import save_torch_atomic, write_scores_atomic
-from unisal.seeds import fit_seeds, round_seed
+from unisal.pipeline import (
+    check_run_settings,
+    cross_validate,
+    fit_round,
+    make_strategy,
+    select,
+    stop_predictions,
+    unlabelled_for,
+)
+from unisal.seeds import round_seed
 from unisal.settings import check_names, resolve_config
-from unisal.train.fit import TrainingSets
 
 
 @dataclass
@@ -114,7 +122,6 @@ def run_round(folder: str | Path) -> dict[str, Any]:
     """Train, measure and queue the next batch; returns the round's record. Progress and
     messages go out as events (:mod:`unisal.events`)."""
     from unisal.device import resolve_device
-    from unisal.loop import check_run_settings, make_strategy
 
     store = open_project(folder)
     settings = ProjectSettings.from_store(store)
@@ -164,11 +171,8 @@ def round_stopping(
     idx = stop_set(pool, cfg.query.stop_set, np.random.default_rng(round_seed(seed, 0, "stop_set")))
     if len(idx) == 0:
         return {}
-    names = data.catalogue.class_names
-    predicted = {
-        str(int(image_ids[i])): names[int(k)]
-        for i, k in zip(idx, learner.predict(idx).mean_logits().argmax(1), strict=True)
-    }
+    names, _ = stop_predictions(learner, data, idx)
+    predicted = {str(int(image_ids[i])): name for i, name in zip(idx, names, strict=True)}
     earlier = [
         r
         for r in store.rounds()
@@ -233,7 +237,6 @@ def _run_round(
 ) -> dict[str, Any]:
     """The work of round ``round_id`` (started, lock held); records its outcome."""
     from unisal.learners import create_learner
-    from unisal.query import QueryContext
 
     start = time.perf_counter()
     try:
@@ -262,16 +265,12 @@ def _run_round(
         else:
             learner = create_learner(cfg, len(cat.class_names), device)
             learner.prepare(data)
-
-            def fit(train_idx: np.ndarray, part: int) -> dict[str, Any]:
-                """Train on ``train_idx``; the guard's verdict (unisal.guard) when it ran, else {}."""
-                assert learner is not None
-                sets = TrainingSets(train_idx, cat.labels[train_idx], pool)
-                result = learner.fit(sets, **fit_seeds(settings.seed, round_id, part))
-                return result.guard or {}
-
+            unlabelled = unlabelled_for(data, labelled)  # the pool
             if len(test):
-                metrics |= fit(labelled, 0)
+                metrics |= (
+                    fit_round(learner, data, labelled, unlabelled, seed=settings.seed, round_=round_id).guard
+                    or {}
+                )
                 scores, _ = learner.evaluate(test, cat.labels[test])
                 low, high = wilson_interval(round(scores["accuracy"] * len(test)), len(test))
                 metrics |= {
@@ -284,10 +283,9 @@ def _run_round(
                 folds = grouped_folds(
                     cat.labels[labelled], cat.groups[labelled], settings.folds, settings.seed
                 )
-                fold_scores = []
-                for k, (a, b) in enumerate(folds):
-                    fit(labelled[a], k + 1)
-                    fold_scores.append(fold_metrics(learner, labelled[b], cat.labels[labelled[b]]))
+                fold_scores, _ = cross_validate(
+                    learner, data, labelled, unlabelled, folds, seed=settings.seed, round_=round_id
+                )
                 if fold_scores:
                     for key in ("accuracy", "macro_f1"):
                         values = [s[key] for s in fold_scores]
@@ -297,22 +295,16 @@ def _run_round(
                     accuracy, low, high = pooled_estimate(fold_scores)
                     metrics |= {"accuracy": accuracy, "accuracy_low": low, "accuracy_high": high}
                     metrics["source"] = f"{len(folds)}-fold cross-validation"
-                metrics |= fit(labelled, 0)
+                metrics |= (
+                    fit_round(learner, data, labelled, unlabelled, seed=settings.seed, round_=round_id).guard
+                    or {}
+                )
         if learner is not None:
             metrics |= round_stopping(
                 store, Path(folder), round_id, learner, data, image_ids, cfg, settings.seed
             )
         if learner is not None and budget > 0:
-            ctx = QueryContext(
-                pool=pool,
-                labelled=labelled,
-                labels=cat.labels[labelled],
-                budget=budget,
-                rng=rng,
-                class_names=cat.class_names,
-                learner=learner if strategy.needs_learner else None,
-            )
-            selection = strategy.select(ctx)
+            selection = select(strategy, learner, data, pool=pool, labelled=labelled, budget=budget, rng=rng)
             pool_scores = selection.scores
             probs = learner.predict(pool[selection.positions]).probs().mean(axis=0)
             items = [

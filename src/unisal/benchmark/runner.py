@@ -39,12 +39,12 @@ from unisal.device import resolve_device
 from unisal.errors import RunError
 from unisal.events import message
 from unisal.io import check_creatable, write_csv_atomic, write_json_atomic, write_text_atomic
-from unisal.learners import create_learner
-from unisal.loop import ActiveLearningRun, changed_settings, check_run_settings
+from unisal.loop import ActiveLearningRun
+from unisal.pipeline import check_run_settings
+from unisal.reference import supervised_reference
+from unisal.resume import changed_settings
 from unisal.run_folder import RunFolder
-from unisal.seeds import fit_seeds
 from unisal.threads import configure_threads
-from unisal.train.fit import TrainingSets
 
 
 @dataclass
@@ -178,14 +178,7 @@ class Benchmark:
         if path.is_file():
             return
         cfg = self.plan.reference_config(seed)
-        learner = create_learner(cfg, len(data.catalogue.class_names), self.device)
-        learner.prepare(data)
-        labels = data.catalogue.labels
-        sets = TrainingSets(
-            data.idx_train, labels[data.idx_train], idx_val=data.idx_val, y_val=labels[data.idx_val]
-        )
-        result = learner.fit(sets, **fit_seeds(seed, 0))
-        metrics, _ = learner.evaluate(data.idx_test, labels[data.idx_test])
+        metrics, _, result = supervised_reference(cfg, data, data.idx_train, round_=0, device=self.device)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(
             path,
