@@ -144,6 +144,29 @@ def test_catalogue_rows_map_to_cache_rows(tmp_path: Path) -> None:
     )
 
 
+def test_view_means_are_kept_beside_the_cache_and_equal_the_mean_in_memory(tmp_path: Path) -> None:
+    """What ``mean`` predictions read: memory-mapped from mean.npy, written once, the same numbers as
+    averaging in memory; rewritten when the features under it changed."""
+    from unisal.models.features import view_means
+    from unisal.train.inputs import FeatureInputs
+
+    cache = build(colour_store(), tmp_path)
+    assert cache.folder is not None
+    means = view_means(cache)
+    assert isinstance(means, np.memmap) and means.shape == (10, cache.dim) and means.dtype == np.float32
+    in_memory = view_means(FeatureStore(cache.array, cache.rows, cache.info))  # no folder
+    assert not isinstance(in_memory, np.memmap)
+    np.testing.assert_array_equal(means, in_memory)
+    np.testing.assert_array_equal(means[4], np.asarray(cache.array[4], np.float32).mean(0))
+    stamp = (cache.folder / "mean.npy").stat().st_mtime_ns
+    assert view_means(cache).shape == means.shape and (cache.folder / "mean.npy").stat().st_mtime_ns == stamp
+    changed = FeatureStore(cache.array, cache.rows, {**cache.info, "sample_sha1": "other"}, cache.folder)
+    view_means(changed)
+    assert (cache.folder / "mean.npy").stat().st_mtime_ns != stamp  # another cache's means: written again
+    shuffled = FeatureInputs(FeatureStore(cache.array, np.array([9, 3, 0]), cache.info, cache.folder))
+    np.testing.assert_array_equal(shuffled.mean_features(np.array([1, 0])), in_memory[[3, 9]])
+
+
 def test_a_complete_cache_is_reused_without_the_backbone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

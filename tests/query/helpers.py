@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from unisal.query import QueryContext, Strategy
@@ -16,21 +18,51 @@ class TableLearner:
     (N,), so a test can say which images are uncertain under dropout.
     """
 
-    def __init__(self, outputs: Predictions, mc_noise: np.ndarray | None = None):
+    def __init__(self, outputs: Predictions, mc_noise: np.ndarray | None = None, batch_size: int = 7):
         self.outputs = outputs
         n = outputs.logits.shape[1]
         self.mc_noise = np.ones(n) if mc_noise is None else np.asarray(mc_noise, np.float64)
+        self.batch_size = batch_size  # of predict_batches: small, so that strategies see several
         self.calls: list[str] = []
 
-    def predict(self, idx: np.ndarray, *, with_features: bool = False, desc: str = "") -> Predictions:
-        self.calls.append("predict")
-        idx = np.asarray(idx, np.int64)
+    def _take(self, idx: np.ndarray, outputs: tuple[str, ...]) -> Predictions:
+        """Only the outputs asked for (the others None, as a learner gives them)."""
         out = self.outputs
 
-        def take(a: np.ndarray | None) -> np.ndarray | None:
-            return None if a is None else a[:, idx]
+        def take(name: str) -> np.ndarray | None:
+            a = getattr(out, name)
+            return None if a is None or name not in outputs else a[:, idx]
 
-        return Predictions(out.logits[:, idx], out.embeddings[:, idx], take(out.features), take(out.hidden))
+        return Predictions(out.logits[:, idx], take("embeddings"), take("features"), take("hidden"))
+
+    def predict(
+        self,
+        idx: np.ndarray,
+        *,
+        with_features: bool = False,
+        outputs: tuple[str, ...] | None = None,
+        desc: str = "",
+    ) -> Predictions:
+        self.calls.append("predict")
+        if outputs is None:
+            outputs = ("embeddings", "features", "hidden") if with_features else ("embeddings",)
+        return self._take(np.asarray(idx, np.int64), tuple(outputs))
+
+    def predict_batches(
+        self, idx: np.ndarray, *, outputs: tuple[str, ...], desc: str = ""
+    ) -> Iterator[tuple[int, Predictions]]:
+        self.calls.append("predict_batches")
+        idx = np.asarray(idx, np.int64)
+        for start in range(0, len(idx), self.batch_size):
+            yield start, self._take(idx[start : start + self.batch_size], tuple(outputs))
+
+    def predict_mc_batches(
+        self, idx: np.ndarray, *, n_samples: int, seed: int
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        probs = self.predict_mc(idx, n_samples=n_samples, seed=seed)
+        self.calls[-1] = "predict_mc_batches"
+        for start in range(0, len(idx), self.batch_size):
+            yield start, probs[:, start : start + self.batch_size]
 
     def predict_mc(self, idx: np.ndarray, *, n_samples: int, seed: int) -> np.ndarray:
         self.calls.append("predict_mc")

@@ -102,7 +102,7 @@ def test_bald_picks_what_dropout_disagrees_on():
     learner = TableLearner(outputs, mc_noise=noise)
     selection = create_strategy("bald", {"mc_samples": 8}).select(context(learner, np.arange(90), 2))
     assert sorted(selection.positions.tolist()) == [3, 50]
-    assert learner.calls.count("predict_mc") == 1
+    assert learner.calls == ["predict_mc_batches"]  # one pass, batch by batch
 
 
 def test_coreset_and_kmeans_and_cs_only_spread_over_the_blobs():
@@ -151,6 +151,10 @@ def test_the_context_computes_each_prediction_once_and_only_when_asked():
     assert learner.calls == []  # nothing before a strategy asks
     create_strategy("coreset").select(ctx)
     assert learner.calls == ["predict", "predict"]  # the pool and the labelled set, once each
-    ctx.pool_predictions()
-    ctx.labelled_predictions()
+    ctx.pool_predictions(("hidden",))  # what coreset declared (its space)
+    ctx.labelled_predictions(("hidden",))
     assert learner.calls == ["predict", "predict"]
+    with pytest.raises(
+        RuntimeError, match=r"asked for \['features'\], which its outputs\(\) does not declare"
+    ):
+        ctx.pool_predictions(("features",))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,7 +24,14 @@ from unisal.data.prepare import PreparedData
 from unisal.guard import POOL_SAMPLE, GuardVerdict, guard_verdict
 from unisal.models.network import UniSALNet
 from unisal.registry import Registry
-from unisal.train.evaluate import Predictions, evaluate, predict, predict_mc_dropout
+from unisal.train.evaluate import (
+    Predictions,
+    evaluate,
+    predict,
+    predict_batches,
+    predict_mc_batches,
+    predict_mc_dropout,
+)
 from unisal.train.fit import FitResult, TrainingSets, fit
 from unisal.train.inputs import NetworkInputs
 
@@ -174,8 +181,16 @@ class Learner(ABC):
             raise RuntimeError(f"{type(self).__name__} has no trained networks: fit or load_state_dict first")
         return self.nets
 
-    def predict(self, idx: np.ndarray, *, with_features: bool = False, desc: str = "scoring") -> Predictions:
-        """Per-network outputs on images ``idx`` (N,): logits (K, N, C), embeddings (K, N, P)."""
+    def predict(
+        self,
+        idx: np.ndarray,
+        *,
+        with_features: bool = False,
+        outputs: Sequence[str] | None = None,
+        desc: str = "scoring",
+    ) -> Predictions:
+        """Per-network outputs on images ``idx`` (N,): logits (K, N, C), embeddings (K, N, P), and
+        features and hidden ``with_features``; or exactly ``outputs`` (logits always)."""
         return predict(
             self._trained(),
             self.inputs,
@@ -184,11 +199,40 @@ class Learner(ABC):
             self.cfg.train.eval_batch_size,
             desc=desc,
             with_features=with_features,
+            outputs=outputs,
+        )
+
+    def predict_batches(
+        self, idx: np.ndarray, *, outputs: Sequence[str], desc: str = "scoring"
+    ) -> Iterator[tuple[int, Predictions]]:
+        """The same outputs one batch at a time: (offset into ``idx``, predictions on the batch)."""
+        return predict_batches(
+            self._trained(),
+            self.inputs,
+            idx,
+            self.device,
+            self.cfg.train.eval_batch_size,
+            outputs=outputs,
+            desc=desc,
         )
 
     def predict_mc(self, idx: np.ndarray, *, n_samples: int, seed: int) -> np.ndarray:
         """MC-dropout probabilities (K * n_samples, N, C) on images ``idx`` (N,); seeded."""
         return predict_mc_dropout(
+            self._trained(),
+            self.inputs,
+            idx,
+            self.device,
+            n_samples=n_samples,
+            seed=seed,
+            batch_size=self.cfg.train.eval_batch_size,
+        )
+
+    def predict_mc_batches(
+        self, idx: np.ndarray, *, n_samples: int, seed: int
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """The same, one batch at a time: (offset, (K * n_samples, B, C))."""
+        return predict_mc_batches(
             self._trained(),
             self.inputs,
             idx,

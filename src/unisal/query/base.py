@@ -14,7 +14,7 @@ Strategies are dataclasses whose fields are their hyper-parameters (set through
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -23,7 +23,9 @@ import numpy as np
 from unisal.config import ConfigError, RunConfig, check_field
 from unisal.errors import RunError
 from unisal.registry import Registry
-from unisal.train.evaluate import Predictions
+from unisal.train.evaluate import OUTPUTS, Predictions
+
+ALL_OUTPUTS = OUTPUTS  # logits, embeddings, features, hidden
 
 if TYPE_CHECKING:
     from unisal.learners.base import Learner
@@ -66,6 +68,8 @@ class QueryContext:
     rng: np.random.Generator
     class_names: list[str]
     learner: Learner | None = None
+    # the outputs the strategy declared (Strategy.outputs), set by Strategy.select; None: any
+    declared: tuple[str, ...] | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -80,30 +84,58 @@ class QueryContext:
             raise RuntimeError("this query context has no learner; the strategy cannot ask for predictions")
         return self.learner
 
+    def _asked(self, outputs: Sequence[str]) -> tuple[str, ...]:
+        """``outputs`` as a key; RuntimeError when the strategy did not declare one of them."""
+        wanted = tuple(sorted(set(outputs)))
+        if self.declared is not None and not set(wanted) <= {"logits", *self.declared}:
+            missing = sorted(set(wanted) - {"logits", *self.declared})
+            raise RuntimeError(f"the strategy asked for {missing}, which its outputs() does not declare")
+        return wanted
+
     def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
         if key not in self._cache:
             self._cache[key] = compute()
         return self._cache[key]
 
-    def pool_predictions(self) -> Predictions:
-        """Per-network logits, embeddings, backbone features and classifier inputs on the pool."""
+    def pool_predictions(self, outputs: Sequence[str] = ALL_OUTPUTS) -> Predictions:
+        """The learner's ``outputs`` on the whole pool (K, N, ·), held in memory: for strategies
+        whose method needs every pool item at once (k-means, k-center greedy, k-means++)."""
+        wanted = self._asked(outputs)
         return self._cached(
-            "pool", lambda: self._learner().predict(self.pool, with_features=True, desc="scoring pool")
+            f"pool{wanted}", lambda: self._learner().predict(self.pool, outputs=wanted, desc="scoring pool")
         )
 
-    def labelled_predictions(self) -> Predictions:
+    def labelled_predictions(self, outputs: Sequence[str] = ALL_OUTPUTS) -> Predictions:
         """The same outputs on the labelled images."""
+        wanted = self._asked(outputs)
         return self._cached(
-            "labelled",
-            lambda: self._learner().predict(self.labelled, with_features=True, desc="scoring labelled"),
+            f"labelled{wanted}",
+            lambda: self._learner().predict(self.labelled, outputs=wanted, desc="scoring labelled"),
         )
 
-    def mc_dropout_probs(self, n_samples: int) -> np.ndarray:
-        """(K * n_samples, N, C) MC-dropout probabilities on the pool, seeded from ``rng``."""
+    def pool_batches(self, outputs: Sequence[str] = ("logits",)) -> Iterator[tuple[int, Predictions]]:
+        """The learner's ``outputs`` on the pool one batch at a time: (offset into ``pool``,
+        predictions (K, B, ·)); memory grows with the batch, not with the pool."""
+        return self._learner().predict_batches(self.pool, outputs=self._asked(outputs), desc="scoring pool")
+
+    def pool_scores(
+        self, score: Callable[[Predictions], np.ndarray], outputs: Sequence[str] = ("logits",)
+    ) -> np.ndarray:
+        """(N,) float64: ``score`` of each batch's predictions ((K, B, ·) -> (B,)), batch by batch."""
+        out = np.empty(len(self.pool), np.float64)
+        for start, batch in self.pool_batches(outputs):
+            out[start : start + len(batch.logits[0])] = score(batch)
+        return out
+
+    def mc_dropout_scores(self, n_samples: int, score: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """(N,) float64: ``score`` of each batch's MC-dropout probabilities ((K * n_samples, B, C)
+        -> (B,)), seeded from ``rng``; memory grows with the batch."""
+        self._asked(["mc_dropout"])
         seed = int(self.rng.integers(2**31 - 1))
-        return self._cached(
-            f"mc{n_samples}", lambda: self._learner().predict_mc(self.pool, n_samples=n_samples, seed=seed)
-        )
+        out = np.empty(len(self.pool), np.float64)
+        for start, probs in self._learner().predict_mc_batches(self.pool, n_samples=n_samples, seed=seed):
+            out[start : start + probs.shape[1]] = score(probs)
+        return out
 
 
 class Strategy:
@@ -112,13 +144,23 @@ class Strategy:
     Subclasses are dataclasses (their fields are hyper-parameters) and implement ``choose``.
     Class attributes say what a strategy needs, so a run can refuse a combination before it
     starts: ``needs_learner`` (model outputs), ``min_networks`` (DUS compares two) and
-    ``needs_dropout`` (MC dropout).
+    ``needs_dropout`` (MC dropout); ``outputs()`` which model outputs it reads and ``streams``
+    whether it reads them batch by batch.
     """
 
     name: ClassVar[str] = "base"
     needs_learner: ClassVar[bool] = True
     min_networks: ClassVar[int] = 1
     needs_dropout: ClassVar[bool] = False
+    # Memory: True where the strategy reduces the pool's predictions batch by batch (its peak grows
+    # with the batch), False where its method needs a representation of every pool item at once
+    # (k-means, k-center greedy, k-means++: it holds only that representation).
+    streams: ClassVar[bool] = False
+
+    def outputs(self) -> tuple[str, ...]:
+        """What it asks the learner for (``unisal.train.evaluate.OUTPUTS``, or ``mc_dropout``);
+        logits always come. The query context refuses anything else."""
+        return ("logits",)
 
     @classmethod
     def check(cls, cfg: RunConfig) -> None:
@@ -146,6 +188,7 @@ class Strategy:
             raise RunError(
                 f"strategy '{self.name}': the budget ({ctx.budget}) exceeds the {n} unlabelled images left"
             )
+        ctx.declared = self.outputs() if self.needs_learner else ()
         selection = self.choose(ctx)
         positions = np.asarray(selection.positions, dtype=np.int64)
         if (

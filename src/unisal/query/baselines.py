@@ -8,6 +8,7 @@ import numpy as np
 
 from unisal.query import scores
 from unisal.query.base import QueryContext, Selection, Strategy, register_strategy
+from unisal.train.evaluate import Predictions
 
 
 @register_strategy("random")
@@ -23,13 +24,19 @@ class RandomStrategy(Strategy):
 
 
 class _TopScore(Strategy):
-    """Take the ``budget`` pool items with the highest score of the networks' mean probabilities."""
+    """Take the ``budget`` pool items with the highest score of the networks' mean probabilities,
+    scored batch by batch."""
 
     label = "score"
+    streams = True
+
+    def batch_score(self, preds: Predictions) -> np.ndarray:
+        """(B,) higher = more wanted, from predictions (K, B, ·) on a batch of the pool."""
+        raise NotImplementedError
 
     def score(self, ctx: QueryContext) -> np.ndarray:
         """(N,) higher = more wanted."""
-        raise NotImplementedError
+        return ctx.pool_scores(self.batch_score)
 
     def choose(self, ctx: QueryContext) -> Selection:
         values = self.score(ctx)
@@ -38,8 +45,8 @@ class _TopScore(Strategy):
         return Selection(chosen, reasons, scores=values)
 
 
-def _mean_probs(ctx: QueryContext) -> np.ndarray:
-    return ctx.pool_predictions().probs().mean(axis=0)
+def _mean_probs(preds: Predictions) -> np.ndarray:
+    return preds.probs().mean(axis=0)
 
 
 @register_strategy("entropy")
@@ -49,8 +56,8 @@ class EntropyStrategy(_TopScore):
 
     label = "entropy"
 
-    def score(self, ctx: QueryContext) -> np.ndarray:
-        return scores.entropy(_mean_probs(ctx))
+    def batch_score(self, preds: Predictions) -> np.ndarray:
+        return scores.entropy(_mean_probs(preds))
 
 
 @register_strategy("margin")
@@ -60,8 +67,8 @@ class MarginStrategy(_TopScore):
 
     label = "1 - margin"
 
-    def score(self, ctx: QueryContext) -> np.ndarray:
-        return 1.0 - scores.margin(_mean_probs(ctx))
+    def batch_score(self, preds: Predictions) -> np.ndarray:
+        return 1.0 - scores.margin(_mean_probs(preds))
 
 
 @register_strategy("least_confidence")
@@ -71,8 +78,8 @@ class LeastConfidenceStrategy(_TopScore):
 
     label = "1 - max p"
 
-    def score(self, ctx: QueryContext) -> np.ndarray:
-        return scores.least_confidence(_mean_probs(ctx))
+    def batch_score(self, preds: Predictions) -> np.ndarray:
+        return scores.least_confidence(_mean_probs(preds))
 
 
 @register_strategy("bald")
@@ -86,5 +93,8 @@ class BALDStrategy(_TopScore):
     needs_dropout = True
     label = "BALD mutual information"
 
+    def outputs(self) -> tuple[str, ...]:
+        return ("mc_dropout",)
+
     def score(self, ctx: QueryContext) -> np.ndarray:
-        return scores.bald(ctx.mc_dropout_probs(self.mc_samples))
+        return ctx.mc_dropout_scores(self.mc_samples, scores.bald)

@@ -18,6 +18,7 @@ from unisal.query.base import QueryContext, Selection, Strategy, register_strate
 from unisal.train.evaluate import Predictions
 
 SPACES = ("features", "hidden", "embedding")
+SPACE_OUTPUT = {"features": "features", "hidden": "hidden", "embedding": "embeddings"}  # Predictions field
 
 
 def feature_space(preds: Predictions, space: str) -> np.ndarray:
@@ -25,20 +26,36 @@ def feature_space(preds: Predictions, space: str) -> np.ndarray:
     if space == "embedding":
         x = preds.mean_embedding()
     elif space == "hidden":
-        assert preds.hidden is not None
-        x = np.concatenate(list(preds.hidden), axis=1)
+        x = np.concatenate(list(preds.output("hidden")), axis=1)
     else:
-        assert preds.features is not None
-        x = preds.features.mean(axis=0)
+        x = preds.output("features").mean(axis=0)
     return scores.l2_normalise(x)
 
 
 class _InSpace(Strategy):
+    """A strategy in one feature space of every pool item (held in memory: its method compares
+    every item with every centre or pick), asked of the learner alone."""
+
     space: str
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:
             raise ConfigError(f"strategy '{self.name}' parameter 'space' must be one of {list(SPACES)}")
+
+    def outputs(self) -> tuple[str, ...]:
+        return (SPACE_OUTPUT[self.space],)
+
+    def pool_space(self, ctx: QueryContext) -> np.ndarray:
+        """(N, D) the pool in ``space``."""
+        return feature_space(ctx.pool_predictions(self.outputs()), self.space)
+
+    def labelled_space(self, ctx: QueryContext, pool: np.ndarray) -> np.ndarray:
+        """(L, D) the labelled images in ``space`` (none: (0, D))."""
+        return (
+            feature_space(ctx.labelled_predictions(self.outputs()), self.space)
+            if len(ctx.labelled)
+            else pool[:0]
+        )
 
 
 @register_strategy("coreset")
@@ -50,8 +67,8 @@ class CoresetStrategy(_InSpace):
     space: str = "hidden"
 
     def choose(self, ctx: QueryContext) -> Selection:
-        pool = feature_space(ctx.pool_predictions(), self.space)
-        labelled = feature_space(ctx.labelled_predictions(), self.space) if len(ctx.labelled) else pool[:0]
+        pool = self.pool_space(ctx)
+        labelled = self.labelled_space(ctx, pool)
         chosen, distance = scores.k_center_greedy(pool, labelled, ctx.budget, ctx.rng)
         reasons = [f"k-center greedy pick {r + 1}: far from the labelled set" for r in range(len(chosen))]
         return Selection(
@@ -66,10 +83,12 @@ class BADGEStrategy(Strategy):
     predicted label, which are large where the model is unsure and spread where items differ.
     Network 0's classifier gives the embedding."""
 
+    def outputs(self) -> tuple[str, ...]:
+        return ("hidden",)
+
     def choose(self, ctx: QueryContext) -> Selection:
-        preds = ctx.pool_predictions()
-        assert preds.hidden is not None
-        grads = scores.gradient_embeddings(preds.logits[0], preds.hidden[0])
+        preds = ctx.pool_predictions(self.outputs())
+        grads = scores.gradient_embeddings(preds.logits[0], preds.output("hidden")[0])
         chosen = scores.kmeans_pp_seeds(grads, ctx.budget, ctx.rng)
         norms = np.linalg.norm(grads, axis=1)
         reasons = [
@@ -89,7 +108,7 @@ class KMeansStrategy(_InSpace):
     kmeans_n_init: int = 3
 
     def choose(self, ctx: QueryContext) -> Selection:
-        x = feature_space(ctx.pool_predictions(), self.space)
+        x = self.pool_space(ctx)
         chosen = scores.compact_selection(x, ctx.budget, ctx.rng, self.kmeans_n_init, np.float32)
         return Selection(chosen, [f"nearest a k-means centre ({self.space})"] * len(chosen))
 
@@ -106,8 +125,8 @@ class TypiClustStrategy(_InSpace):
     knn: int = 20
 
     def choose(self, ctx: QueryContext) -> Selection:
-        pool = feature_space(ctx.pool_predictions(), self.space)
-        labelled = feature_space(ctx.labelled_predictions(), self.space) if len(ctx.labelled) else pool[:0]
+        pool = self.pool_space(ctx)
+        labelled = self.labelled_space(ctx, pool)
         chosen, clusters = scores.typiclust_select(
             pool,
             labelled,

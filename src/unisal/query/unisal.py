@@ -36,59 +36,132 @@ class UniSALStrategy(Strategy):
     explore: float = 0.0
     min_networks = 2
 
+    streams = True  # but for exploration, which holds the pool's backbone features
+
+    def outputs(self) -> tuple[str, ...]:
+        return ("embeddings", "features") if self.explore > 0 else ("embeddings",)
+
     def choose(self, ctx: QueryContext) -> Selection:
-        preds = ctx.pool_predictions()
-        probs = preds.probs()
-        pred_a, pred_b = probs[0].argmax(1), probs[-1].argmax(1)
-        score = (pred_a != pred_b).astype(np.float64)
         n_explore = exploration_share(self.explore, ctx.budget)
+        # the fallback's shortlist is at most twice the DUS budget, from outside the explored
+        scan = scan_pool(ctx, keep=2 * (ctx.budget - n_explore) + n_explore, features=n_explore > 0)
         explored = np.empty(0, np.int64)
         if n_explore:
-            pool = feature_space(preds, "features")
+            assert scan.features is not None
+            pool = scan.features
             labelled = (
-                feature_space(ctx.labelled_predictions(), "features") if len(ctx.labelled) else pool[:0]
+                feature_space(ctx.labelled_predictions(("features",)), "features")
+                if len(ctx.labelled)
+                else pool[:0]
             )
             explored = k_center_greedy(pool, labelled, n_explore, ctx.rng)[0].astype(np.int64)
-        rest = np.setdiff1d(np.arange(len(ctx.pool)), explored)
-        chosen, reasons, n_candidates = self._dus_cs(
-            ctx, probs, (pred_a, pred_b), preds.mean_embedding(), rest, ctx.budget - n_explore
-        )
+        chosen, reasons, n_candidates = self._dus_cs(ctx, scan, explored, ctx.budget - n_explore)
         reasons = ["exploration: k-center greedy in the backbone features, far from every label"] * len(
             explored
         ) + reasons
         stats: dict[str, float] = {"n_candidates": n_candidates}
         if n_explore:
             stats["n_explored"] = len(explored)
+        score = (scan.pred_a != scan.pred_b).astype(np.float64)
         return Selection(np.concatenate([explored, chosen]), reasons, scores=score, stats=stats)
 
     def _dus_cs(
-        self,
-        ctx: QueryContext,
-        probs: np.ndarray,
-        preds: tuple[np.ndarray, np.ndarray],
-        embedding: np.ndarray,
-        positions: np.ndarray,
-        budget: int,
+        self, ctx: QueryContext, scan: PoolScan, explored: np.ndarray, budget: int
     ) -> tuple[np.ndarray, list[str], int]:
-        """DUS then CS among pool ``positions`` (M,) for ``budget`` picks: positions, reasons, and
-        the number of DUS candidates. ``probs`` (K, N, C) and the first and last networks'
-        predicted classes ``preds`` (N,) each are over the whole pool."""
-        pred_a, pred_b = preds
-        candidates = positions[disagreement_candidates(pred_a[positions], pred_b[positions])]
+        """DUS then CS among the pool less ``explored`` for ``budget`` picks: positions, reasons,
+        and the number of DUS candidates."""
+        pred_a, pred_b = scan.pred_a, scan.pred_b
+        keep = ~np.isin(scan.candidates, explored)
+        candidates, embedding = scan.candidates[keep], scan.candidate_embeddings[keep]
         if len(candidates) >= budget:
-            chosen = candidates[compact_selection(embedding[candidates], budget, ctx.rng, self.kmeans_n_init)]
+            chosen = candidates[compact_selection(embedding, budget, ctx.rng, self.kmeans_n_init)]
             reasons = [
                 f"{_disagreement(ctx, pred_a[i], pred_b[i])}; nearest a k-means centre" for i in chosen
             ]
             return chosen, reasons, len(candidates)
         remainder = budget - len(candidates)
-        others = np.setdiff1d(positions, candidates)
-        entropy = mean_entropy(probs[:, others])
-        shortlist = others[np.argsort(-entropy, kind="stable")[: 2 * remainder]]
-        filled = shortlist[compact_selection(embedding[shortlist], remainder, ctx.rng, self.kmeans_n_init)]
+        keep = ~np.isin(scan.shortlist, explored)
+        shortlist, short_embedding = (
+            scan.shortlist[keep][: 2 * remainder],
+            scan.shortlist_embeddings[keep][: 2 * remainder],
+        )
+        filled = shortlist[compact_selection(short_embedding, remainder, ctx.rng, self.kmeans_n_init)]
         reasons = [_disagreement(ctx, pred_a[i], pred_b[i]) for i in candidates]
         reasons += ["fallback: high entropy, nearest a k-means centre" for _ in filled]
         return np.concatenate([candidates, filled]), reasons, len(candidates)
+
+
+@dataclass
+class PoolScan:
+    """What DUS + CS keep of the pool's predictions, gathered batch by batch (:func:`scan_pool`).
+
+    Attributes:
+        pred_a, pred_b: (N,) the first and last networks' predicted classes.
+        candidates: (M,) ascending positions where they disagree; ``candidate_embeddings`` (M, P)
+            their averaged embeddings (CS clusters them).
+        shortlist: (S,) positions of the other items of highest entropy of the averaged
+            prediction, highest first (ties: the lower position), and ``shortlist_embeddings``
+            (S, P): the fallback when candidates are too few.
+        features: (N, F) L2-normalised backbone features (exploration only), else None.
+    """
+
+    pred_a: np.ndarray
+    pred_b: np.ndarray
+    candidates: np.ndarray
+    candidate_embeddings: np.ndarray
+    shortlist: np.ndarray
+    shortlist_embeddings: np.ndarray
+    features: np.ndarray | None
+
+
+def scan_pool(ctx: QueryContext, *, keep: int, features: bool) -> PoolScan:
+    """One pass over the pool's predictions, keeping what DUS + CS need: the predicted classes
+    (N,), the disagreeing items' embeddings, the ``keep`` highest-entropy others' embeddings,
+    and the pool's backbone features when ``features``. Memory: the batch, the candidates and
+    O(N) numbers, not the pool's (K, N, ·) outputs."""
+    n = len(ctx.pool)
+    pred_a, pred_b = np.empty(n, np.int64), np.empty(n, np.int64)
+    cand: list[np.ndarray] = []
+    cand_emb: list[np.ndarray] = []
+    short = np.empty(0, np.int64)
+    short_entropy = np.empty(0, np.float64)
+    short_emb: np.ndarray | None = None
+    feats: np.ndarray | None = None
+    outputs = ("embeddings", "features") if features else ("embeddings",)
+    for start, batch in ctx.pool_batches(outputs):
+        probs = batch.probs()
+        a, b = probs[0].argmax(1), probs[-1].argmax(1)
+        stop = start + len(a)
+        pred_a[start:stop], pred_b[start:stop] = a, b
+        embedding = batch.mean_embedding()
+        where = disagreement_candidates(a, b)
+        cand.append(start + where)
+        cand_emb.append(embedding[where])
+        others = np.setdiff1d(np.arange(len(a)), where)
+        entropy = mean_entropy(probs[:, others])
+        merged = np.concatenate([short, start + others])
+        merged_entropy = np.concatenate([short_entropy, entropy])
+        merged_emb = (
+            embedding[others] if short_emb is None else np.concatenate([short_emb, embedding[others]])
+        )
+        order = np.lexsort((merged, -merged_entropy))[:keep]  # entropy high to low, then position
+        short, short_entropy, short_emb = merged[order], merged_entropy[order], merged_emb[order]
+        if features:
+            x = feature_space(batch, "features")
+            if feats is None:
+                feats = np.empty((n, x.shape[1]), x.dtype)
+            feats[start:stop] = x
+    width = int(ctx._learner().nets[0].proj_dim) if short_emb is None else short_emb.shape[1]
+    empty = np.zeros((0, width), np.float32)
+    return PoolScan(
+        pred_a,
+        pred_b,
+        np.concatenate(cand) if cand else np.empty(0, np.int64),
+        np.concatenate(cand_emb) if cand_emb else empty,
+        short,
+        empty if short_emb is None else short_emb,
+        feats,
+    )
 
 
 def exploration_share(explore: float, budget: int) -> int:
@@ -107,9 +180,14 @@ class DUSRandomStrategy(Strategy):
 
     min_networks = 2
 
+    streams = True
+
     def choose(self, ctx: QueryContext) -> Selection:
-        probs = ctx.pool_predictions().probs()
-        pred_a, pred_b = probs[0].argmax(1), probs[-1].argmax(1)
+        pred_a, pred_b = np.empty(len(ctx.pool), np.int64), np.empty(len(ctx.pool), np.int64)
+        for start, batch in ctx.pool_batches():
+            probs = batch.probs()
+            pred_a[start : start + probs.shape[1]] = probs[0].argmax(1)
+            pred_b[start : start + probs.shape[1]] = probs[-1].argmax(1)
         candidates = disagreement_candidates(pred_a, pred_b)
         stats: dict[str, float] = {"n_candidates": len(candidates)}
         if len(candidates) >= ctx.budget:
@@ -131,7 +209,10 @@ class CSOnlyStrategy(Strategy):
 
     kmeans_n_init: int = 3
 
+    def outputs(self) -> tuple[str, ...]:
+        return ("embeddings",)
+
     def choose(self, ctx: QueryContext) -> Selection:
-        embedding = ctx.pool_predictions().mean_embedding()
+        embedding = ctx.pool_predictions(self.outputs()).mean_embedding()
         chosen = compact_selection(embedding, ctx.budget, ctx.rng, self.kmeans_n_init)
         return Selection(chosen, ["nearest a k-means centre of the whole pool"] * len(chosen))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,19 +17,26 @@ from unisal.train.inputs import NetworkInputs
 
 @dataclass
 class Predictions:
-    """Outputs of K networks on N images.
+    """Outputs of K networks on N images; those not asked for are None.
 
     Attributes:
         logits: (K, N, C) float32.
         embeddings: (K, N, P) float32, L2-normalised projections.
-        features: (K, N, F) float32 backbone features, when asked for (None otherwise).
-        hidden: (K, N, H) float32 inputs of each network's classifier, asked for with the features.
+        features: (K, N, F) float32 backbone features.
+        hidden: (K, N, H) float32 inputs of each network's classifier.
     """
 
     logits: np.ndarray
-    embeddings: np.ndarray
+    embeddings: np.ndarray | None = None
     features: np.ndarray | None = None
     hidden: np.ndarray | None = None
+
+    def output(self, name: str) -> np.ndarray:
+        """The output ``name`` (one of ``OUTPUTS``); RuntimeError when it was not asked for."""
+        value = getattr(self, name)
+        if value is None:
+            raise RuntimeError(f"these predictions hold no {name}: ask for it (outputs=...)")
+        return value
 
     def mean_logits(self) -> np.ndarray:
         """(N, C): the networks' averaged logits, used for every reported prediction."""
@@ -43,7 +50,7 @@ class Predictions:
 
     def mean_embedding(self) -> np.ndarray:
         """(N, P) averaged embeddings of the networks."""
-        return self.embeddings.mean(axis=0)
+        return self.output("embeddings").mean(axis=0)
 
 
 def mean_over_views(outputs: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -53,7 +60,61 @@ def mean_over_views(outputs: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack([o.float() for o in outputs]).mean(0)
 
 
-@torch.no_grad()
+# What a prediction can hold (``Predictions`` fields); ``predict`` keeps only those asked for.
+OUTPUTS = ("logits", "embeddings", "features", "hidden")
+DEFAULT_OUTPUTS = ("logits", "embeddings")
+
+
+def predict_batches(
+    nets: list[UniSALNet],
+    inputs: NetworkInputs,
+    idx: np.ndarray,
+    device: torch.device,
+    batch_size: int = 128,
+    *,
+    outputs: Sequence[str] = DEFAULT_OUTPUTS,
+    desc: str = "scoring",
+) -> Iterator[tuple[int, Predictions]]:
+    """Each network's outputs on the evaluation views of images ``idx`` (N,), averaged over the
+    views, one batch at a time: (offset into ``idx``, predictions on ``idx[offset : offset + B]``)
+    holding only ``outputs`` (the others None; logits are always there). Memory grows with the
+    batch, not with ``idx``. With several views the averaged embedding is L2-normalised again."""
+    unknown = sorted(set(outputs) - set(OUTPUTS))
+    if unknown:
+        raise ValueError(f"unknown prediction output(s) {unknown}; expected some of {list(OUTPUTS)}")
+    for net in nets:
+        net.eval()
+    idx = np.asarray(idx)
+    use_amp = device.type == "cuda"
+    for start in track(range(0, len(idx), batch_size), desc, unit="batch"):
+        views = inputs.eval_views(idx[start : start + batch_size], device)
+        parts: dict[str, list[np.ndarray]] = {key: [] for key in OUTPUTS}
+        with torch.no_grad():
+            for net in nets:
+                with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+                    outs = [net(view) for view in views]
+                parts["logits"].append(mean_over_views([o.logits for o in outs]).cpu().numpy())
+                if "embeddings" in outputs:
+                    embedding = mean_over_views([o.embedding for o in outs])
+                    if len(outs) > 1:
+                        embedding = F.normalize(embedding, dim=1)
+                    parts["embeddings"].append(embedding.cpu().numpy())
+                if "features" in outputs:
+                    parts["features"].append(mean_over_views([o.features for o in outs]).cpu().numpy())
+                if "hidden" in outputs:
+                    hidden = [o.hidden if o.hidden is not None else o.features for o in outs]
+                    parts["hidden"].append(mean_over_views(hidden).cpu().numpy())
+        yield (
+            start,
+            Predictions(
+                logits=np.stack(parts["logits"]),
+                embeddings=np.stack(parts["embeddings"]) if parts["embeddings"] else None,
+                features=np.stack(parts["features"]) if parts["features"] else None,
+                hidden=np.stack(parts["hidden"]) if parts["hidden"] else None,
+            ),
+        )
+
+
 def predict(
     nets: list[UniSALNet],
     inputs: NetworkInputs,
@@ -62,42 +123,34 @@ def predict(
     batch_size: int = 128,
     desc: str = "scoring",
     with_features: bool = False,
+    *,
+    outputs: Sequence[str] | None = None,
 ) -> Predictions:
-    """Run each network on the evaluation views of images ``idx`` (N,), averaged over the views.
-
-    With several views the averaged embedding is L2-normalised again.
-    """
-    for net in nets:
-        net.eval()
+    """:func:`predict_batches` of images ``idx`` (N,) gathered into one ``Predictions`` (K, N, ·):
+    ``outputs``, by default logits and embeddings, and features and hidden ``with_features``.
+    Each output is written into its array as the batches come (no second copy)."""
+    wanted = (
+        tuple(outputs)
+        if outputs is not None
+        else DEFAULT_OUTPUTS + (("features", "hidden") if with_features else ())
+    )
     idx = np.asarray(idx)
-    keys = ("logits", "emb", "feat", "hidden")
-    parts: dict[str, list[list[np.ndarray]]] = {key: [[] for _ in nets] for key in keys}
-    use_amp = device.type == "cuda"
-    for start in track(range(0, len(idx), batch_size), desc, unit="batch"):
-        views = inputs.eval_views(idx[start : start + batch_size], device)
-        for k, net in enumerate(nets):
-            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                outs = [net(view) for view in views]
-            logits = mean_over_views([o.logits for o in outs])
-            embedding = mean_over_views([o.embedding for o in outs])
-            if len(outs) > 1:
-                embedding = F.normalize(embedding, dim=1)
-            parts["logits"][k].append(logits.cpu().numpy())
-            parts["emb"][k].append(embedding.cpu().numpy())
-            if with_features:
-                parts["feat"][k].append(mean_over_views([o.features for o in outs]).cpu().numpy())
-                hidden = [o.hidden if o.hidden is not None else o.features for o in outs]
-                parts["hidden"][k].append(mean_over_views(hidden).cpu().numpy())
-
-    def stacked(key: str, width: int) -> np.ndarray:
-        return np.stack([np.concatenate(x) if x else np.zeros((0, width), np.float32) for x in parts[key]])
-
-    n_classes, n_proj = int(nets[0].num_classes), int(nets[0].proj_dim)
+    k = len(nets)
+    width = {"logits": int(nets[0].num_classes), "embeddings": int(nets[0].proj_dim)}
+    arrays: dict[str, np.ndarray] = {}
+    for start, batch in predict_batches(nets, inputs, idx, device, batch_size, outputs=wanted, desc=desc):
+        for key in ("logits", *wanted):
+            part = getattr(batch, key)
+            if key not in arrays:
+                arrays[key] = np.empty((k, len(idx), part.shape[2]), part.dtype)
+            arrays[key][:, start : start + part.shape[1]] = part
+    for key in ("logits", *wanted):  # no batch at all (N = 0)
+        arrays.setdefault(key, np.zeros((k, 0, width.get(key, 0)), np.float32))
     return Predictions(
-        logits=stacked("logits", n_classes),
-        embeddings=stacked("emb", n_proj),
-        features=stacked("feat", 0) if with_features else None,
-        hidden=stacked("hidden", 0) if with_features else None,
+        logits=arrays["logits"],
+        embeddings=arrays.get("embeddings"),
+        features=arrays.get("features"),
+        hidden=arrays.get("hidden"),
     )
 
 
@@ -107,7 +160,7 @@ def has_dropout(nets: list[UniSALNet]) -> bool:
 
 
 @torch.no_grad()
-def predict_mc_dropout(
+def predict_mc_batches(
     nets: list[UniSALNet],
     inputs: NetworkInputs,
     idx: np.ndarray,
@@ -116,17 +169,14 @@ def predict_mc_dropout(
     n_samples: int,
     seed: int,
     batch_size: int = 128,
-) -> np.ndarray:
-    """Softmax outputs with dropout left on (MC dropout), every other layer in eval mode.
-
-    Returns:
-        (K * n_samples, N, C) float32 probabilities: ``n_samples`` stochastic passes per network,
-        each pass averaged over the evaluation views. Deterministic for a ``seed``.
-    """
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Softmax outputs with dropout left on (MC dropout), every other layer in eval mode, one batch
+    at a time: (offset into ``idx``, (K * n_samples, B, C) float32 probabilities), ``n_samples``
+    stochastic passes per network, each averaged over the evaluation views. Deterministic for a
+    ``seed`` and the same whatever the caller keeps of each batch."""
     if not has_dropout(nets):
         raise ValueError("MC dropout needs a dropout layer with p > 0 (set model.drop_rate > 0)")
     idx = np.asarray(idx)
-    out = np.zeros((len(nets) * n_samples, len(idx), int(nets[0].num_classes)), np.float32)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for net in nets:
@@ -137,13 +187,35 @@ def predict_mc_dropout(
         try:
             for start in track(range(0, len(idx), batch_size), "MC dropout", unit="batch"):
                 views = inputs.eval_views(idx[start : start + batch_size], device)
-                for k, net in enumerate(nets):
-                    for s in range(n_samples):
-                        probs = torch.stack([net(v).logits.float().softmax(1) for v in views]).mean(0)
-                        out[k * n_samples + s, start : start + len(probs)] = probs.cpu().numpy()
+                out = np.zeros((len(nets) * n_samples, len(views[0]), int(nets[0].num_classes)), np.float32)
+                with torch.no_grad():
+                    for k, net in enumerate(nets):
+                        for s in range(n_samples):
+                            probs = torch.stack([net(v).logits.float().softmax(1) for v in views]).mean(0)
+                            out[k * n_samples + s] = probs.cpu().numpy()
+                yield start, out
         finally:
             for net in nets:
                 net.eval()
+
+
+def predict_mc_dropout(
+    nets: list[UniSALNet],
+    inputs: NetworkInputs,
+    idx: np.ndarray,
+    device: torch.device,
+    *,
+    n_samples: int,
+    seed: int,
+    batch_size: int = 128,
+) -> np.ndarray:
+    """:func:`predict_mc_batches` gathered: (K * n_samples, N, C) float32 probabilities."""
+    idx = np.asarray(idx)
+    out = np.zeros((len(nets) * n_samples, len(idx), int(nets[0].num_classes)), np.float32)
+    for start, probs in predict_mc_batches(
+        nets, inputs, idx, device, n_samples=n_samples, seed=seed, batch_size=batch_size
+    ):
+        out[:, start : start + probs.shape[1]] = probs
     return out
 
 

@@ -13,9 +13,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from unisal.data.cache import ImageStore
+from unisal.data.cache import ImageStore, read_rows
 from unisal.data.views import normalise, to_float, weak_view
-from unisal.models.features import FeatureStore, prediction_views
+from unisal.models.features import FeatureStore, prediction_views, view_means
 
 
 class NetworkInputs(Protocol):
@@ -77,14 +77,11 @@ class FeatureInputs:
     _mean: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def mean_features(self, idx: np.ndarray) -> np.ndarray:
-        """float32 (B, F): each image's features averaged over its views (computed once, in chunks)."""
+        """float32 (B, F): each image's features averaged over its views (computed once for the
+        cache and memory-mapped: ``unisal.models.features.view_means``)."""
         if self._mean is None:
-            array = self.features.array
-            self._mean = np.empty((array.shape[0], array.shape[2]), np.float32)
-            for start in range(0, len(array), 4096):
-                chunk = torch.from_numpy(np.asarray(array[start : start + 4096], np.float32))
-                self._mean[start : start + 4096] = prediction_views(chunk, "mean")[0].numpy()
-        return self._mean[self.features.rows[np.asarray(idx)]]
+            self._mean = view_means(self.features)
+        return read_rows(self._mean, self.features.rows[np.asarray(idx)])
 
     def train_views(
         self, idx: np.ndarray, n_nets: int, generator: torch.Generator, device: torch.device
