@@ -104,6 +104,7 @@ def predict_batches(
                 if "hidden" in outputs:
                     hidden = [o.hidden if o.hidden is not None else o.features for o in outs]
                     parts["hidden"].append(mean_over_views(hidden).cpu().numpy())
+        del views, outs  # before the next batch's inputs exist: one batch in memory at a time
         yield (
             start,
             Predictions(
