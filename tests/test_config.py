@@ -18,7 +18,7 @@ def test_cpu_preset_is_the_frozen_learner() -> None:
         True,
         112,
     )
-    assert (cfg.features.views, cfg.features.score, cfg.train.optimizer) == ("d8", "mean", "adamw")
+    assert (cfg.features.views, cfg.features.predict_views, cfg.train.optimizer) == ("d8", "mean", "adamw")
     assert (cfg.initial, cfg.query.budget, cfg.rounds) == (30, 30, 5)
     assert (cfg.train.tau, cfg.train.temperature, cfg.train.lambda_con, cfg.train.lambda_pl) == (
         0.7,
@@ -74,8 +74,8 @@ def test_learner_settings_are_checked() -> None:
         build_config("cpu", {"learner": {"mode": "semi"}})
     with pytest.raises(ConfigError, match="features.views"):
         build_config("cpu", {"features": {"views": "d16"}})
-    with pytest.raises(ConfigError, match="features.score"):
-        build_config("cpu", {"features": {"score": "max"}})
+    with pytest.raises(ConfigError, match="features.predict_views"):
+        build_config("cpu", {"features": {"predict_views": "max"}})
     with pytest.raises(ConfigError, match="train.optimizer"):
         build_config("cpu", {"train": {"optimizer": "adam"}})
 
@@ -165,3 +165,18 @@ def test_the_pinned_v1_files_equal_the_v1_recipe() -> None:
         (s, k) for s in ("query", "learner", "train") for k in pinned[s] if pinned[s][k] != plain[s][k]
     }
     assert changed == {(s, k) for s, values in ROBUST_TRAINING.items() for k in values}
+
+
+def test_a_renamed_key_is_read_under_its_old_name() -> None:
+    """features.score became features.predict_views (issue 16): config files, benchmark.yaml and
+    run folders written before keep working; giving both is an error, not a silent choice."""
+    from click.testing import CliRunner
+
+    from unisal.cli.main import cli
+
+    assert build_config("cpu", {"features": {"score": "tta"}}).features.predict_views == "tta"
+    with pytest.raises(ConfigError, match="'features.score' and 'features.predict_views' are one setting"):
+        build_config("cpu", {"features": {"score": "tta", "predict_views": "first"}})
+    for flag in ("--predict-views", "--score-views"):
+        result = CliRunner().invoke(cli, ["simulate", flag, "sideways"])
+        assert result.exit_code == 2 and "'sideways' is not one of 'mean', 'tta', 'first'" in result.output

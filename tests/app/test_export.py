@@ -161,18 +161,18 @@ def _exported_and_predicted(learner, data, cfg) -> tuple[np.ndarray, np.ndarray]
 @pytest.mark.parametrize(
     "features",
     [
-        {"views": views, "crops": crops, "score": score}
+        {"views": views, "crops": crops, "predict_views": score}
         for views in ("identity", "rot4", "d8")
         for crops in (0, 2)
         for score in ("mean", "tta", "first")
         if not (views == "rot4" and crops == 2)  # every views and every crops setting, each score
     ],
-    ids=lambda f: f"{f['views']}-crops{f['crops']}-{f['score']}",
+    ids=lambda f: f"{f['views']}-crops{f['crops']}-{f['predict_views']}",
 )
 def test_the_exported_classifier_predicts_what_the_learner_predicts(
     make_image_folder, tmp_path: Path, features: dict[str, object]
 ) -> None:
-    """For every --views / --crops / --score-views, the module that export-model traces gives the
+    """For every --views / --crops / --predict-views, the module that export-model traces gives the
     learner's probabilities on the cached images (the cached features are float16 on both sides)."""
     tiles = make_image_folder(classes={"red": 4, "green": 4, "blue": 4}, size=32)
     learner, data, cfg = _learner_on(tiles, tmp_path, "frozen", features)

@@ -182,7 +182,7 @@ def test_frozen_scoring_views(tmp_path: Path, score: str) -> None:
         "tta": np.mean([logits(every[:, v]) for v in range(features.n_views)], axis=0),
         "first": logits(every[:, 0]),
     }[score]
-    model.cfg.features.score = score
+    model.cfg.features.predict_views = score
     model.prepare(data)  # the cache is reused; only the scoring changes
     np.testing.assert_allclose(model.predict(idx).logits, expected, rtol=1e-4, atol=1e-4)
 

@@ -4,7 +4,7 @@ The exported model takes RGB images as a float tensor (B, 3, H, W) in [0, 1], ta
 centre square resized to the project's image size, and returns class probabilities (B, C),
 averaged over the networks, through the same code as the project's rounds predict
 (:class:`ExportedClassifier`: every ``features.views`` / ``features.crops`` /
-``features.score`` setting). The class names and settings ride along in the file
+``features.predict_views`` setting). The class names and settings ride along in the file
 (``unisal.json``)::
 
     import json, torch
@@ -146,7 +146,7 @@ class ExportedClassifier(nn.Module):
     The same code as the rounds' predictions from the resized image on: for the frozen learner,
     every cached view's backbone features (:func:`~unisal.models.features.view_features`, fixed
     views then the shared crops), rounded to float16 as the cache stores them, combined as
-    ``features.score`` says (:func:`~unisal.models.features.prediction_views`); then each
+    ``features.predict_views`` says (:func:`~unisal.models.features.prediction_views`); then each
     network's logits averaged over those inputs (:func:`~unisal.train.evaluate.mean_over_views`),
     its softmax, and the mean over the networks.
     """
@@ -163,7 +163,7 @@ class ExportedClassifier(nn.Module):
         self.frozen = cfg.learner.name == "frozen"
         self.heads = nn.ModuleList(learner.nets)
         self.spec = ViewSpec.from_config(cfg.features)
-        self.score = cfg.features.score
+        self.predict_views = cfg.features.predict_views
         if self.frozen:
             self.backbone = create_backbone(cfg.model.backbone, cfg.model.pretrained, cfg.model.weights)
             mean, std = normalisation(self.backbone)
@@ -182,7 +182,7 @@ class ExportedClassifier(nn.Module):
         if self.frozen:
             crops = self.crops.unsqueeze(0).expand(x.shape[0], -1, -1, -1)
             features = view_features(x, self.spec, crops, self.backbone, *self.norm)
-            inputs = prediction_views(features.to(torch.float16).float(), self.score)
+            inputs = prediction_views(features.to(torch.float16).float(), self.predict_views)
         else:
             inputs = [(x - self.mean) / self.std]
         probs = [mean_over_views([head(v).logits for v in inputs]).softmax(1) for head in self.heads]
@@ -223,7 +223,7 @@ def export_model(folder: str | Path, out: str | Path) -> dict[str, Any]:
         "views": ViewSpec.from_config(cfg.features).describe()
         if cfg.learner.name == "frozen"
         else "identity",
-        "score_views": cfg.features.score if cfg.learner.name == "frozen" else "first",
+        "predict_views": cfg.features.predict_views if cfg.learner.name == "frozen" else "first",
     }
     with atomic_path(out) as tmp:
         torch.export.save(program, str(tmp), extra_files={"unisal.json": json.dumps(info)})

@@ -13,9 +13,9 @@ from unisal.cli.options import (
     feature_options,
     model_train_options,
     parse_params,
+    predict_views_option,
     preset_option,
     resolve_config,
-    score_views_option,
 )
 from unisal.cli.reporting import reporting
 from unisal.errors import UnisalError
@@ -46,7 +46,7 @@ DEFAULT_STRATEGIES = "random,entropy,margin,bald,coreset,badge,typiclust,unisal,
 @preset_option
 @data_options
 @feature_options
-@score_views_option
+@predict_views_option
 @model_train_options
 @click.option(
     "--strategies",

@@ -66,7 +66,7 @@ CONFIG_PATHS: dict[str, tuple[str, ...]] = {
     "networks": ("learner", "networks"),
     "views": ("features", "views"),
     "crops": ("features", "crops"),
-    "score_views": ("features", "score"),
+    "predict_views": ("features", "predict_views"),
     "feature_engine": ("features", "engine"),
     "backbone": ("model", "backbone"),
     "pretrained": ("model", "pretrained"),
@@ -181,12 +181,14 @@ def feature_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def score_views_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    from unisal.config import SCORE_VIEWS
+def predict_views_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    from unisal.config import PREDICT_VIEWS
 
     return click.option(
-        "--score-views",
-        type=click.Choice(list(SCORE_VIEWS)),
+        "--predict-views",
+        "--score-views",  # its spelling before issue 16: "score" is what strategies give items
+        "predict_views",
+        type=click.Choice(list(PREDICT_VIEWS)),
         help="Frozen learner: predict on the view-averaged features (mean), every view's outputs averaged (tta), or the image as is (first).",
     )(fn)
 
@@ -203,7 +205,7 @@ def learner_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ]
     ):
         fn = option(fn)
-    return feature_options(score_views_option(fn))
+    return feature_options(predict_views_option(fn))
 
 
 def model_train_options(fn: Callable[..., Any]) -> Callable[..., Any]:

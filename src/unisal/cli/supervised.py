@@ -12,7 +12,7 @@ from unisal.cli.options import (
     model_train_options,
     names_of,
     overrides_from_flags,
-    score_views_option,
+    predict_views_option,
 )
 from unisal.cli.reporting import reporting
 from unisal.errors import UnisalError
@@ -45,7 +45,7 @@ from unisal.errors import UnisalError
     help="Networks whose logits are averaged (default: the run's, 2: as fair as the co-trained pair).",
 )
 @feature_options
-@score_views_option
+@predict_views_option
 @model_train_options
 @click.option("--out", required=True, type=click.Path(), help="Output folder for metrics.json.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")

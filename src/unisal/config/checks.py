@@ -23,9 +23,19 @@ from unisal.config.presets import PRESETS
 from unisal.config.schema import RunConfig
 from unisal.errors import ConfigError
 
+# keys renamed since: old name -> new name (config files, benchmark.yaml and run folders written
+# before keep working)
+RENAMED_KEYS = {"features.score": "predict_views"}
+
 
 def _merge_into(obj: Any, values: dict[str, Any], where: str) -> None:
     names = {f.name: f for f in dataclasses.fields(obj)}
+    for old, new in ((k, RENAMED_KEYS[f"{where}{k}"]) for k in list(values) if f"{where}{k}" in RENAMED_KEYS):
+        if new in values:
+            raise ConfigError(
+                f"config keys '{where}{old}' and '{where}{new}' are one setting (renamed); give one"
+            )
+        values = {(new if k == old else k): v for k, v in values.items()}
     for key, value in values.items():
         if key not in names:
             raise ConfigError(f"unknown config key '{where}{key}'; expected one of {sorted(names)}")

@@ -26,7 +26,7 @@ _CPU_FROZEN: dict[str, Any] = {
     "data": {"image_size": 112},
     "learner": {"name": "frozen", **ROBUST_TRAINING["learner"]},
     "model": {"head_hidden": 256, "drop_rate": 0.2},
-    "features": {"views": "d8", "score": "mean"},
+    "features": {"views": "d8", "predict_views": "mean"},
     "query": ROBUST_TRAINING["query"],
     "train": {
         "optimizer": "adamw",
@@ -71,7 +71,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         **_CPU_FROZEN,
         "data": {"image_size": 224},
         "model": {**_CPU_FROZEN["model"], "backbone": "uni", "pretrained": True},
-        "features": {"views": "d8", "score": "mean", "batch_size": 256},
+        "features": {"views": "d8", "predict_views": "mean", "batch_size": 256},
         "query": {"budget": 180, **ROBUST_TRAINING["query"]},
         "initial": 180,
         "rounds": 9,

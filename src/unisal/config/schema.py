@@ -23,7 +23,7 @@ PSEUDO_LABELS = ("plain", "align", "debias")  # unisal.train.pseudo
 THRESHOLDS = ("fixed", "freematch")
 GUARDS = ("off", "fallback")  # unisal.guard
 LABELLED_SAMPLING = ("uniform", "balanced")
-SCORE_VIEWS = ("mean", "tta", "first")
+PREDICT_VIEWS = ("mean", "tta", "first")
 
 
 def setting(
@@ -110,7 +110,7 @@ class FeatureConfig:
     # several times faster), PyTorch on CUDA or where OpenVINO cannot convert the backbone
     engine: str = setting("auto", choices=FEATURE_ENGINES)
     # predict on the view-averaged features; tta: outputs averaged over views; first: as is
-    score: str = setting("mean", choices=SCORE_VIEWS)
+    predict_views: str = setting("mean", choices=PREDICT_VIEWS)
 
 
 @dataclass

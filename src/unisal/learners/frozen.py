@@ -48,7 +48,7 @@ class FrozenLearner(Learner):
             batch_size=self.cfg.features.batch_size,
             engine=self.cfg.features.engine,
         )
-        return FeatureInputs(self.features, self.cfg.features.score)
+        return FeatureInputs(self.features, self.cfg.features.predict_views)
 
     def new_networks(self, seed: int) -> list[UniSALNet]:
         if self.features is None:

@@ -67,13 +67,13 @@ class FeatureInputs:
 
     Attributes:
         features: the multi-view feature cache.
-        score: how predictions see an image: ``mean``, its features averaged over the cached
+        predict_views: how predictions see an image: ``mean``, its features averaged over the cached
             views (one pass); ``tta``, every view, outputs averaged (V passes); ``first``,
             view 0, the image as it is.
     """
 
     features: FeatureStore
-    score: str = "mean"
+    predict_views: str = "mean"
     _mean: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def mean_features(self, idx: np.ndarray) -> np.ndarray:
@@ -95,9 +95,9 @@ class FeatureInputs:
     def eval_views(self, idx: np.ndarray, device: torch.device) -> list[torch.Tensor]:
         """:func:`~unisal.models.features.prediction_views` of the cached features; the mean of
         every image's views is computed once (reading only view 0 where that is all it needs)."""
-        if self.score == "mean":
+        if self.predict_views == "mean":
             return [torch.from_numpy(self.mean_features(idx)).to(device)]
-        if self.score == "first":
+        if self.predict_views == "first":
             first = self.features.get(idx, np.zeros(len(idx), np.int64))[:, None]  # (B, 1, F)
             return prediction_views(torch.from_numpy(first).to(device), "first")
-        return prediction_views(torch.from_numpy(self.features.get_all(idx)).to(device), self.score)
+        return prediction_views(torch.from_numpy(self.features.get_all(idx)).to(device), self.predict_views)
