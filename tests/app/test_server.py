@@ -397,7 +397,7 @@ def held_out(make_image_folder, tmp_path: Path) -> tuple[TestClient, Path, list[
     store = init_project(folder, images=root, classes=CLASSES, test_csv=test_csv)
     test_ids = [r["id"] for r in store.images() if r["split"] == "test"]
     store.replace_queue(
-        None, [{"image_id": r["id"], "reason": "r"} for r in store.images() if r["split"] == "pool"]
+        None, [{"image_id": r["id"], "reason": "r"} for r in store.images() if r["split"] == "train"]
     )
     with store.transaction() as conn:  # what a database written before the fix can hold
         conn.executemany("INSERT INTO queue (image_id, position, reason) VALUES (?, ?, 'old')",

@@ -17,7 +17,7 @@ CLASSES = ["TUM", "STR", "NORM"]
 @pytest.fixture
 def store(tmp_path: Path) -> ProjectStore:
     s = ProjectStore.create(tmp_path / "project.db", classes=CLASSES, settings={"strategy": "unisal"})
-    s.add_images((f"img_{i}.png", f"{i:064x}", 100 + i, f"g{i // 2}", "pool", None) for i in range(30))
+    s.add_images((f"img_{i}.png", f"{i:064x}", 100 + i, f"g{i // 2}", "train", None) for i in range(30))
     return s
 
 

@@ -16,7 +16,7 @@ CLASSES = ["red", "green", "blue"]
 @pytest.fixture
 def store(tmp_path: Path) -> ProjectStore:
     s = ProjectStore.create(tmp_path / "project.db", classes=CLASSES, settings={})
-    s.add_images((f"i{i}.png", f"{i:064x}", 1, f"g{i}", "pool", None) for i in range(1, 4))
+    s.add_images((f"i{i}.png", f"{i:064x}", 1, f"g{i}", "train", None) for i in range(1, 4))
     return s
 
 

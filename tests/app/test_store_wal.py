@@ -22,7 +22,7 @@ def test_opening_the_database_again_keeps_the_write_ahead_log_of_open_connection
     db = tmp_path / "project.db"
     ProjectStore.create(db, classes=CLASSES, settings={}).close()
     server = ProjectStore.open(db)  # the app's connection, open for its whole life
-    server.add_images((f"i{i}.png", f"{i:064x}", 1, f"g{i}", "pool", None) for i in range(1, 6))
+    server.add_images((f"i{i}.png", f"{i:064x}", 1, f"g{i}", "train", None) for i in range(1, 6))
     server.set_label(1, "a", "eve")
     ProjectStore.open(db).close()  # a round started from the app opens the project again
     # `unisal project status` from another process: it opens, reads and closes the database

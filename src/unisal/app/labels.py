@@ -59,14 +59,14 @@ class LabelsMixin(StoreBase):
         with self.transaction() as conn:
             event = conn.execute(
                 "SELECT e.id, e.image_id, e.old_class_id, e.new_class_id, e.at FROM label_events e "
-                "JOIN images ON images.id = e.image_id AND images.split = 'pool' "
+                "JOIN images ON images.id = e.image_id AND images.split = 'train' "
                 "WHERE e.annotator = ? AND e.action IN ('label', 'relabel') AND e.undone = 0 "
                 "AND e.id NOT IN (SELECT event_id FROM resolutions WHERE event_id IS NOT NULL) "
                 "ORDER BY e.id DESC LIMIT 1",
                 (annotator,),
             ).fetchone()
             resolution = conn.execute(
-                "SELECT r.* FROM resolutions r JOIN images ON images.id = r.image_id AND images.split = 'pool' "
+                "SELECT r.* FROM resolutions r JOIN images ON images.id = r.image_id AND images.split = 'train' "
                 "WHERE r.reviewer = ? AND r.undone = 0 ORDER BY r.id DESC LIMIT 1",
                 (annotator,),
             ).fetchone()
@@ -210,7 +210,7 @@ class LabelsMixin(StoreBase):
             "kept.name AS current, labels.annotator AS current_annotator FROM disagreements d "
             "JOIN images ON images.id = d.image_id JOIN classes ON classes.id = d.class_id "
             "LEFT JOIN labels ON labels.image_id = d.image_id LEFT JOIN classes kept ON kept.id = labels.class_id "
-            "WHERE d.resolved = 0 AND images.split = 'pool' ORDER BY d.id"
+            "WHERE d.resolved = 0 AND images.split = 'train' ORDER BY d.id"
         ).fetchall()
 
     def resolve(self, disagreement_id: int, label: str, reviewer: str) -> LabelResult:

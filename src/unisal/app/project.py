@@ -115,11 +115,11 @@ def _check_label_rows(
 
 
 def held_out_splits(groups: np.ndarray, is_test: np.ndarray) -> np.ndarray:
-    """``test`` for every image of a group that holds a --test image, else ``pool`` (N,): a
+    """``test`` for every image of a group that holds a --test image, else ``train`` (N,): a
     group is held out whole or not at all, so no copy or group-mate of a test image is queried
     or trained on."""
     held = np.isin(groups, np.unique(groups[is_test]))
-    return np.where(held, "test", "pool")
+    return np.where(held, "test", "train")
 
 
 def plan_project(

@@ -50,7 +50,7 @@ class QueueMixin(StoreBase):
             split.update({int(r[0]): str(r[1]) for r in rows})
         for problem, bad in (
             ("unknown image id(s)", [i for i in image_ids if i not in split]),
-            ("held-out test image(s)", [i for i in image_ids if split.get(i, "pool") != "pool"]),
+            ("held-out test image(s)", [i for i in image_ids if split.get(i, "train") != "train"]),
         ):
             if bad:
                 raise ProjectError(f"cannot queue {problem} {', '.join(map(str, bad[:5]))}")
@@ -65,7 +65,7 @@ class QueueMixin(StoreBase):
             rows = conn.execute(
                 "SELECT q.image_id, images.path, q.reason, q.score, classes.name AS guess, q.guess_confidence, q.position "
                 "FROM queue q JOIN images ON images.id = q.image_id LEFT JOIN classes ON classes.id = q.guess_class_id "
-                "WHERE q.image_id NOT IN (SELECT image_id FROM labels) AND images.split = 'pool' "
+                "WHERE q.image_id NOT IN (SELECT image_id FROM labels) AND images.split = 'train' "
                 "AND NOT EXISTS (SELECT 1 FROM skips s WHERE s.image_id = q.image_id AND s.annotator = ?) "
                 "AND (q.lease_owner IS NULL OR q.lease_owner = ? OR q.lease_until < ?) "
                 "ORDER BY (q.lease_owner = ?) DESC, q.position LIMIT ?",

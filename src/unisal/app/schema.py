@@ -10,7 +10,7 @@ from pathlib import Path
 
 from unisal.errors import HeldOutError, ProjectError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DB_NAME = "project.db"
 ROUND_LOCK_NAME = ".round.lock"  # held (fcntl.flock) by whoever runs a round, for the whole round
 # why a round marked running that nobody holds the lock of is recorded as failed
@@ -109,9 +109,32 @@ CREATE TABLE resolutions (
 );
 """
 
+# Version 4: the images a round trains on and queues from are the split 'train' (they were
+# 'pool', a word that elsewhere means the unlabelled images a strategy may choose). SQLite
+# cannot change a CHECK constraint: the table is rebuilt (ids kept), with foreign keys off
+# (REBUILDS) and checked before the commit.
+_SCHEMA_V4 = """
+CREATE TABLE images_v4 (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,          -- the item's id, relative to the project's image root
+    sha256 TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    grp TEXT NOT NULL,                  -- images of one group stay in one split
+    split TEXT NOT NULL DEFAULT 'train' CHECK (split IN ('train', 'test')),
+    mtime_ns INTEGER
+);
+INSERT INTO images_v4 (id, path, sha256, bytes, grp, split, mtime_ns)
+    SELECT id, path, sha256, bytes, grp, CASE split WHEN 'pool' THEN 'train' ELSE split END, mtime_ns
+    FROM images;
+DROP TABLE images;
+ALTER TABLE images_v4 RENAME TO images
+"""
+
 # Version k -> the SQL that brings a version k - 1 database to k. A new column or table is a
 # new entry here; an existing entry is never edited.
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
+REBUILDS = {4}  # migrations that rebuild a table others refer to: run with foreign keys off
+TRAIN, TEST = "train", "test"  # the images' splits: rounds train on and queue from 'train' ones
 
 
 def damaged(path: Path) -> ProjectError:

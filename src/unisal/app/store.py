@@ -26,9 +26,12 @@ from unisal.app.queue import QueueMixin
 from unisal.app.schema import (
     DB_NAME,
     MIGRATIONS,
+    REBUILDS,
     ROUND_KILLED,
     ROUND_LOCK_NAME,
     SCHEMA_VERSION,
+    TEST,
+    TRAIN,
     HeldOutError,
     LabelResult,
     ProjectError,
@@ -107,14 +110,27 @@ class ProjectStore(LabelsMixin, QueueMixin):
         if version == 0 and not create:
             raise damaged(self.path)
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            with self.transaction() as conn:
-                # Another process (the web app, a second command) may have migrated meanwhile.
-                if int(conn.execute("PRAGMA user_version").fetchone()[0]) >= target:
-                    continue
-                for statement in MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {target}")
+            rebuild = target in REBUILDS
+            if rebuild:  # a no-op inside a transaction: set before it, checked before its commit
+                self.conn.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with self.transaction() as conn:
+                    # Another process (the web app, a second command) may have migrated meanwhile.
+                    if int(conn.execute("PRAGMA user_version").fetchone()[0]) >= target:
+                        continue
+                    for statement in MIGRATIONS[target].split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    broken = conn.execute("PRAGMA foreign_key_check").fetchall() if rebuild else []
+                    if broken:
+                        raise ProjectError(
+                            f"{self.path}: upgrading to schema version {target} would leave {len(broken)} "
+                            "row(s) pointing at nothing; the database was left as it was"
+                        )
+                    conn.execute(f"PRAGMA user_version = {target}")
+            finally:
+                if rebuild:
+                    self.conn.execute("PRAGMA foreign_keys=ON")
 
     # ---- settings and classes
     def settings(self) -> dict[str, Any]:
@@ -231,7 +247,7 @@ class ProjectStore(LabelsMixin, QueueMixin):
                 raise ProjectError("a round is already running; wait for it to finish")
             n = conn.execute(
                 "SELECT COUNT(*) FROM labels JOIN images ON images.id = labels.image_id "
-                "WHERE images.split = 'pool'"
+                "WHERE images.split = 'train'"
             ).fetchone()[0]
             cur = conn.execute(
                 "INSERT INTO rounds (status, started_at, n_labels, settings) VALUES ('running', ?, ?, ?)",
@@ -278,20 +294,20 @@ class ProjectStore(LabelsMixin, QueueMixin):
         """
         conn = self.conn
         names = self.class_names()
-        per_split: dict[str, dict[str, int]] = {s: dict.fromkeys(names, 0) for s in ("pool", "test")}
+        per_split: dict[str, dict[str, int]] = {s: dict.fromkeys(names, 0) for s in (TRAIN, TEST)}
         for split, name, n in conn.execute(
             "SELECT images.split, classes.name, COUNT(*) FROM labels "
             "JOIN classes ON classes.id = labels.class_id JOIN images ON images.id = labels.image_id "
             "GROUP BY images.split, classes.name"
         ):
             per_split[split][name] = int(n)
-        images = dict.fromkeys(("pool", "test"), 0)
+        images = dict.fromkeys((TRAIN, TEST), 0)
         for split, n in conn.execute("SELECT split, COUNT(*) FROM images GROUP BY split"):
             images[split] = int(n)
         return {
-            "images": images["pool"],
-            "labelled": sum(per_split["pool"].values()),
-            "per_class": per_split["pool"],
+            "images": images[TRAIN],
+            "labelled": sum(per_split[TRAIN].values()),
+            "per_class": per_split[TRAIN],
             "test_images": images["test"],
             "test_labelled": sum(per_split["test"].values()),
             "test_per_class": per_split["test"],

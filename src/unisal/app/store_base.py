@@ -106,6 +106,6 @@ class StoreBase:
         row = conn.execute("SELECT path, split FROM images WHERE id = ?", (image_id,)).fetchone()
         if row is None:
             raise ProjectError(f"no image with id {image_id}")
-        if row["split"] != "pool":
+        if row["split"] != "train":
             raise held_out(image_id)
         return str(row["path"])
