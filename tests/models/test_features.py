@@ -147,7 +147,7 @@ def test_catalogue_rows_map_to_cache_rows(tmp_path: Path) -> None:
 def test_view_means_are_kept_beside_the_cache_and_equal_the_mean_in_memory(tmp_path: Path) -> None:
     """What ``mean`` predictions read: memory-mapped from mean.npy, written once, the same numbers as
     averaging in memory; rewritten when the features under it changed."""
-    from unisal.models.features import view_means
+    from unisal.models.view_means import view_means
     from unisal.train.inputs import FeatureInputs
 
     cache = build(colour_store(), tmp_path)
@@ -163,6 +163,8 @@ def test_view_means_are_kept_beside_the_cache_and_equal_the_mean_in_memory(tmp_p
     changed = FeatureStore(cache.array, cache.rows, {**cache.info, "sample_sha1": "other"}, cache.folder)
     view_means(changed)
     assert (cache.folder / "mean.npy").stat().st_mtime_ns != stamp  # another cache's means: written again
+    (cache.folder / "mean.npy").write_bytes(b"truncated")  # damaged under a whole record: rebuilt
+    np.testing.assert_array_equal(view_means(cache), in_memory)
     shuffled = FeatureInputs(FeatureStore(cache.array, np.array([9, 3, 0]), cache.info, cache.folder))
     np.testing.assert_array_equal(shuffled.mean_features(np.array([1, 0])), in_memory[[3, 9]])
 

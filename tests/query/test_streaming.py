@@ -96,3 +96,24 @@ def test_every_strategy_reads_only_the_outputs_it_declares(name: str) -> None:
     selection, learner = _select(name, _outputs(None), 7)
     assert len(selection.positions) == BUDGET  # type: ignore[attr-defined]
     assert learner.calls
+
+
+def test_a_strategy_that_declares_nothing_may_ask_for_everything() -> None:
+    """A plug-in written before outputs() existed keeps working: it gets every output, and the
+    whole-pool MC-dropout probabilities."""
+    from dataclasses import dataclass
+
+    from unisal.query import Strategy
+    from unisal.query.base import Selection
+
+    @dataclass
+    class Farthest(Strategy):
+        def choose(self, ctx):  # type: ignore[no-untyped-def]
+            features = ctx.pool_predictions().features.mean(0)
+            assert ctx.mc_dropout_probs(2).shape[:2] == (4, len(ctx.pool))
+            chosen = np.argsort(-np.linalg.norm(features, axis=1), kind="stable")[: ctx.budget]
+            return Selection(chosen, ["far"] * ctx.budget)
+
+    learner = TableLearner(_outputs(None))
+    selection = Farthest().select(context(learner, POOL, BUDGET, labelled=LABELLED))
+    assert len(selection.positions) == BUDGET and learner.calls == ["predict", "predict_mc"]

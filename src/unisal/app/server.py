@@ -276,7 +276,7 @@ def create_app(folder: str | Path, token: str, *, hosts: Iterable[str]) -> Guard
         if holder == relative and path.suffix.lower() in BROWSER_FORMATS:  # the item is the file
             return FileResponse(path)
         try:  # TIFF, rows of an .npz, ...: read by the item's source and sent as PNG
-            pixels = open_items([str(image_root / relative)]).read(0)
+            pixels = open_items([str(path) + relative[len(holder) :]]).read(0)  # the checked file
         except BadImageError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from exc
         buffer = io.BytesIO()

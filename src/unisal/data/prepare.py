@@ -19,7 +19,7 @@ class PreparedData:
     """A data set ready for training: every image decoded, every image in one split.
 
     Attributes:
-        catalogue: paths, labels (-1 = unlabelled), groups and class names, N images.
+        catalogue: items, labels (-1 = unlabelled), groups and class names, N images.
         store: decoded images by catalogue index.
         split: (N,) ``train`` | ``val`` | ``test``.
         bad: files that could not be decoded and were left out.

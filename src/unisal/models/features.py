@@ -32,7 +32,7 @@ from unisal.config import VIEW_SETS, FeatureConfig, ModelConfig
 from unisal.data.cache import ImageStore, default_cache_dir, read_rows, reserve_space, sample_checksum
 from unisal.data.views import apply_affine, normalise, to_float, weak_view_params
 from unisal.events import Task, message
-from unisal.io import atomic_path, file_marker, folder_marker, write_json_atomic
+from unisal.io import folder_marker, write_json_atomic
 
 if TYPE_CHECKING:
     from unisal.models.inference import Forward
@@ -110,18 +110,18 @@ def view_features(
     return torch.stack(out, dim=1)
 
 
-def prediction_views(features: torch.Tensor, score: str) -> list[torch.Tensor]:
+def prediction_views(features: torch.Tensor, views: str) -> list[torch.Tensor]:
     """The inputs (each (B, F)) whose outputs a prediction averages, from every view's features
     (B, V, F): ``mean``, the features averaged over the views (one pass); ``first``, view 0 (the
     image as it is); ``tta``, every view (V passes). The rounds, ``predict`` and an exported model
     all go through here."""
-    if score == "mean":
+    if views == "mean":
         return [features.mean(1)]
-    if score == "first":
+    if views == "first":
         return [features[:, 0]]
-    if score == "tta":
+    if views == "tta":
         return list(features.unbind(dim=1))
-    raise ValueError(f"unknown score views '{score}'")
+    raise ValueError(f"unknown prediction views '{views}'")
 
 
 def image_views(images: torch.Tensor, spec: ViewSpec, crops: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -163,46 +163,6 @@ class FeatureStore:
     def get_all(self, idx: np.ndarray) -> np.ndarray:
         """float32 (B, V, F): every view of the images ``idx`` (B,)."""
         return read_rows(self.array, self.rows[np.asarray(idx)], np.float32)
-
-
-def _mean_of_views(array: np.ndarray, out: np.ndarray) -> None:
-    """``out`` (N, F) float32 = the mean over the views of ``array`` (N, V, F), in chunks."""
-    for start in range(0, len(array), 4096):
-        chunk = torch.from_numpy(np.asarray(array[start : start + 4096], np.float32))
-        out[start : start + 4096] = prediction_views(chunk, "mean")[0].numpy()
-
-
-def view_means(store: FeatureStore) -> np.ndarray:
-    """(N_files, F) float32: every cached row's features averaged over its views (what ``mean``
-    predictions see). Kept as ``mean.npy`` beside the cache, memory-mapped, written once with its
-    completion record, so that predicting a pool holds none of it in memory; computed in memory
-    for a store without a folder, or where the folder cannot be written."""
-    shape = (int(store.array.shape[0]), int(store.array.shape[2]))
-    if store.folder is not None:
-        path = store.folder / "mean.npy"
-        marker = file_marker(path)
-        record = _read_json(marker)
-        if (
-            record is not None
-            and record.get("features_sha1") == store.info.get("sample_sha1")
-            and path.is_file()
-        ):
-            mean = np.load(path, mmap_mode="r")
-            if tuple(mean.shape) == shape and mean.dtype == np.float32:
-                return mean
-        try:
-            with atomic_path(path) as tmp:
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-                _mean_of_views(store.array, out)
-                out.flush()
-                del out
-            write_json_atomic(marker, {"features_sha1": store.info.get("sample_sha1"), "shape": list(shape)})
-            return np.load(path, mmap_mode="r")
-        except OSError as exc:
-            message(f"cannot keep the view means beside the feature cache ({exc}); computing them in memory")
-    in_memory = np.empty(shape, np.float32)
-    _mean_of_views(store.array, in_memory)
-    return in_memory
 
 
 def feature_cache_key(image_key: str, model: ModelConfig, spec: ViewSpec) -> str:

@@ -137,6 +137,15 @@ class QueryContext:
             out[start : start + probs.shape[1]] = score(probs)
         return out
 
+    def mc_dropout_probs(self, n_samples: int) -> np.ndarray:
+        """(K * n_samples, N, C) MC-dropout probabilities on the whole pool, seeded from ``rng``
+        (held in memory: ``mc_dropout_scores`` reduces them batch by batch instead)."""
+        self._asked(["mc_dropout"])
+        seed = int(self.rng.integers(2**31 - 1))
+        return self._cached(
+            f"mc{n_samples}", lambda: self._learner().predict_mc(self.pool, n_samples=n_samples, seed=seed)
+        )
+
 
 class Strategy:
     """Base class of query strategies: ``select(ctx)`` checks the request and the answer.
@@ -159,8 +168,9 @@ class Strategy:
 
     def outputs(self) -> tuple[str, ...]:
         """What it asks the learner for (``unisal.train.evaluate.OUTPUTS``, or ``mc_dropout``);
-        logits always come. The query context refuses anything else."""
-        return ("logits",)
+        logits always come. The query context refuses anything else. By default everything: a
+        strategy that declares less holds less."""
+        return (*ALL_OUTPUTS, "mc_dropout")
 
     @classmethod
     def check(cls, cfg: RunConfig) -> None:

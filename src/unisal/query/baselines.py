@@ -34,6 +34,9 @@ class _TopScore(Strategy):
         """(B,) higher = more wanted, from predictions (K, B, ·) on a batch of the pool."""
         raise NotImplementedError
 
+    def outputs(self) -> tuple[str, ...]:
+        return ("logits",)
+
     def score(self, ctx: QueryContext) -> np.ndarray:
         """(N,) higher = more wanted."""
         return ctx.pool_scores(self.batch_score)

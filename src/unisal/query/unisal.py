@@ -182,6 +182,9 @@ class DUSRandomStrategy(Strategy):
 
     streams = True
 
+    def outputs(self) -> tuple[str, ...]:
+        return ("logits",)
+
     def choose(self, ctx: QueryContext) -> Selection:
         pred_a, pred_b = np.empty(len(ctx.pool), np.int64), np.empty(len(ctx.pool), np.int64)
         for start, batch in ctx.pool_batches():

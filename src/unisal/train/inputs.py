@@ -15,7 +15,8 @@ import torch
 
 from unisal.data.cache import ImageStore, read_rows
 from unisal.data.views import normalise, to_float, weak_view
-from unisal.models.features import FeatureStore, prediction_views, view_means
+from unisal.models.features import FeatureStore, prediction_views
+from unisal.models.view_means import view_means
 
 
 class NetworkInputs(Protocol):
@@ -78,7 +79,7 @@ class FeatureInputs:
 
     def mean_features(self, idx: np.ndarray) -> np.ndarray:
         """float32 (B, F): each image's features averaged over its views (computed once for the
-        cache and memory-mapped: ``unisal.models.features.view_means``)."""
+        cache and memory-mapped: ``unisal.models.view_means.view_means``)."""
         if self._mean is None:
             self._mean = view_means(self.features)
         return read_rows(self._mean, self.features.rows[np.asarray(idx)])
