@@ -67,3 +67,7 @@ class HeldOutError(ProjectError):
 
 class ListenError(ProjectError):
     """The server cannot listen on the address it was given (a port in use, a foreign address)."""
+
+
+class SlideError(DataError):
+    """A whole-slide image cannot be opened, read or tiled as asked; the message names it."""

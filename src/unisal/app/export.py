@@ -223,7 +223,9 @@ def export_model(folder: str | Path, out: str | Path) -> dict[str, Any]:
         "views": ViewSpec.from_config(cfg.features).describe()
         if cfg.learner.name == "frozen"
         else "identity",
-        "score_views": cfg.features.predict_views if cfg.learner.name == "frozen" else "first",  # before issue 16
+        "score_views": cfg.features.predict_views
+        if cfg.learner.name == "frozen"
+        else "first",  # before issue 16
         "predict_views": cfg.features.predict_views if cfg.learner.name == "frozen" else "first",
     }
     with atomic_path(out) as tmp:

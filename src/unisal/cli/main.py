@@ -14,6 +14,7 @@ from unisal.cli.project import project
 from unisal.cli.serve import serve
 from unisal.cli.simulate import simulate
 from unisal.cli.supervised import supervised
+from unisal.cli.tiles import tiles
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,3 +34,4 @@ cli.add_command(project)
 cli.add_command(serve)
 cli.add_command(predict)
 cli.add_command(export_model)
+cli.add_command(tiles)

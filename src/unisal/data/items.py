@@ -217,7 +217,12 @@ class SourceKind:
 # kind -> how its ids are recognised and opened; the first that claims an id owns it ("file",
 # registered last, claims every id the others do not)
 ITEM_SOURCES: Registry[SourceKind] = Registry("item source")
-ITEM_SOURCES.register("npz")(SourceKind(lambda i: NPZ_SEPARATOR in i, lambda ids: NpzItems(tuple(ids))))
+ITEM_SOURCES.register("npz")(
+    SourceKind(
+        lambda i: i.partition(NPZ_SEPARATOR)[0].lower().endswith(".npz") and NPZ_SEPARATOR in i,
+        lambda ids: NpzItems(tuple(ids)),
+    )
+)
 ITEM_SOURCES.register("file")(SourceKind(lambda i: True, lambda ids: FileItems(tuple(ids))))
 
 

@@ -265,6 +265,47 @@ def read_json_labels(path: str | Path) -> Catalogue:
     return Catalogue(FileItems(tuple(p for p, _ in rows)), labels, _own_groups(len(rows)), names, str(root))
 
 
+def read_tile_table(csv_path: str | Path, *, label_column: str = "label", classes: str = "") -> Catalogue:
+    """A tile table of ``unisal tiles`` (``unisal.data.tiling``): each row a tile read from its slide
+    on demand; its group is the table's ``group`` (the slide or patient), so that no split crosses
+    a slide; labels from ``label_column`` where given (empty: unlabelled)."""
+    from unisal.data.slides import SlideTiles, tile_id
+
+    csv_path = Path(csv_path).resolve()
+    if not csv_path.is_file():
+        raise DataError(f"tile table not found: {csv_path}")
+    fields, records = read_csv_rows(csv_path)
+    need = ["slide", "x", "y", "level", "read_size", "size"]
+    missing = [c for c in need if c not in fields]
+    if missing:
+        raise DataError(
+            f"{csv_path} is not a tile table: no column(s) {', '.join(missing)} (write one with `unisal tiles`)"
+        )
+    if not records:
+        raise DataError(f"{csv_path} lists no tiles")
+    ids, labels_given, groups_given = [], [], []
+    for line, r in enumerate(records, start=2):
+        try:
+            numbers = [int(r[c]) for c in need[1:]]
+        except (TypeError, ValueError):
+            raise DataError(
+                f"{csv_path} line {line}: x, y, level, read_size and size must be whole numbers"
+            ) from None
+        slide = os.path.normpath(csv_path.parent / r["slide"].strip())
+        ids.append(tile_id(slide, *numbers))
+        labels_given.append((r.get(label_column) or "").strip())
+        groups_given.append((r.get("group") or "").strip() or Path(slide).stem)
+    present = sorted({lab for lab in labels_given if lab})
+    names = [c.strip() for c in classes.split(",") if c.strip()] or present
+    unknown = [lab for lab in present if lab not in names]
+    if unknown:
+        raise UnknownClassError(f"'{unknown[0]}' in {csv_path} is not one of the classes {names}")
+    labels = np.asarray([names.index(lab) if lab else UNLABELLED for lab in labels_given], np.int64)
+    group_ids = {g: k for k, g in enumerate(dict.fromkeys(groups_given))}
+    groups = np.asarray([group_ids[g] for g in groups_given], np.int64)
+    return Catalogue(SlideTiles(tuple(ids)), labels, groups, names, str(csv_path.parent))
+
+
 # A reader takes the data path and its options as keyword arguments (``data.reader_options``,
 # ``--reader-option KEY=VALUE``), each a string with a default.
 Reader = Callable[..., Catalogue]
@@ -275,6 +316,7 @@ _BUILT_IN: dict[str, Reader] = {
     "csv": read_csv_list,
     "npz": read_npz,
     "json": read_json_labels,
+    "tiles": read_tile_table,
 }
 for _name, _reader in _BUILT_IN.items():
     READERS.register(_name)(_reader)
@@ -288,7 +330,12 @@ def data_formats() -> tuple[str, ...]:
 def detect_format(path: str | Path) -> str:
     """Guess the layout: ``csv`` for a .csv file, ``folder`` if it holds class sub-folders."""
     path = Path(path)
-    if path.is_file() and path.suffix.lower() in (".csv", ".npz", ".json"):
+    if path.is_file() and path.suffix.lower() == ".csv":
+        header = path.open(encoding="utf-8-sig", errors="replace").readline()
+        return (
+            "tiles" if {"slide", "x", "y", "read_size"} <= {c.strip() for c in header.split(",")} else "csv"
+        )
+    if path.is_file() and path.suffix.lower() in (".npz", ".json"):
         return path.suffix.lower()[1:]
     if path.is_dir() and any(path.glob("*.json")) and not any(path.glob("*.csv")):
         return "json"
