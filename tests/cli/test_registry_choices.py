@@ -30,7 +30,7 @@ def test_help_lists_every_registered_strategy_learner_and_format() -> None:
     text = _help("simulate")
     for name in [*strategy_names(), *learner_names(), "auto", *READERS.names()]:
         assert name in text
-    assert "[auto|csv|folder|json|npz|prefix]" in text
+    assert "[auto|csv|folder|json|npz|prefix|tiles]" in text
     assert "unlabelled|csv|folder|json|npz|prefix" in _help("project", "init")
     assert "|".join(LABEL_EXPORTS) in _help("project", "export")
     assert "[finetune|frozen]" in _help("supervised")
