@@ -4,7 +4,7 @@ demand). A slide is never read whole: thumbnails and regions only.
 
 OpenSlide (``openslide-python`` with the ``openslide-bin`` wheel) reads Aperio SVS, Hamamatsu
 NDPI/VMS, MIRAX, Leica SCN, Philips TIFF, Ventana BIF, Sakura SVSlide, DICOM WSI and generic
-tiled pyramidal TIFF; a flat (untiled) TIFF, which OpenSlide refuses, is read through tifffile.
+tiled pyramidal TIFF. A flat (untiled) TIFF, which OpenSlide refuses, is not read yet.
 """
 
 from __future__ import annotations
