@@ -21,7 +21,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -78,34 +78,47 @@ def file_sha1(path: str) -> str:
     return digest.hexdigest()
 
 
-@dataclass(frozen=True)
-class FileItems:
-    """One image file per item; the id is the file's path (absolute, or as a reader gave it)."""
+M = TypeVar("M", bound="MemberItems")
 
-    paths: tuple[str, ...]
-    kind: str = "file"
+
+class MemberItems:
+    """What sources that are a tuple of ids (``members``) share: ids, length, pixels at a size
+    (their own pixels, square-resized), subsets of the same kind."""
+
+    members: tuple[str, ...]
 
     @property
     def ids(self) -> tuple[str, ...]:
-        return self.paths
+        return self.members
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.members)
 
     def read(self, i: int) -> np.ndarray:
-        return load_rgb(self.paths[i])
+        raise NotImplementedError
 
     def read_at(self, i: int, size: int) -> np.ndarray:
         return resize_square(self.read(i), size)
 
+    def subset(self: M, positions: Sequence[int] | np.ndarray) -> M:
+        return type(self)(tuple(self.members[int(i)] for i in positions))  # type: ignore[call-arg]
+
+
+@dataclass(frozen=True)
+class FileItems(MemberItems):
+    """One image file per item; the id is the file's path (absolute, or as a reader gave it)."""
+
+    members: tuple[str, ...]
+    kind: str = "file"
+
+    def read(self, i: int) -> np.ndarray:
+        return load_rgb(self.members[i])
+
     def holder(self, i: int) -> str:
-        return self.paths[i]
+        return self.members[i]
 
     def content_sha1(self, i: int) -> str:
-        return file_sha1(self.paths[i])
-
-    def subset(self, positions: Sequence[int] | np.ndarray) -> FileItems:
-        return FileItems(tuple(self.paths[int(i)] for i in positions))
+        return file_sha1(self.members[i])
 
 
 NPZ_SEPARATOR = "::"  # an item of an .npz file: <file.npz>::<split>/<row>
@@ -133,18 +146,11 @@ def npz_id(file: str, split: str, row: int) -> str:
 
 
 @dataclass(frozen=True)
-class NpzItems:
+class NpzItems(MemberItems):
     """Rows of the ``<split>_images`` arrays of ``.npz`` files (MedMNIST layout)."""
 
     members: tuple[str, ...]  # ids: <file.npz>::<split>/<row>
     kind: str = "npz"
-
-    @property
-    def ids(self) -> tuple[str, ...]:
-        return self.members
-
-    def __len__(self) -> int:
-        return len(self.members)
 
     def read(self, i: int) -> np.ndarray:
         item_id = self.members[i]
@@ -156,17 +162,11 @@ class NpzItems:
         except (OSError, KeyError, ValueError, IndexError) as error:
             raise BadImageError(item_id, f"cannot read from the .npz file: {error}") from error
 
-    def read_at(self, i: int, size: int) -> np.ndarray:
-        return resize_square(self.read(i), size)
-
     def holder(self, i: int) -> str:
         return self.members[i].partition(NPZ_SEPARATOR)[0]
 
     def content_sha1(self, i: int) -> str:
         return ""  # a row has no file of its own: caches are keyed by the file's state
-
-    def subset(self, positions: Sequence[int] | np.ndarray) -> NpzItems:
-        return NpzItems(tuple(self.members[int(i)] for i in positions))
 
 
 @dataclass(frozen=True)

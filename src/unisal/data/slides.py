@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from unisal.data.images import BadImageError, resize_square
-from unisal.data.items import ITEM_SOURCES, SourceKind
+from unisal.data.images import BadImageError
+from unisal.data.items import ITEM_SOURCES, MemberItems, SourceKind
 from unisal.errors import SlideError
 
 SLIDE_SUFFIXES = frozenset(
@@ -194,18 +193,11 @@ def parse_tile_id(item_id: str) -> tuple[str, int, int, int, int, int]:
 
 
 @dataclass(frozen=True)
-class SlideTiles:
+class SlideTiles(MemberItems):
     """Tiles of slides, read from the slide on demand (an item source, kind ``tile``)."""
 
     members: tuple[str, ...]
     kind: str = "tile"
-
-    @property
-    def ids(self) -> tuple[str, ...]:
-        return self.members
-
-    def __len__(self) -> int:
-        return len(self.members)
 
     def read(self, i: int) -> np.ndarray:
         item_id = self.members[i]
@@ -220,17 +212,11 @@ class SlideTiles:
             region = region.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
         return np.asarray(region)
 
-    def read_at(self, i: int, size: int) -> np.ndarray:
-        return resize_square(self.read(i), size)
-
     def holder(self, i: int) -> str:
         return self.members[i].rpartition(TILE_MEMBER)[0]
 
     def content_sha1(self, i: int) -> str:
         return ""  # a tile has no file of its own: caches are keyed by the slide's state
-
-    def subset(self, positions: Sequence[int] | np.ndarray) -> SlideTiles:
-        return SlideTiles(tuple(self.members[int(i)] for i in positions))
 
 
 ITEM_SOURCES.register("tile")(SourceKind(lambda i: TILE_MEMBER in i, lambda ids: SlideTiles(tuple(ids))))
