@@ -46,9 +46,7 @@ def find_slides(paths: list[str | Path]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if is_slide_file(p))
             if not found:
-                raise SlideError(
-                    f"no slides ({', '.join(sorted({'.svs', '.tif', '.ndpi', '.mrxs'}))}, ...) in {path}"
-                )
+                raise SlideError(f"no slides (.mrxs, .ndpi, .svs, .tif, ...) in {path}")
             out += found
         elif path.is_file():
             out.append(path)
@@ -124,7 +122,7 @@ def tile_slides(
         shutil.rmtree(parts)  # another run's: its parts do not apply
     parts.mkdir(parents=True, exist_ok=True)
     write_json_atomic(settings_file, record)
-    counts: dict[str, int] = {}
+    by_slide: dict[Path, list[list[object]]] = {}
     empty: list[str] = []
     with Task("tiling slides", len(slides), unit="slide", long=True) as task:
         for slide in slides:
@@ -139,7 +137,7 @@ def tile_slides(
                 if masks is not None:
                     Path(masks).mkdir(parents=True, exist_ok=True)
                     mask_picture(thumb, mask).save(Path(masks) / f"{slide.stem}-tissue.png")
-            counts[str(slide)] = len(tiles)
+            by_slide[slide] = tiles
             if not tiles:
                 empty.append(slide.name)
                 message(
@@ -153,15 +151,12 @@ def tile_slides(
         )
     patients = patients or {}
     table: list[list[object]] = []
-    for slide in slides:
-        part = parts / (hashlib.sha1(str(slide).encode()).hexdigest()[:16] + ".csv")
-        _, kept = read_csv_rows(part)
+    for slide, tiles in by_slide.items():
         group = patients.get(slide.name) or patients.get(slide.stem) or slide.stem
-        name = _relative(slide, out.parent)
-        table += [[name, *(t[c] for c in COLUMNS[1:-1]), group] for t in kept]
+        table += [[_relative(slide, out.parent), *tile, group] for tile in tiles]
     write_csv_atomic(out, COLUMNS, table)
     shutil.rmtree(parts, ignore_errors=True)
-    return counts
+    return {str(slide): len(tiles) for slide, tiles in by_slide.items()}
 
 
 def peak_rss_mb() -> float:
