@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
 from click.testing import CliRunner
 
 from unisal.cli.main import cli
@@ -17,31 +16,9 @@ from unisal.data.slides import SlideTiles, open_slide, otsu_threshold, parse_til
 from unisal.data.tiling import TilingSettings, tile_slides
 from unisal.errors import SlideError
 
+from .synthetic import TISSUE, pyramid
+
 WSI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "wsi"
-TISSUE = (180, 60, 140)
-
-
-def pyramid(
-    path: Path, *, width: int = 4000, height: int = 3000, mpp: float | None = 0.5, disc: bool = True
-) -> Path:
-    """A tiled, zlib-compressed pyramidal TIFF (levels 1, 1/4, 1/16) on white glass, with one
-    purple disc of tissue (centre (1200, 1500), radius 600 level-0 px) when ``disc``."""
-    image = np.full((height, width, 3), 242, np.uint8)
-    if disc:
-        yy, xx = np.ogrid[:height, :width]
-        image[(yy - 1500) ** 2 + (xx - 1200) ** 2 < 600**2] = TISSUE
-    with tifffile.TiffWriter(path) as tif:
-        for k, level in enumerate([image, image[::4, ::4].copy(), image[::16, ::16].copy()]):
-            extra = {"resolution": (1e4 / (mpp * 4**k),) * 2, "resolutionunit": "CENTIMETER"} if mpp else {}
-            tif.write(
-                level,
-                tile=(256, 256),
-                photometric="rgb",
-                compression="zlib",
-                subfiletype=1 if k else 0,
-                **extra,
-            )
-    return path
 
 
 def test_otsu_splits_two_populations_and_the_mask_finds_the_disc() -> None:

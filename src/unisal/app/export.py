@@ -81,7 +81,9 @@ def _prepared(images: str | Path, cfg: RunConfig) -> PreparedData:
         raise ProjectError(str(exc)) from None
 
 
-def _learner(cfg: RunConfig, class_names: list[str], state: dict[str, Any], data: PreparedData) -> Learner:
+def model_learner(
+    cfg: RunConfig, class_names: list[str], state: dict[str, Any], data: PreparedData
+) -> Learner:
     from unisal.device import resolve_device
 
     learner = create_learner(cfg, len(class_names), resolve_device(cfg.device))
@@ -103,7 +105,7 @@ def predict_folder(
     check_output_file(out, protected=protected)  # before loading a model or predicting
     cfg, class_names, state, round_id = latest_model(folder)
     data = _prepared(images, cfg)
-    learner = _learner(cfg, class_names, state, data)
+    learner = model_learner(cfg, class_names, state, data)
     preds = learner.predict(np.arange(len(data.catalogue)))
     probs = preds.probs()
     mean = probs.mean(axis=0)
@@ -200,7 +202,7 @@ def export_model(folder: str | Path, out: str | Path) -> dict[str, Any]:
     first = store.images()[0]
     image_root = Path(store.settings()["image_root"])
     data = _prepared_single(image_root / first["path"], cfg)
-    learner = _learner(cfg, class_names, state, data)
+    learner = model_learner(cfg, class_names, state, data)
     module = ExportedClassifier(learner, cfg).eval()
     example = torch.rand(2, 3, cfg.data.image_size, cfg.data.image_size)
     dynamic = {

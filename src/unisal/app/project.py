@@ -9,6 +9,7 @@ since; ``export_labels`` and ``import_labels`` speak CSV and Label Studio JSON.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from unisal.app.exchange import (
 from unisal.app.files import (
     NOT_REGULAR,
     FileState,
+    check_images,
     examples,
     file_stamp,
     file_state,
@@ -39,7 +41,7 @@ from unisal.app.store import DB_NAME, ProjectError, ProjectStore, check_class_na
 from unisal.data.cache import join_identical
 from unisal.data.catalogue import Catalogue, DataError, attach_groups
 from unisal.data.images import is_image_file
-from unisal.data.items import FileItems, open_items
+from unisal.data.items import FileItems
 from unisal.data.readers import READERS, load_catalogue
 
 SHOWN = 5  # offenders named in an error message
@@ -92,6 +94,7 @@ class ProjectPlan:
     images: list[tuple[str, str, int, str, str, int]]
     labels: list[tuple[str, str]]
     notes: list[str] = field(default_factory=list)
+    tile_table: str | None = None  # the tiles of a project on slides: kept as DIR/tiles.csv
 
 
 def _check_label_rows(
@@ -140,7 +143,22 @@ def plan_project(
         )
     if classes is not None:
         check_class_names(classes)
-    catalogue = read_images(images, fmt)
+    return plan_catalogue(
+        read_images(images, fmt), classes=classes, labels_csv=labels_csv, groups_csv=groups_csv,
+        test_csv=test_csv, workers=workers,
+    )  # fmt: skip
+
+
+def plan_catalogue(
+    catalogue: Catalogue,
+    *,
+    classes: list[str] | None,
+    labels_csv: str | Path | None = None,
+    groups_csv: str | Path | None = None,
+    test_csv: str | Path | None = None,
+    workers: int = 4,
+) -> ProjectPlan:
+    """The plan of a project of ``catalogue``'s items (images, or tiles of slides)."""
     classes = list(catalogue.class_names) if classes is None else classes
     check_class_names(classes)
     if groups_csv:
@@ -188,9 +206,17 @@ def _temporary_db(folder: Path) -> Path:
     return folder / f".{DB_NAME}.tmp-{os.getpid()}"
 
 
+TILE_TABLE = "tiles.csv"  # a project on slides: its tiles (unisal.data.tiling's table)
+TILING_DIR = ".init-tiles"  # where init tiles the slides (resumable), before the database exists
+
+
 def _leftovers(folder: Path) -> set[Path]:
-    """Temporary databases of an init that was killed: nothing of the user's."""
-    return set(folder.glob(f".{DB_NAME}.tmp-*"))
+    """What an init that was killed leaves (temporary databases, the tiling under way, a tile
+    table without its database): nothing of the user's."""
+    out = set(folder.glob(f".{DB_NAME}.tmp-*")) | {folder / TILING_DIR}
+    if not project_db(folder).exists():
+        out.add(folder / TILE_TABLE)
+    return out
 
 
 def _remove_dead_leftovers(folder: Path) -> None:
@@ -236,7 +262,11 @@ def create_project(
         if plan.labels:
             store.import_labels(plan.labels, IMPORTER)
         store.close()  # the last connection checkpoints the write-ahead log into the file
+        if plan.tile_table is not None:
+            shutil.copyfile(plan.tile_table, folder / TILE_TABLE)
         _publish(tmp, project_db(folder))
+        if plan.tile_table is not None:
+            shutil.rmtree(folder / TILING_DIR, ignore_errors=True)
     finally:
         for extra in ("", "-wal", "-shm"):
             Path(f"{tmp}{extra}").unlink(missing_ok=True)
@@ -276,66 +306,6 @@ def init_project(
     return create_project(folder, plan, settings=settings)
 
 
-# ---- images changed since init
-def check_images(store: ProjectStore, *, workers: int = 4) -> None:
-    """Stop unless every image still has the bytes it had at ``project init``.
-
-    Cheap: a file is hashed again only when its size or :func:`file_stamp` (modification and
-    status-change times, inode) differs from the recorded ones (or none is recorded, as in a
-    version 1 database); when its hash still matches, the new stamp is recorded. Only regular
-    files are read: a FIFO or device in place of an image is "not a regular file".
-
-    Raises:
-        ProjectError: images changed (same path, other bytes), missing or unreadable.
-    """
-    root = Path(store.settings()["image_root"])
-    rows = store.images()
-    suspects = []
-    missing = []
-    items = open_items([str(root / row["path"]) for row in rows])
-    ids = items.ids
-    for i, row in enumerate(rows):
-        holder = items.holder(i)
-        try:
-            st = os.stat(holder)
-        except FileNotFoundError:
-            missing.append(row["path"])
-            continue
-        except OSError:
-            suspects.append(row)
-            continue
-        same_size = holder != ids[i] or st.st_size == row["bytes"]  # a row's size is not its file's
-        if row["mtime_ns"] is None or file_stamp(st) != row["mtime_ns"] or not same_size:
-            suspects.append(row)
-    states = file_states([str(root / r["path"]) for r in suspects], workers=workers)
-    changed: list[str] = []
-    unreadable: list[str] = []
-    touched: list[tuple[int, int]] = []
-    for row, state in zip(suspects, states, strict=True):
-        if state == "file not found":  # removed between the stat and the hash
-            missing.append(row["path"])
-        elif isinstance(state, str):
-            unreadable.append(f"{row['path']} ({state})")
-        elif state.sha256 != row["sha256"]:
-            changed.append(row["path"])
-        else:
-            touched.append((int(row["id"]), state.stamp))
-    if touched:
-        store.set_mtimes(touched)
-    problems = []
-    if changed:
-        problems.append(
-            f"{len(changed)} image(s) changed since `project init` (same path, other bytes), "
-            f"e.g. {examples(changed)}"
-        )
-    if missing:
-        problems.append(f"{len(missing)} image(s) missing, e.g. {examples(missing)}")
-    if unreadable:
-        problems.append(f"{len(unreadable)} image(s) cannot be read, e.g. {examples(unreadable)}")
-    if problems:
-        raise ProjectError("; ".join(problems) + ": put the original back or start a new project")
-
-
 # ---- export
 def image_formats() -> tuple[str, ...]:
     """``project init --format`` choices: ``unlabelled`` and every registered data reader."""
@@ -359,7 +329,10 @@ __all__ = [
     "import_labels",
     "init_project",
     "label_studio_config",
+    "TILE_TABLE",
+    "TILING_DIR",
     "open_project",
+    "plan_catalogue",
     "plan_project",
     "project_db",
     "protected_outputs",

@@ -45,11 +45,13 @@ from unisal.app.security import (
     allowed_hosts,
     served_path,
 )
+from unisal.app.slide_views import SlideMaps, context_png, overview_png
 from unisal.app.store import HeldOutError, LabelResult, ProjectError, ProjectStore, QueueItem
 from unisal.data.catalogue import UnknownClassError
 from unisal.data.images import BadImageError
 from unisal.data.items import open_items
-from unisal.errors import ListenError
+from unisal.data.slides import TILE_MEMBER
+from unisal.errors import ListenError, SlideError
 from unisal.events import Event, Message, Progress, subscribed
 
 T = TypeVar("T")
@@ -128,6 +130,7 @@ def create_app(folder: str | Path, token: str, *, hosts: Iterable[str]) -> Guard
     store: ProjectStore = open_project(folder)
     image_root = Path(store.settings()["image_root"])
     runner = RoundRunner(folder)
+    maps = SlideMaps(folder, store)
     app = FastAPI(title="unisal", docs_url=None, redoc_url=None, openapi_url=None)
 
     def check_token(
@@ -184,6 +187,7 @@ def create_app(folder: str | Path, token: str, *, hosts: Iterable[str]) -> Guard
     def described(item: QueueItem) -> dict[str, Any]:
         return {
             "image_id": item.image_id,
+            "tile": TILE_MEMBER in item.path,  # a tile of a slide: the page shows its context
             "reason": item.reason,
             "score": item.score,
             "guess": item.guess,
@@ -263,8 +267,9 @@ def create_app(folder: str | Path, token: str, *, hosts: Iterable[str]) -> Guard
             raise HTTPException(status_code=409, detail="a round is already running")
         return {"status": "started"}
 
-    @app.get("/api/image/{image_id}", dependencies=auth)
-    def image(image_id: Annotated[int, PathParam(ge=1, le=MAX_ID)]) -> Response:
+    def served_item(image_id: int) -> tuple[str, Path, str]:
+        """(stored path, the checked file that holds it, the item's id on that file) of a pool
+        image; 404 for a held-out or unknown image or a file that is not there."""
         try:
             relative = store.labelling_image_path(image_id)
         except ProjectError as exc:
@@ -273,15 +278,47 @@ def create_app(folder: str | Path, token: str, *, hosts: Iterable[str]) -> Guard
         path = served_path(image_root, holder)
         if path is None:
             raise HTTPException(status_code=404, detail="image file not found")
-        if holder == relative and path.suffix.lower() in BROWSER_FORMATS:  # the item is the file
+        return relative, path, str(path) + relative[len(holder) :]
+
+    @app.get("/api/image/{image_id}", dependencies=auth)
+    def image(image_id: Annotated[int, PathParam(ge=1, le=MAX_ID)]) -> Response:
+        relative, path, item = served_item(image_id)
+        if item == str(path) and path.suffix.lower() in BROWSER_FORMATS:  # the item is the file
             return FileResponse(path)
-        try:  # TIFF, rows of an .npz, ...: read by the item's source and sent as PNG
-            pixels = open_items([str(path) + relative[len(holder) :]]).read(0)  # the checked file
+        try:  # TIFF, rows of an .npz, tiles of a slide: read by the item's source, sent as PNG
+            pixels = open_items([item]).read(0)  # on the checked file
         except BadImageError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from exc
         buffer = io.BytesIO()
         PILImage.fromarray(pixels).save(buffer, format="PNG")
         return Response(buffer.getvalue(), media_type="image/png")
+
+    def slide_picture(image_id: int, draw: Callable[[str], bytes | None]) -> Response:
+        _, _, item = served_item(image_id)
+        if TILE_MEMBER not in item:
+            raise HTTPException(status_code=404, detail="not a tile of a slide")
+        try:
+            picture = draw(item)
+        except (SlideError, BadImageError) as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from exc
+        if picture is None:
+            raise HTTPException(status_code=404, detail="no trained round yet: run a round first")
+        return Response(picture, media_type="image/png")
+
+    @app.get("/api/context/{image_id}", dependencies=auth)
+    def context(image_id: Annotated[int, PathParam(ge=1, le=MAX_ID)]) -> Response:
+        """The tile's surroundings at its magnification, the tile outlined."""
+        return slide_picture(image_id, context_png)
+
+    @app.get("/api/overview/{image_id}", dependencies=auth)
+    def overview(image_id: Annotated[int, PathParam(ge=1, le=MAX_ID)]) -> Response:
+        """The tile's slide, small, with the tile's place marked."""
+        return slide_picture(image_id, overview_png)
+
+    @app.get("/api/map/{image_id}", dependencies=auth)
+    def slide_map(image_id: Annotated[int, PathParam(ge=1, le=MAX_ID)]) -> Response:
+        """The map of the tile's slide by the latest trained round (as ``unisal heatmap``)."""
+        return slide_picture(image_id, maps.picture)
 
     return Guard(app, hosts=hosts)
 

@@ -9,6 +9,7 @@ from unisal.cli.benchmark import benchmark, report
 from unisal.cli.cache import cache
 from unisal.cli.data import data
 from unisal.cli.features import features
+from unisal.cli.maps import heatmap, shares
 from unisal.cli.predict import export_model, predict
 from unisal.cli.project import project
 from unisal.cli.serve import serve
@@ -35,3 +36,5 @@ cli.add_command(serve)
 cli.add_command(predict)
 cli.add_command(export_model)
 cli.add_command(tiles)
+cli.add_command(heatmap)
+cli.add_command(shares)

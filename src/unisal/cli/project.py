@@ -13,6 +13,7 @@ import click
 
 from unisal.cli.options import RegistryChoice, names_of, preset_option, strategy_option
 from unisal.cli.reporting import reporting
+from unisal.cli.tiles import tiling_options, tiling_settings
 from unisal.errors import UnisalError
 
 
@@ -25,7 +26,23 @@ def _image_formats() -> tuple[str, ...]:
 def _label_exports() -> list[str]:
     from unisal.app.project import LABEL_EXPORTS
 
-    return list(LABEL_EXPORTS)
+    return [*LABEL_EXPORTS, "geojson"]
+
+
+def is_geojson(file: Path) -> bool:
+    """A QuPath GeoJSON file (by its name, or a FeatureCollection / list of Features inside)."""
+    import json
+
+    if file.suffix.lower() == ".geojson":
+        return True
+    if file.suffix.lower() != ".json" or not file.is_file():
+        return False
+    try:
+        data = json.loads(file.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return False
+    first = data[0] if isinstance(data, list) and data else data
+    return isinstance(first, dict) and first.get("type") in ("FeatureCollection", "Feature")
 
 
 @contextmanager
@@ -58,10 +75,15 @@ def project() -> None:
 @click.argument("folder", type=click.Path(file_okay=False))
 @click.option(
     "--images",
-    required=True,
     type=click.Path(exists=True),
     help="The images (a folder; or CSV/npz with --format).",
 )
+@click.option(
+    "--slides",
+    type=click.Path(exists=True),
+    help="Instead of --images: whole-slide images (a folder, or one slide), tiled on their tissue.",
+)
+@tiling_options
 @click.option(
     "--classes",
     default=None,
@@ -98,7 +120,14 @@ def project() -> None:
 @preset_option
 def init(
     folder: str,
-    images: str,
+    images: str | None,
+    slides: str | None,
+    tile_size: int,
+    mpp: float | None,
+    magnification: float | None,
+    tissue_threshold: float,
+    assume_mpp: float | None,
+    slides_csv: str | None,
     classes: str | None,
     fmt: str,
     labels_csv: str | None,
@@ -109,11 +138,25 @@ def init(
     learner: str | None,
     preset: str | None,
 ) -> None:
-    """Create a project in FOLDER from the images under --images."""
+    """Create a project in FOLDER from the images under --images, or the tiles of --slides."""
     from dataclasses import asdict
 
     from unisal.app.project import check_new_folder, create_project, plan_project
     from unisal.app.rounds import ProjectSettings
+    from unisal.app.slide_project import plan_slide_project
+    from unisal.data.tiling import read_patients
+
+    if (images is None) == (slides is None):
+        raise click.UsageError("give --images or --slides (one of them)")
+    if slides is not None and (fmt != "unlabelled" or labels_csv or groups_csv):
+        raise click.UsageError(
+            "--format, --labels and --groups are for --images; label tiles with "
+            "`unisal project import DIR regions.geojson` (and group slides with --slides-csv)"
+        )
+    tiling = tiling_settings(
+        tile_size=tile_size, mpp=mpp, magnification=magnification, tissue_threshold=tissue_threshold,
+        assume_mpp=assume_mpp,
+    )  # fmt: skip
 
     chosen = {"strategy": strategy, "budget": budget, "preset": preset}
     settings = ProjectSettings(**{k: v for k, v in chosen.items() if v is not None})  # type: ignore[arg-type]
@@ -124,14 +167,21 @@ def init(
     try:
         settings.check()
         check_new_folder(folder)
-        plan = plan_project(
-            images=images,
-            classes=names,
-            fmt=fmt,
-            labels_csv=labels_csv,
-            groups_csv=groups_csv,
-            test_csv=test_csv,
-        )
+        if slides is not None:
+            with reporting(bars=True):
+                plan = plan_slide_project(
+                    folder, slides=slides, classes=names, tiling=tiling, test_csv=test_csv,
+                    patients=read_patients(slides_csv) if slides_csv else None,
+                )  # fmt: skip
+        else:
+            plan = plan_project(
+                images=images or "",
+                classes=names,
+                fmt=fmt,
+                labels_csv=labels_csv,
+                groups_csv=groups_csv,
+                test_csv=test_csv,
+            )
         store = create_project(folder, plan, settings=asdict(settings))
     except UnisalError as error:
         raise click.ClickException(str(error)) from error
@@ -202,11 +252,24 @@ def status(folder: str) -> None:
     "--format", "fmt", type=RegistryChoice(_label_exports, "export format"), default="csv", show_default=True
 )
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="File to write.")
-def export(folder: str, fmt: str, out: str) -> None:
-    """Write every label as CSV or a Label Studio JSON export."""
+@click.option("--slide", help="geojson: the slide to export (its name), where the project has several.")
+def export(folder: str, fmt: str, out: str, slide: str | None) -> None:
+    """Write every label as CSV or a Label Studio JSON export; or one slide's tiles as QuPath
+    GeoJSON (labels as annotations, the latest model's predictions as detections)."""
     from unisal.app.project import export_labels, open_project
+    from unisal.app.slide_project import export_geojson
 
     try:
+        if fmt == "geojson":
+            with reporting(steps=False):
+                counts = export_geojson(folder, out, slide=slide)
+            click.echo(
+                f"{sum(counts.values())} tiles written to {out}: {counts['labelled']} labelled (annotations), "
+                f"{counts['predicted']} predicted (detections), {counts['unclassified']} unclassified"
+            )
+            return
+        if slide is not None:
+            raise click.UsageError("--slide is for --format geojson")
         n = export_labels(open_project(folder), out, fmt)
     except UnisalError as error:
         raise click.ClickException(str(error)) from error
@@ -217,11 +280,36 @@ def export(folder: str, fmt: str, out: str) -> None:
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--annotator", default="import", show_default=True, help="Whose labels these are.")
-def import_(folder: str, file: str, annotator: str) -> None:
-    """Import labels from a CSV (path,label) or a Label Studio JSON export: all or nothing."""
+@click.option(
+    "--slide",
+    help="GeoJSON: the slide the regions were drawn on (default: the file's name, or the only one).",
+)
+@click.option(
+    "--threshold", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.5, show_default=True,
+    help="GeoJSON: least share of a tile's tissue a region must cover to label it.",
+)  # fmt: skip
+def import_(folder: str, file: str, annotator: str, slide: str | None, threshold: float) -> None:
+    """Import labels from a CSV (path,label), a Label Studio JSON export, or QuPath GeoJSON region
+    annotations (the tiles they cover): all or nothing."""
     from unisal.app.project import import_labels, open_project
+    from unisal.app.slide_project import import_regions
 
     try:
+        if is_geojson(Path(file)):
+            report = import_regions(folder, file, slide=slide, threshold=threshold, annotator=annotator)
+            for note in report.notes:
+                click.echo(note)
+            if report.conflicts:
+                shown = "; ".join(f"{p} ({' and '.join(c)})" for p, c in list(report.conflicts.items())[:5])
+                click.echo(
+                    f"{len(report.conflicts)} tile(s) covered by regions of two classes, left unlabelled: {shown}"
+                )
+            click.echo(
+                f"{report.slide}: {report.labelled} tiles labelled by regions ({report.changed} changed)"
+            )
+            return
+        if slide is not None:
+            raise click.UsageError("--slide is for GeoJSON region files")
         n = import_labels(open_project(folder), Path(file), annotator=annotator)
     except UnisalError as error:
         raise click.ClickException(str(error)) from error

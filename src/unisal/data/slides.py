@@ -219,4 +219,64 @@ class SlideTiles(MemberItems):
         return ""  # a tile has no file of its own: caches are keyed by the slide's state
 
 
+@dataclass(frozen=True)
+class TileBox:
+    """Where a tile lies on its slide: level-0 origin ``(x, y)`` and side ``step`` (px)."""
+
+    slide: str
+    x: int
+    y: int
+    step: int
+    level: int
+    read: int
+
+
+def tile_box(item_id: str) -> TileBox:
+    """The level-0 box of a tile id (the slide is opened for its level's downsample)."""
+    slide, x, y, level, read, _ = parse_tile_id(item_id)
+    downsample = float(open_slide(slide).level_downsamples[level])
+    return TileBox(slide, x, y, max(1, round(read * downsample)), level, read)
+
+
+def tile_context(
+    item_id: str, *, around: int = 1, outline: tuple[int, int, int] = (0, 200, 255)
+) -> np.ndarray:
+    """The region around a tile at the tile's own level (``around`` tile sides on every side),
+    the tile outlined, RGB uint8 (s, s, 3) with s = (2 * around + 1) * the tile's read size;
+    outside the slide is white."""
+    from PIL import ImageDraw
+
+    box = tile_box(item_id)
+    slide = open_slide(box.slide)
+    ds = float(slide.level_downsamples[box.level])
+    side = (2 * around + 1) * box.read
+    x0, y0 = box.x - round(around * box.read * ds), box.y - round(around * box.read * ds)
+    try:
+        region = slide.read_region((x0, y0), box.level, (side, side))
+    except Exception as exc:  # noqa: BLE001 - OpenSlide's read errors: a damaged slide
+        raise SlideError(f"cannot read slide {box.slide}: {exc} (truncated or damaged?)") from None
+    white = Image.new("RGBA", region.size, (255, 255, 255, 255))
+    picture = Image.alpha_composite(white, region).convert("RGB")  # outside the slide: transparent
+    lo, hi = around * box.read, (around + 1) * box.read - 1
+    ImageDraw.Draw(picture).rectangle((lo - 2, lo - 2, hi + 2, hi + 2), outline=outline, width=3)
+    return np.asarray(picture)
+
+
+def slide_overview(
+    item_id: str, *, longest: int = 512, colour: tuple[int, int, int] = (0, 200, 255)
+) -> np.ndarray:
+    """The tile's slide as a thumbnail (at most ``longest`` px) with the tile's place marked."""
+    from PIL import ImageDraw
+
+    box = tile_box(item_id)
+    slide = open_slide(box.slide)
+    picture = Image.fromarray(thumbnail(slide, box.slide, longest))
+    scale = picture.width / slide.dimensions[0]
+    x0, y0 = box.x * scale, box.y * scale
+    x1, y1 = (box.x + box.step) * scale, (box.y + box.step) * scale
+    pad = max(3.0, (x1 - x0) * 0.5)  # small tiles still get a visible mark
+    ImageDraw.Draw(picture).rectangle((x0 - pad, y0 - pad, x1 + pad, y1 + pad), outline=colour, width=2)
+    return np.asarray(picture)
+
+
 ITEM_SOURCES.register("tile")(SourceKind(lambda i: TILE_MEMBER in i, lambda ids: SlideTiles(tuple(ids))))

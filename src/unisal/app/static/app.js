@@ -111,6 +111,19 @@ async function refresh() {
 }
 
 function imageUrl(item) { return `/api/image/${item.image_id}?token=${encodeURIComponent(token)}`; }
+function pictureUrl(kind, item) { return `/api/${kind}/${item.image_id}?token=${encodeURIComponent(token)}`; }
+
+// A tile of a slide is shown with its surroundings and its place on the slide; the map of the
+// slide (the latest model's predicted classes and query scores) on request.
+function showSlide(item) {
+  const tile = !!item && item.tile;
+  $("slide").hidden = !tile;
+  $("map").hidden = true;
+  $("map").removeAttribute("src");
+  if (!tile) return;
+  $("context").src = pictureUrl("context", item);
+  $("overview").src = pictureUrl("overview", item);
+}
 
 async function loadGrid() {
   batch = await api("/api/batch", { annotator: annotator(), count: 9 });
@@ -128,6 +141,7 @@ async function loadGrid() {
 function show() {
   document.querySelectorAll("#grid figure").forEach((f, k) => f.classList.toggle("selected", k === selected));
   current = batch[selected] || null;
+  showSlide(current);
   $("why").textContent = current ? `Why: ${current.reason}` : "The queue is empty: run a round to queue the next batch.";
   $("guess").textContent = current && current.guess ? `Model's guess: ${current.guess} (${(100 * current.guess_confidence).toFixed(0)} %)` : "";
   document.querySelectorAll("#buttons button").forEach((b) => b.classList.toggle("guess", !!current && b.dataset.label === current.guess));
@@ -170,6 +184,7 @@ async function next() {
   }
   if (grid) return loadGrid();
   current = await api("/api/next", { annotator: annotator() });
+  showSlide(current);
   document.querySelectorAll("#buttons button").forEach((b) => b.classList.toggle("guess", !!current && b.dataset.label === current.guess));
   if (!current) {
     $("patch").removeAttribute("src");
@@ -232,6 +247,13 @@ function toggleGrid() {
   next();
 }
 $("mode").addEventListener("click", toggleGrid);
+$("show-map").addEventListener("click", () => {
+  if (!current || !current.tile) return;
+  say("drawing the map of this slide…");
+  $("map").src = pictureUrl("map", current);
+});
+$("map").addEventListener("load", () => { $("map").hidden = false; say(""); });
+$("map").addEventListener("error", () => say("no map yet: a round must train a model first"));
 $("frame").addEventListener("click", () => $("frame").classList.toggle("zoomed"));
 $("round").addEventListener("click", async () => {
   try { await api("/api/round", {}); say("round started: keep labelling"); } catch (error) { say(error.message); }
