@@ -249,3 +249,32 @@ def test_coverage_and_shares_have_known_answers() -> None:
         ["A", "B"], "",
     )  # fmt: skip
     assert class_shares(m) == pytest.approx({"A": 100 / 550, "B": 450 / 550})
+
+
+def test_a_simulation_on_a_tile_table_labelled_by_regions_is_mapped(tmp_path: Path) -> None:
+    folder = tmp_path / "slides"
+    regions_dir = tmp_path / "regions"
+    folder.mkdir()
+    regions_dir.mkdir()
+    cx, cy, r = DISC
+    for k, name in enumerate("abcd"):
+        two_tissues(folder / f"{name}.tif", seed=k)
+        (regions_dir / f"{name}.geojson").write_text(json.dumps(regions((cx - r, cy - r, cx + r, cy + r), BAND)))
+    table = tmp_path / "tiles.csv"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["tiles", str(folder), "--out", str(table), "--mpp", "1.0", "--quiet"]).exit_code == 0
+    run = tmp_path / "run"
+    result = runner.invoke(cli, [
+        "simulate", "--data", str(table), "--regions", str(regions_dir), "--image-size", "32",
+        "--cache-dir", str(tmp_path / "cache"), "--initial", "8", "--budget", "4", "--rounds", "1",
+        "--out", str(run), "--quiet",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    splits = (run / "splits.csv").read_text()
+    assert "TUM" in splits and "STR" in splits
+    out = tmp_path / "run-map.png"
+    heat = runner.invoke(cli, ["heatmap", "--run", str(run), "--slide", "c", "--out", str(out)])
+    assert heat.exit_code == 0, heat.output
+    assert Image.open(out).size[0] > 600
+    wrong = runner.invoke(cli, ["simulate", "--data", str(table), "--regions", str(tmp_path / "cache"), "--out", str(tmp_path / "r2")])
+    assert wrong.exit_code != 0 and "label no tile" in wrong.output

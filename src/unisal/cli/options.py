@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -92,6 +94,11 @@ CONFIG_PATHS: dict[str, tuple[str, ...]] = {
 def overrides_from_flags(flags: dict[str, Any]) -> dict[str, Any]:
     """Nested dict of the flags the user actually gave (None means 'not given')."""
     nested: dict[str, Any] = {}
+    regions = flags.get("regions")
+    if regions:  # sugar for --reader-option regions=PATH (a tile table's labels from regions)
+        options = dict(flags.get("reader_option") or {})
+        options["regions"] = os.path.abspath(regions)
+        flags = {**flags, "reader_option": options}
     for name, value in flags.items():
         if value is None or name not in CONFIG_PATHS:
             continue
@@ -139,6 +146,11 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 callback=parse_reader_options,
                 metavar="KEY=VALUE",
                 help="An option of the data's reader, e.g. separator=_ (prefix) or label_column=class (csv); repeatable.",
+            ),
+            click.option(
+                "--regions",
+                type=click.Path(exists=True),
+                help="With a tile table as --data: labels from QuPath GeoJSON regions (a file, or a folder of <slide>.geojson).",
             ),
             click.option("--image-size", type=int, help="Side of the decoded square images (px)."),
             click.option(

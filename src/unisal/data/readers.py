@@ -27,6 +27,7 @@ import numpy as np
 from unisal.data.catalogue import UNLABELLED, Catalogue, attach_groups
 from unisal.data.images import is_image_file
 from unisal.data.items import FileItems, NpzItems, npz_id
+from unisal.data.tile_table import read_tile_table
 from unisal.errors import DataError, UnknownClassError
 from unisal.io import read_csv_rows
 from unisal.registry import Registry, unknown_name
@@ -263,47 +264,6 @@ def read_json_labels(path: str | Path) -> Catalogue:
         labels = np.asarray([names.index(str(lab)) for _, lab in rows], np.int64)
     root = path if path.is_dir() else path.parent
     return Catalogue(FileItems(tuple(p for p, _ in rows)), labels, _own_groups(len(rows)), names, str(root))
-
-
-def read_tile_table(csv_path: str | Path, *, label_column: str = "label", classes: str = "") -> Catalogue:
-    """A tile table of ``unisal tiles`` (``unisal.data.tiling``): each row a tile read from its slide
-    on demand; its group is the table's ``group`` (the slide or patient), so that no split crosses
-    a slide; labels from ``label_column`` where given (empty: unlabelled)."""
-    from unisal.data.slides import SlideTiles, tile_id
-
-    csv_path = Path(csv_path).resolve()
-    if not csv_path.is_file():
-        raise DataError(f"tile table not found: {csv_path}")
-    fields, records = read_csv_rows(csv_path)
-    need = ["slide", "x", "y", "level", "read_size", "size"]
-    missing = [c for c in need if c not in fields]
-    if missing:
-        raise DataError(
-            f"{csv_path} is not a tile table: no column(s) {', '.join(missing)} (write one with `unisal tiles`)"
-        )
-    if not records:
-        raise DataError(f"{csv_path} lists no tiles")
-    ids, labels_given, groups_given = [], [], []
-    for line, r in enumerate(records, start=2):
-        try:
-            numbers = [int(r[c]) for c in need[1:]]
-        except (TypeError, ValueError):
-            raise DataError(
-                f"{csv_path} line {line}: x, y, level, read_size and size must be whole numbers"
-            ) from None
-        slide = os.path.normpath(csv_path.parent / r["slide"].strip())
-        ids.append(tile_id(slide, *numbers))
-        labels_given.append((r.get(label_column) or "").strip())
-        groups_given.append((r.get("group") or "").strip() or Path(slide).stem)
-    present = sorted({lab for lab in labels_given if lab})
-    names = [c.strip() for c in classes.split(",") if c.strip()] or present
-    unknown = [lab for lab in present if lab not in names]
-    if unknown:
-        raise UnknownClassError(f"'{unknown[0]}' in {csv_path} is not one of the classes {names}")
-    labels = np.asarray([names.index(lab) if lab else UNLABELLED for lab in labels_given], np.int64)
-    group_ids = {g: k for k, g in enumerate(dict.fromkeys(groups_given))}
-    groups = np.asarray([group_ids[g] for g in groups_given], np.int64)
-    return Catalogue(SlideTiles(tuple(ids)), labels, groups, names, str(csv_path.parent))
 
 
 # A reader takes the data path and its options as keyword arguments (``data.reader_options``,
