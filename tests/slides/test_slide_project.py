@@ -259,10 +259,15 @@ def test_a_simulation_on_a_tile_table_labelled_by_regions_is_mapped(tmp_path: Pa
     cx, cy, r = DISC
     for k, name in enumerate("abcd"):
         two_tissues(folder / f"{name}.tif", seed=k)
-        (regions_dir / f"{name}.geojson").write_text(json.dumps(regions((cx - r, cy - r, cx + r, cy + r), BAND)))
+        (regions_dir / f"{name}.geojson").write_text(
+            json.dumps(regions((cx - r, cy - r, cx + r, cy + r), BAND))
+        )
     table = tmp_path / "tiles.csv"
     runner = CliRunner()
-    assert runner.invoke(cli, ["tiles", str(folder), "--out", str(table), "--mpp", "1.0", "--quiet"]).exit_code == 0
+    assert (
+        runner.invoke(cli, ["tiles", str(folder), "--out", str(table), "--mpp", "1.0", "--quiet"]).exit_code
+        == 0
+    )
     run = tmp_path / "run"
     result = runner.invoke(cli, [
         "simulate", "--data", str(table), "--regions", str(regions_dir), "--image-size", "32",
@@ -276,5 +281,16 @@ def test_a_simulation_on_a_tile_table_labelled_by_regions_is_mapped(tmp_path: Pa
     heat = runner.invoke(cli, ["heatmap", "--run", str(run), "--slide", "c", "--out", str(out)])
     assert heat.exit_code == 0, heat.output
     assert Image.open(out).size[0] > 600
-    wrong = runner.invoke(cli, ["simulate", "--data", str(table), "--regions", str(tmp_path / "cache"), "--out", str(tmp_path / "r2")])
+    wrong = runner.invoke(
+        cli,
+        [
+            "simulate",
+            "--data",
+            str(table),
+            "--regions",
+            str(tmp_path / "cache"),
+            "--out",
+            str(tmp_path / "r2"),
+        ],
+    )
     assert wrong.exit_code != 0 and "label no tile" in wrong.output

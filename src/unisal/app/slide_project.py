@@ -15,8 +15,8 @@ from unisal.app.geojson import labels_from_regions, read_regions, tile_feature, 
 from unisal.app.project import TILING_DIR, ProjectPlan, check_new_folder, open_project, plan_catalogue
 from unisal.app.slidemap import class_colour, find_slide, slide_of, slides_in
 from unisal.app.store import ProjectError, ProjectStore, check_class_names
-from unisal.data.tile_table import read_tile_table
 from unisal.data.slides import TILE_MEMBER, open_slide, parse_tile_id
+from unisal.data.tile_table import read_tile_table
 from unisal.data.tiling import TilingSettings, tile_slides
 from unisal.events import message
 

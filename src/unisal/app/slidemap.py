@@ -193,13 +193,17 @@ def draw_map(m: SlideMap, *, longest: int = 1024) -> Any:
     axes[0].set_title(f"{m.name}: predicted class of {len(m.boxes)} tiles", fontsize=10)
     axes[1].imshow(np.asarray(thumb.mean(axis=2), np.uint8), cmap="gray", vmin=0, vmax=255)
     scored = ~np.isnan(m.score)
-    if scored.any():
-        heat = paint(thumb.shape[:2], scale, m.boxes[scored], m.score[scored, None])[:, :, 0]
-        shown = axes[1].imshow(np.ma.masked_invalid(heat), cmap="magma", alpha=0.75)
-        fig.colorbar(shown, ax=axes[1], fraction=0.035, pad=0.02, label="query score (higher: more wanted)")
-        title = "query score of the last selection"
-    else:
-        title = "no query scores yet (cold start, or a strategy without scores)"
+    values, label = m.score, "query score (higher: more wanted)"
+    title = "query score of the last selection"
+    if not scored.any() or np.ptp(m.score[scored]) == 0:  # nothing to tell apart: the model's doubt
+        why = (
+            "no query scores" if not scored.any() else f"every tile's query score is {m.score[scored][0]:.3g}"
+        )
+        values, scored = 1.0 - m.confidence, np.ones(len(m.boxes), bool)
+        label, title = "1 - confidence (mean of the networks)", f"{why}: the model's uncertainty instead"
+    heat = paint(thumb.shape[:2], scale, m.boxes[scored], values[scored, None])[:, :, 0]
+    shown = axes[1].imshow(np.ma.masked_invalid(heat), cmap="magma", alpha=0.75)
+    fig.colorbar(shown, ax=axes[1], fraction=0.035, pad=0.02, label=label)
     for flag, colour in ((m.labelled, "white"), (m.queued, "black")):
         for x, y, side in m.boxes[flag]:
             axes[1].add_patch(
