@@ -135,3 +135,45 @@ def select(
         learner=learner if strategy.needs_learner else None,
     )
     return strategy.select(ctx)
+
+
+def select_capped(
+    strategy: Strategy,
+    learner: Learner | None,
+    data: PreparedData,
+    *,
+    pool: np.ndarray,
+    labelled: np.ndarray,
+    budget: int,
+    rng: np.random.Generator,
+    owners: np.ndarray,
+    cap: int,
+) -> Selection:
+    """:func:`select` with at most ``cap`` chosen items per owner (``owners`` (P,): each pool
+    item's slide): a slide's choices past its cap are dropped, in the strategy's order, and the
+    shortfall is chosen again from the items of the slides still under it, until ``budget`` or
+    no such item is left. ``cap`` 0: no cap. The scores are those of the first, whole-pool pass."""
+    first = select(strategy, learner, data, pool=pool, labelled=labelled, budget=budget, rng=rng)
+    if cap <= 0:
+        return first
+    chosen: list[int] = []
+    reasons: list[str] = []
+    taken: dict[Any, int] = {}
+    selection, offered = first, np.arange(len(pool))
+    while True:
+        for p, why in zip(selection.positions, selection.reasons, strict=True):
+            owner = owners[offered[p]]
+            if taken.get(owner, 0) < cap and len(chosen) < budget:
+                chosen.append(int(offered[p]))
+                reasons.append(why)
+                taken[owner] = taken.get(owner, 0) + 1
+        full = np.asarray([taken.get(o, 0) >= cap for o in owners], bool)
+        left = np.setdiff1d(np.flatnonzero(~full), chosen)
+        if len(chosen) >= budget or not len(left):
+            break
+        offered = left
+        selection = select(
+            strategy, learner, data, pool=pool[left], labelled=labelled,
+            budget=min(budget - len(chosen), len(left)), rng=rng,
+        )  # fmt: skip
+    return Selection(np.asarray(chosen, np.int64), reasons, first.scores, first.stats)

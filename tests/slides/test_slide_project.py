@@ -164,9 +164,13 @@ def test_a_round_on_region_labels_maps_the_slide_and_shares_its_tissue(project: 
     store = open_project(project)
     config = json.loads(SETTINGS)
     config["data"]["cache_dir"] = str(tmp_path / "cache")
-    store.set_settings(store.settings() | {"config": config})
+    store.set_settings(store.settings() | {"config": config, "tiles_per_slide": 3})
     round_ = CliRunner().invoke(cli, ["project", "round", str(project)])
     assert round_.exit_code == 0, round_.output
+    queued = [
+        r[0] for r in store.conn.execute("SELECT images.path FROM queue JOIN images ON images.id = image_id")
+    ]
+    assert sorted(p.split("::")[0] for p in queued) == ["a.tif"] * 3 + ["b.tif"] * 3  # the cap, 3 per slide
     out = tmp_path / "map.png"
     heat = CliRunner().invoke(cli, ["heatmap", "--project", str(project), "--slide", "a", "--out", str(out)])
     assert heat.exit_code == 0, heat.output
@@ -294,3 +298,25 @@ def test_a_simulation_on_a_tile_table_labelled_by_regions_is_mapped(tmp_path: Pa
         ],
     )
     assert wrong.exit_code != 0 and "label no tile" in wrong.output
+
+
+def test_the_cold_start_batch_keeps_the_cap_per_slide(slides: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "capped"
+    args = [
+        "project",
+        "init",
+        str(folder),
+        "--slides",
+        str(slides),
+        "--classes",
+        CLASSES,
+        "--tiles-per-slide",
+        "2",
+    ]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert CliRunner().invoke(cli, ["project", "round", str(folder)]).exit_code == 0
+    store = open_project(folder)
+    queued = [
+        r[0] for r in store.conn.execute("SELECT images.path FROM queue JOIN images ON images.id = image_id")
+    ]
+    assert sorted(p.split("::")[0] for p in queued) == ["a.tif", "a.tif", "b.tif", "b.tif"]

@@ -36,7 +36,7 @@ from unisal.pipeline import (
     cross_validate,
     fit_round,
     make_strategy,
-    select,
+    select_capped,
     stop_predictions,
     unlabelled_for,
 )
@@ -57,6 +57,7 @@ class ProjectSettings:
     params: dict[str, Any] = field(default_factory=dict)  # the strategy's hyper-parameters
     folds: int = setting(5, ge=1, le=20)  # cross-validation folds when there is no labelled hold-out
     seed: int = setting(0, ge=0, lt=2**32)
+    tiles_per_slide: int = setting(0, ge=0)  # at most this many queued tiles of one slide (0: no cap)
     device: str = "auto"
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -255,6 +256,15 @@ def _run_round(
         pool_scores: np.ndarray | None = None
         if n_classes_seen < 2 or len(labelled) < 4:  # cold start: no model to ask yet
             positions = np.sort(rng.choice(len(pool), size=budget, replace=False))
+            if settings.tiles_per_slide:  # the cap holds from the first batch: random order, capped
+                slide_of = [cat.items.holder(int(i)) for i in pool]
+                taken: dict[str, int] = {}
+                keep: list[int] = []
+                for p in rng.permutation(len(pool)):
+                    if taken.get(slide_of[p], 0) < settings.tiles_per_slide and len(keep) < budget:
+                        keep.append(int(p))
+                        taken[slide_of[p]] = taken.get(slide_of[p], 0) + 1
+                positions = np.sort(np.asarray(keep, np.int64))
             items = [
                 {
                     "image_id": int(image_ids[i]),
@@ -304,7 +314,11 @@ def _run_round(
                 store, Path(folder), round_id, learner, data, image_ids, cfg, settings.seed
             )
         if learner is not None and budget > 0:
-            selection = select(strategy, learner, data, pool=pool, labelled=labelled, budget=budget, rng=rng)
+            owners = np.asarray([cat.items.holder(int(i)) for i in pool])  # a tile's slide
+            selection = select_capped(
+                strategy, learner, data, pool=pool, labelled=labelled, budget=budget, rng=rng,
+                owners=owners, cap=settings.tiles_per_slide,
+            )  # fmt: skip
             pool_scores = selection.scores
             probs = learner.predict(pool[selection.positions]).probs().mean(axis=0)
             items = [

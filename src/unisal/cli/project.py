@@ -113,6 +113,11 @@ def project() -> None:
 @strategy_option
 @click.option("--budget", type=click.IntRange(min=1), help="Images queued per round (default: 20).")
 @click.option(
+    "--tiles-per-slide",
+    type=click.IntRange(min=0),
+    help="With --slides: at most N queued tiles of one slide per round.",
+)
+@click.option(
     "--learner",
     type=RegistryChoice(names_of("learner"), "learner"),
     help="frozen (heads on cached features, the default) or finetune (train the backbone).",
@@ -135,6 +140,7 @@ def init(
     test_csv: str | None,
     strategy: str | None,
     budget: int | None,
+    tiles_per_slide: int | None,
     learner: str | None,
     preset: str | None,
 ) -> None:
@@ -158,7 +164,7 @@ def init(
         assume_mpp=assume_mpp,
     )  # fmt: skip
 
-    chosen = {"strategy": strategy, "budget": budget, "preset": preset}
+    chosen = {"strategy": strategy, "budget": budget, "preset": preset, "tiles_per_slide": tiles_per_slide}
     settings = ProjectSettings(**{k: v for k, v in chosen.items() if v is not None})  # type: ignore[arg-type]
     if learner is not None:
         settings.config = {"learner": {"name": learner}}
