@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 from click.testing import CliRunner
 
 from unisal.cli.main import cli
@@ -180,3 +181,37 @@ def test_a_labelled_tile_table_is_decoded_into_the_image_cache_from_the_slides(t
     np.testing.assert_array_equal(data.store.get(np.array([0]))[0], data.catalogue.items.read_at(0, 32))
     for group in np.unique(data.catalogue.groups):
         assert len(set(data.split[data.catalogue.groups == group].tolist())) == 1
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_a_flat_tiff_is_read_through_tifffile_with_the_pyramids_pixels(tmp_path: Path, compression) -> None:
+    """OpenSlide refuses an untiled TIFF; tifffile reads it (memory-mapped when uncompressed),
+    and its tiles are the same pixels as the same image's pyramid's."""
+    image = np.full((3000, 4000, 3), 242, np.uint8)
+    yy, xx = np.ogrid[:3000, :4000]
+    image[(yy - 1500) ** 2 + (xx - 1200) ** 2 < 600**2] = TISSUE
+    image[::7, ::5, 0] = 200  # texture, so that equal pixels mean the same place
+    flat = tmp_path / "flat.tif"
+    tifffile.imwrite(
+        flat,
+        image,
+        photometric="rgb",
+        compression=compression,
+        resolution=(2e4, 2e4),
+        resolutionunit="CENTIMETER",
+    )
+    tiled = tmp_path / "tiled.tif"
+    from .synthetic import write_pyramid
+
+    write_pyramid(tiled, image, 0.5)
+    slide = open_slide(flat)
+    assert type(slide).__name__ == "FlatTiff" and slide.dimensions == (4000, 3000)
+    assert float(slide.properties["openslide.mpp-x"]) == pytest.approx(0.5)
+    counts = tile_slides([flat], tmp_path / "flat.csv", TilingSettings(size=224, mpp=0.5))
+    assert 20 <= counts[str(flat)] <= 30  # the disc: pi 600^2 / 224^2 = 22.5 tiles
+    _, x, y, level, read, size = parse_tile_id(load_catalogue(tmp_path / "flat.csv", "tiles").ids[0])
+    flat_tile = SlideTiles((f"{flat}::tile/{x},{y},{level},{read},{size}",)).read(0)
+    pyramid_tile = SlideTiles((f"{tiled}::tile/{x},{y},0,{read},{size}",)).read(0)
+    assert np.array_equal(flat_tile, pyramid_tile)
+    edge = np.asarray(slide.read_region((3900, 2900), 0, (224, 224)))
+    assert edge[:100, :100, 3].min() == 255 and edge[150:, 150:, 3].max() == 0  # outside: transparent

@@ -4,7 +4,8 @@ demand). A slide is never read whole: thumbnails and regions only.
 
 OpenSlide (``openslide-python`` with the ``openslide-bin`` wheel) reads Aperio SVS, Hamamatsu
 NDPI/VMS, MIRAX, Leica SCN, Philips TIFF, Ventana BIF, Sakura SVSlide, DICOM WSI and generic
-tiled pyramidal TIFF. A flat (untiled) TIFF, which OpenSlide refuses, is not read yet.
+tiled pyramidal TIFF; a flat (untiled) RGB TIFF, which OpenSlide refuses, is read through
+``tifffile`` (``unisal.data.flat_tiff``: memory-mapped when uncompressed).
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ def _opened(path: str) -> Any:
     return openslide.OpenSlide(path)
 
 
+@functools.lru_cache(maxsize=8)
+def _flat(path: str) -> Any:
+    from unisal.data.flat_tiff import FlatTiff
+
+    return FlatTiff(path)
+
+
 def open_slide(path: str | Path) -> Any:
     """An ``openslide.OpenSlide`` (kept open: at most 8 at once); SlideError naming the file when
     it is missing, not a slide, or damaged."""
@@ -52,6 +60,8 @@ def open_slide(path: str | Path) -> Any:
         with _open_lock:
             return _opened(str(path.resolve()))
     except openslide.OpenSlideUnsupportedFormatError:
+        if path.suffix.lower() in (".tif", ".tiff"):  # a flat TIFF: tifffile reads it
+            return _flat(str(path.resolve()))
         raise SlideError(f"{path} is not a slide OpenSlide can read (format not recognised)") from None
     except (openslide.OpenSlideError, OSError, ValueError) as exc:
         raise SlideError(f"cannot read slide {path}: {exc} (truncated or damaged?)") from None
