@@ -226,3 +226,42 @@ def test_a_case_whose_kept_label_was_undone_offers_only_real_classes(server: tup
     expect(page.locator("#review .case")).to_have_count(0)
     context.close()
     assert open_project(folder).labels()["patch_7.png"][:2] == ("normal", "dr-carol")
+
+
+def test_a_tile_of_a_slide_is_shown_with_its_context(chromium, tmp_path: Path):
+    """A project on a slide: the tile, its surroundings and its place on the slide load (real
+    images, decoded by the browser); the class keys label as before; a plain patch has no slide
+    section (the other tests' pages)."""
+    from click.testing import CliRunner
+    from playwright.sync_api import expect
+
+    from tests.slides.synthetic import two_tissues
+    from unisal.cli.main import cli
+
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    two_tissues(slides / "a.tif")
+    folder = tmp_path / "tiles-project"
+    result = CliRunner().invoke(
+        cli, ["project", "init", str(folder), "--slides", str(slides), "--classes", "TUM,STR"]
+    )
+    assert result.exit_code == 0, result.output
+    store = open_project(folder)
+    first = store.images()[:3]
+    store.replace_queue(None, [{"image_id": r["id"], "reason": "cold start: random"} for r in first])
+    with serving(folder, "tile-token") as base:
+        context, page = open_page(chromium, f"{base}/?token=tile-token", "dr-carol", height=1400)
+        expect(page.locator("#slide")).to_be_visible()
+        width = "(selector) => document.querySelector(selector).naturalWidth"  # no eval: the CSP forbids it
+        for image in ("#patch", "#context", "#overview"):  # each decoded: a real picture arrived
+            deadline = time.time() + 30
+            while not page.evaluate(width, image):
+                assert time.time() < deadline, f"{image} did not load"
+                time.sleep(0.05)
+        assert page.evaluate(width, "#context") == 3 * 224
+        page.keyboard.press("2")
+        expect(page.locator("#progress")).to_contain_text("1 labelled of")
+        page.click("#show-map")  # no trained round yet: the page says so
+        expect(page.locator("#message")).to_contain_text("no map yet")
+        context.close()
+    assert [v[0] for v in open_project(folder).labels().values()] == ["STR"]
