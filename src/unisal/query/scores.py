@@ -73,20 +73,36 @@ def kmeans_fit(
     return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(np.asarray(features, dtype))
 
 
+FAISS_FROM = 20_000  # ``engine="auto"``: faiss from this many points (scikit-learn below: as before)
+
+
 def compact_selection(
-    features: np.ndarray, budget: int, rng: np.random.Generator, n_init: int = 3, dtype: type = np.float64
+    features: np.ndarray,
+    budget: int,
+    rng: np.random.Generator,
+    n_init: int = 3,
+    dtype: type = np.float64,
+    *,
+    engine: str = "auto",
 ) -> np.ndarray:
     """k-means with k = ``budget`` on features (M, D); the point nearest each centre.
 
     Points are matched to centres one-to-one by minimum total distance (Hungarian), which is
     each centre's own nearest point whenever those are distinct, and never picks a point twice.
+    ``engine``: ``sklearn``, ``faiss`` (``unisal.query.faiss_kmeans``: float32, a sparse
+    matching over each centre's nearest points; for pools of 10^5-10^6), or ``auto`` (faiss
+    from ``FAISS_FROM`` points where it is installed, so smaller pools choose as before).
 
     Returns:
         ``budget`` unique row positions into ``features`` (all rows when M <= budget).
     """
+    from unisal.query import faiss_kmeans
+
     m = len(features)
     if budget >= m:
         return np.arange(m)
+    if engine == "faiss" or (engine == "auto" and m >= FAISS_FROM and faiss_kmeans.available()):
+        return faiss_kmeans.compact_selection_faiss(features, budget, rng, n_init)
     km = kmeans_fit(features, budget, rng, n_init, dtype)
     distances = pairwise_sq_distances(km.cluster_centers_, features)
     _, columns = linear_sum_assignment(distances)  # rows are centres 0..budget-1 in order
