@@ -51,7 +51,7 @@ from unisal.data.catalogue import UnknownClassError
 from unisal.data.images import BadImageError
 from unisal.data.items import open_items
 from unisal.data.slides import TILE_MEMBER
-from unisal.errors import ListenError, SlideError
+from unisal.errors import ListenError, SlideError, UnisalError
 from unisal.events import Event, Message, Progress, subscribed
 
 T = TypeVar("T")
@@ -301,6 +301,8 @@ def create_app(folder: str | Path, token: str, *, hosts: Iterable[str]) -> Guard
             picture = draw(item)
         except (SlideError, BadImageError) as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from exc
+        except UnisalError as exc:  # the model or its data cannot be read: say why
+            raise HTTPException(status_code=409, detail=str(exc)) from exc
         if picture is None:
             raise HTTPException(status_code=404, detail="no trained round yet: run a round first")
         return Response(picture, media_type="image/png")

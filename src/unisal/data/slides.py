@@ -41,7 +41,7 @@ def _opened(path: str) -> Any:
     return openslide.OpenSlide(path)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=2)  # a compressed flat TIFF is held decoded: keep few
 def _flat(path: str) -> Any:
     from unisal.data.flat_tiff import FlatTiff
 
