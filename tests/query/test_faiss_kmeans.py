@@ -24,10 +24,14 @@ def test_the_sparse_matching_equals_the_full_hungarian_matching() -> None:
     rng = np.random.default_rng(1)
     for trial in range(20):
         points = rng.normal(size=(300, 8)).astype(np.float32)
-        centres = points[rng.choice(300, 25, replace=False)] + rng.normal(size=(25, 8)).astype(np.float32) * 0.3
+        centres = (
+            points[rng.choice(300, 25, replace=False)] + rng.normal(size=(25, 8)).astype(np.float32) * 0.3
+        )
         if trial % 2:  # crowd the centres so that several share a nearest point
             centres = centres[:1] + rng.normal(size=(25, 8)).astype(np.float32) * 0.05
-        _, full = linear_sum_assignment(pairwise_sq_distances(centres.astype(np.float64), points.astype(np.float64)))
+        _, full = linear_sum_assignment(
+            pairwise_sq_distances(centres.astype(np.float64), points.astype(np.float64))
+        )
         sparse = faiss_kmeans.nearest_one_to_one(centres, points, neighbours=2)
         assert len(set(sparse.tolist())) == 25
         cost = pairwise_sq_distances(centres.astype(np.float64), points.astype(np.float64))
@@ -55,6 +59,8 @@ def test_compact_selection_switches_to_faiss_for_large_pools_and_covers_as_well(
     sk = compact_selection(x, 60, np.random.default_rng(0), engine="sklearn")
 
     def cover(c: np.ndarray) -> float:
-        return float(np.sqrt(pairwise_sq_distances(x.astype(np.float64), x[c].astype(np.float64)).min(axis=1)).mean())
+        return float(
+            np.sqrt(pairwise_sq_distances(x.astype(np.float64), x[c].astype(np.float64)).min(axis=1)).mean()
+        )
 
     assert cover(chosen) <= cover(sk) * 1.02
