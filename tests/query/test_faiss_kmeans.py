@@ -8,7 +8,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 
-from unisal.query import faiss_kmeans
+from unisal.query import faiss_kmeans, scores
 from unisal.query.scores import compact_selection, pairwise_sq_distances
 
 pytestmark = pytest.mark.skipif(not faiss_kmeans.available(), reason="faiss-cpu is not installed")
@@ -64,3 +64,40 @@ def test_compact_selection_switches_to_faiss_for_large_pools_and_covers_as_well(
         )
 
     assert cover(chosen) <= cover(sk) * 1.02
+
+
+def test_badge_seeds_from_the_factors_equal_those_of_the_built_gradient_embeddings() -> None:
+    rng = np.random.default_rng(5)
+    logits, hidden = rng.normal(size=(400, 4)) * 2, rng.normal(size=(400, 16))
+    built = scores.kmeans_pp_seeds(scores.gradient_embeddings(logits, hidden), 30, np.random.default_rng(7))
+    a, h = scores.gradient_factors(logits, hidden)
+    factored = scores.kmeans_pp_seeds_outer(a, h, 30, np.random.default_rng(7))
+    assert factored.tolist() == built.tolist()
+    assert np.allclose(np.linalg.norm(a, axis=1) * np.linalg.norm(h, axis=1),
+                       np.linalg.norm(scores.gradient_embeddings(logits, hidden), axis=1), rtol=1e-5)  # fmt: skip
+
+
+def test_k_center_greedy_in_float32_for_large_pools_picks_as_in_float64(monkeypatch) -> None:
+    pool = clustered(3_000, d=16, k=30, seed=6)
+    labelled = pool[:5] + 0.5
+    small = scores.k_center_greedy(pool, labelled, 40, np.random.default_rng(0))
+    monkeypatch.setattr(scores, "FAISS_FROM", 1_000)  # the large-pool path at a size we can compare
+    large = scores.k_center_greedy(pool, labelled, 40, np.random.default_rng(0))
+    assert large[0].tolist() == small[0].tolist()
+    np.testing.assert_allclose(large[1], small[1])
+
+
+def test_typiclust_on_faiss_clusters_is_within_one_percent_and_covers_distinct_clusters(monkeypatch) -> None:
+    x = clustered(24_000, d=16, k=50, seed=8)
+
+    def inertia(assign: np.ndarray) -> float:
+        return float(sum(((x[assign == c] - x[assign == c].mean(0)) ** 2).sum() for c in np.unique(assign)))
+
+    # one k-means run each (as TypiClust clusters): single runs vary by +-10 % with the seed here,
+    # so the mean over four seeds is compared
+    faiss_runs = [inertia(faiss_kmeans.kmeans_labels(x, 50, np.random.default_rng(s))) for s in range(4)]
+    sk_runs = [inertia(KMeans(n_clusters=50, n_init=1, random_state=s).fit(x).labels_) for s in range(4)]
+    assert np.mean(faiss_runs) <= np.mean(sk_runs) * 1.01
+    # no labels: k = budget clusters, and each pick covers a cluster not yet covered
+    chosen, clusters = scores.typiclust_select(x, x[:0], 40, np.random.default_rng(1), max_clusters=50)
+    assert len(np.unique(chosen)) == 40 and len(set(clusters)) == 40

@@ -88,9 +88,10 @@ class BADGEStrategy(Strategy):
 
     def choose(self, ctx: QueryContext) -> Selection:
         preds = ctx.pool_predictions(self.outputs())
-        grads = scores.gradient_embeddings(preds.logits[0], preds.output("hidden")[0])
-        chosen = scores.kmeans_pp_seeds(grads, ctx.budget, ctx.rng)
-        norms = np.linalg.norm(grads, axis=1)
+        # the (N, C * H) gradient embeddings are never built: distances come from their factors
+        a, h = scores.gradient_factors(preds.logits[0], preds.output("hidden")[0])
+        chosen = scores.kmeans_pp_seeds_outer(a, h, ctx.budget, ctx.rng)
+        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(h, axis=1)
         reasons = [
             f"k-means++ seed {r + 1} on gradient embeddings (norm {norms[i]:.3f})"
             for r, i in enumerate(chosen)

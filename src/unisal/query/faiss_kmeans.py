@@ -89,6 +89,18 @@ def kmeans_centres(
     return best
 
 
+def kmeans_labels(features: np.ndarray, k: int, rng: np.random.Generator, *, n_init: int = 1) -> np.ndarray:
+    """(N,) int64: the nearest of ``k`` faiss k-means centres (:func:`kmeans_centres`) to each row
+    of ``features`` (N, D)."""
+    import faiss
+
+    x = features if features.dtype == np.float32 and features.flags.c_contiguous else as_float32(features)
+    centres, _ = kmeans_centres(x, k, rng, n_init=n_init)
+    index = faiss.IndexFlatL2(x.shape[1])
+    index.add(centres)
+    return index.search(x, 1)[1][:, 0].astype(np.int64)
+
+
 def nearest_one_to_one(centres: np.ndarray, points: np.ndarray, *, neighbours: int = 16) -> np.ndarray:
     """(k,) distinct point positions, one per centre (k, D), minimising the total squared distance
     over each centre's ``neighbours`` nearest points (grown x4 until a full matching exists)."""
@@ -138,5 +150,6 @@ __all__ = [
     "available",
     "compact_selection_faiss",
     "kmeans_centres",
+    "kmeans_labels",
     "nearest_one_to_one",
 ]

@@ -6,6 +6,8 @@ Every function is deterministic given its inputs and, where it draws, its genera
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
@@ -116,7 +118,10 @@ def k_center_greedy(
     everything labelled or chosen so far.
 
     Args:
-        pool: (N, D) features of the candidates; labelled: (L, D), possibly empty.
+        pool: (N, D) features of the candidates; labelled: (L, D), possibly empty. From
+            ``FAISS_FROM`` points the distances to each pick are taken in float32 from the
+            points' precomputed squared norms (one matrix-vector product per pick, no float64
+            copy of the pool), below it in float64 as before.
 
     Returns:
         positions (budget,) in the order chosen, and each pool point's initial distance to the
@@ -124,13 +129,35 @@ def k_center_greedy(
     """
     nearest = min_sq_distance_to(pool, labelled)
     initial = np.sqrt(nearest)
+    large = len(pool) >= FAISS_FROM
+    if large:
+        from unisal.query.faiss_kmeans import as_float32
+
+        x = as_float32(pool)
+        sq = np.einsum("ij,ij->i", x, x)
     chosen: list[int] = []
     for _ in range(budget):
         i = int(rng.integers(len(pool))) if np.all(np.isinf(nearest)) else int(np.argmax(nearest))
         chosen.append(i)
-        nearest = np.minimum(nearest, pairwise_sq_distances(pool, pool[i : i + 1])[:, 0])
+        if large:
+            to = sq - 2.0 * (x @ x[i]) + sq[i]
+            np.minimum(nearest, np.maximum(to, 0.0), out=nearest)
+        else:
+            nearest = np.minimum(nearest, pairwise_sq_distances(pool, pool[i : i + 1])[:, 0])
         nearest[chosen] = -1.0  # never again
     return np.asarray(chosen, np.int64), initial
+
+
+def gradient_factors(logits: np.ndarray, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two factors of BADGE's gradient embedding g = a outer h: a = softmax(z) - onehot(argmax
+    z) (N, C) float64 and the classifier's input h (N, H) float64, from logits (N, C) and hidden
+    (N, H). Distances between gradient embeddings follow from the factors alone
+    (:func:`kmeans_pp_seeds_outer`), so the (N, C * H) embedding is never built."""
+    z = np.asarray(logits, np.float64)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    p[np.arange(len(p)), p.argmax(1)] -= 1.0
+    return p, np.asarray(hidden, np.float64)
 
 
 def gradient_embeddings(logits: np.ndarray, hidden: np.ndarray) -> np.ndarray:
@@ -143,11 +170,30 @@ def gradient_embeddings(logits: np.ndarray, hidden: np.ndarray) -> np.ndarray:
     Returns:
         (N, C * H) float32.
     """
-    z = np.asarray(logits, np.float64)
-    p = np.exp(z - z.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    p[np.arange(len(p)), p.argmax(1)] -= 1.0
-    return (p[:, :, None] * np.asarray(hidden, np.float64)[:, None, :]).reshape(len(p), -1).astype(np.float32)
+    a, h = gradient_factors(logits, hidden)
+    return (a[:, :, None] * h[:, None, :]).reshape(len(a), -1).astype(np.float32)
+
+
+def _kmeans_pp(
+    norms_sq: np.ndarray, sq_distance_to: Callable[[int], np.ndarray], k: int, rng: np.random.Generator
+) -> np.ndarray:
+    """BADGE's k-means++ over N points given their squared norms (N,) and the squared distances
+    of every point to point i (``sq_distance_to(i)`` -> (N,)): (k,) unique positions."""
+    first = int(np.argmax(norms_sq))
+    chosen = [first]
+    nearest = sq_distance_to(first)
+    for _ in range(k - 1):
+        weights = nearest.copy()
+        weights[chosen] = 0.0
+        total = weights.sum()
+        if total <= 0:  # every remaining point coincides with a seed: take them in order
+            rest = np.setdiff1d(np.arange(len(norms_sq)), chosen)
+            i = int(rest[rng.integers(len(rest))])
+        else:
+            i = int(rng.choice(len(norms_sq), p=weights / total))
+        chosen.append(i)
+        nearest = np.minimum(nearest, sq_distance_to(i))
+    return np.asarray(chosen, np.int64)
 
 
 def kmeans_pp_seeds(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -158,21 +204,27 @@ def kmeans_pp_seeds(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
         (k,) unique positions (k <= N).
     """
     x = np.asarray(x, np.float64)
-    first = int(np.argmax((x * x).sum(1)))
-    chosen = [first]
-    nearest = pairwise_sq_distances(x, x[first : first + 1])[:, 0]
-    for _ in range(k - 1):
-        weights = nearest.copy()
-        weights[chosen] = 0.0
-        total = weights.sum()
-        if total <= 0:  # every remaining point coincides with a seed: take them in order
-            rest = np.setdiff1d(np.arange(len(x)), chosen)
-            i = int(rest[rng.integers(len(rest))])
-        else:
-            i = int(rng.choice(len(x), p=weights / total))
-        chosen.append(i)
-        nearest = np.minimum(nearest, pairwise_sq_distances(x, x[i : i + 1])[:, 0])
-    return np.asarray(chosen, np.int64)
+    sq = (x * x).sum(1)
+    return _kmeans_pp(sq, lambda i: np.maximum(sq - 2.0 * (x @ x[i]) + sq[i], 0.0), k, rng)
+
+
+def kmeans_pp_seeds_outer(a: np.ndarray, h: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """:func:`kmeans_pp_seeds` on the rows of a outer h ((N, C) and (N, H) -> N points of C * H
+    dimensions) without building them: <a_i h_i, a_j h_j> = (a_i . a_j)(h_i . h_j), so memory is
+    O(N (C + H)) (BADGE at 10^6 items)."""
+    a, h = np.asarray(a, np.float64), np.asarray(h, np.float64)
+    sq = (a * a).sum(1) * (h * h).sum(1)
+    return _kmeans_pp(sq, lambda i: np.maximum(sq - 2.0 * (a @ a[i]) * (h @ h[i]) + sq[i], 0.0), k, rng)
+
+
+def cluster_labels(features: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """(N,) the k-means cluster (one run) of each row of ``features`` (N, D): scikit-learn's
+    below ``FAISS_FROM`` rows (as before), faiss's (:mod:`unisal.query.faiss_kmeans`) above."""
+    from unisal.query import faiss_kmeans
+
+    if len(features) >= FAISS_FROM and faiss_kmeans.available():
+        return faiss_kmeans.kmeans_labels(features, k, rng)
+    return np.asarray(kmeans_fit(features, k, rng, n_init=1, dtype=np.float32).labels_)
 
 
 def typicality(features: np.ndarray, k: int = 20) -> np.ndarray:
@@ -208,11 +260,13 @@ def typiclust_select(
     """
     everything = np.concatenate([pool, labelled]) if len(labelled) else np.asarray(pool)
     k = max(1, min(len(labelled) + budget, max_clusters, len(everything)))
-    assignment = kmeans_fit(everything, k, rng, n_init=1, dtype=np.float32).labels_
+    assignment = cluster_labels(everything, k, rng)
     pool_cluster, labelled_cluster = assignment[: len(pool)], assignment[len(pool) :]
     sizes = np.bincount(assignment, minlength=k)
     covered = np.bincount(labelled_cluster, minlength=k).astype(np.int64)
-    available = {c: np.flatnonzero(pool_cluster == c) for c in range(k)}
+    by_cluster = np.argsort(pool_cluster, kind="stable")  # ascending positions within a cluster
+    bounds = np.searchsorted(pool_cluster[by_cluster], np.arange(k + 1))
+    available = {c: by_cluster[bounds[c] : bounds[c + 1]] for c in range(k)}
     typical: dict[int, np.ndarray] = {}
     chosen: list[int] = []
     clusters: list[int] = []
