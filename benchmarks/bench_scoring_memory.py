@@ -22,18 +22,16 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import platform
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from peak_memory import CHILD_ENV, commit, peak_above
 
 STRATEGIES = {  # label -> (strategy, run-wide query values: query.explore)
     "entropy": ("entropy", {}),
@@ -42,9 +40,6 @@ STRATEGIES = {  # label -> (strategy, run-wide query values: query.explore)
     "unisal+explore": ("unisal", {"explore": 0.1}),
 }
 IN_RATIO = ("entropy", "margin", "unisal")
-# A fixed mmap threshold: glibc's sliding one moves large buffers onto the heap after the first
-# free, where freed batches linger as fragments; fixed, the figure is what the code holds.
-CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "OMP_WAIT_POLICY": "PASSIVE"}
 VIEWS, DIM, CLASSES, LABELS_PER_CLASS, BUDGET = 8, 1280, 3, 20, 20
 NOISE = 30.0  # of an image's point around its class centre: the two heads disagree on a few percent
 
@@ -70,14 +65,6 @@ def write_features(folder: Path, n: int, seed: int = 0) -> Path:
     del array
     done.write_text(json.dumps({"n": n}))
     return path
-
-
-def anonymous_bytes() -> int:
-    """This process's anonymous resident memory (RssAnon of /proc/self/status), in bytes."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no RssAnon in /proc/self/status (Linux only)")
 
 
 def measure_one(label: str, features_path: Path, threads: int) -> dict[str, Any]:
@@ -127,44 +114,14 @@ def measure_one(label: str, features_path: Path, threads: int) -> dict[str, Any]
     strategy = create_strategy(strategy_name, {}, kmeans_n_init=cfg.query.kmeans_n_init, **params)
     ctx = QueryContext(pool, labelled, labels[labelled], BUDGET, np.random.default_rng(0), names, learner)
 
-    import gc
-
-    gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    before = anonymous_bytes()
-    peak = [before]
-    running = threading.Event()
-    running.set()
-
-    def sample() -> None:
-        while running.is_set():
-            peak[0] = max(peak[0], anonymous_bytes())
-            time.sleep(0.002)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    start = time.perf_counter()
-    selection = strategy.select(ctx)
-    seconds = time.perf_counter() - start
-    peak[0] = max(peak[0], anonymous_bytes())
-    running.clear()
-    sampler.join()
+    selection, seconds, peak_mb = peak_above(lambda: strategy.select(ctx))
     return {
         "strategy": label,
         "n": n,
-        "peak_mb": round((peak[0] - before) / 2**20, 1),
+        "peak_mb": round(peak_mb, 1),
         "seconds": round(seconds, 2),
         "n_candidates": selection.stats.get("n_candidates"),
     }
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
 
 
 def main() -> None:

@@ -11,11 +11,13 @@ Layout of ``--out``::
 
 Runs go seed by seed, so that an interrupted benchmark has whole seeds; a new call skips
 finished runs, resumes a half-done one and goes on. Data are read and split once per seed, and
-the frozen learner's feature cache is built once for all.
+the frozen learner's feature cache is built once for all. With ``executor="ray"`` every run is a
+Ray task instead (:mod:`unisal.benchmark.ray_executor`), with the same folders and results.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from unisal.benchmark.ray_executor import Job
 from unisal.benchmark.report import RESULT_COLUMNS, write_report
 from unisal.benchmark.spec import (
     FULL,
@@ -45,6 +48,8 @@ from unisal.reference import supervised_reference
 from unisal.resume import changed_settings
 from unisal.run_folder import RunFolder
 from unisal.threads import configure_threads
+
+EXECUTORS = ("local", "ray")  # where runs go: this process, one at a time, or Ray tasks
 
 
 @dataclass
@@ -115,8 +120,12 @@ class Benchmark:
     ``round``) and the progress of every task (the caches' as ``long`` tasks).
     """
 
-    def __init__(self, plan: BenchmarkPlan):
-        self.plan = plan
+    def __init__(self, plan: BenchmarkPlan, *, executor: str = "local", address: str | None = None):
+        if executor not in EXECUTORS:
+            raise ConfigError(f"--executor must be one of {list(EXECUTORS)}, not '{executor}'")
+        if executor == "ray":  # tasks run elsewhere: every path they are given must be absolute
+            plan = dataclasses.replace(plan, out=plan.out.resolve())
+        self.plan, self.executor, self.address = plan, executor, address
         self.runs = plan.configs()
         self.device = resolve_device(plan.base.device)
         self.spent: list[float] = []
@@ -230,58 +239,75 @@ class Benchmark:
         state = folder.read_state()
         return state.stage == "done" and state.round == cfg.rounds
 
+    def jobs(self) -> list[Job]:
+        """What is left to run, seed by seed: the unfinished runs, then the seed's reference."""
+        plan, out = self.plan, []
+        for seed in plan.seeds:
+            out += [Job(seed, arm) for arm, s, cfg in self.runs if s == seed and not self._done(cfg)]
+            if plan.reference and not (reference_folder(plan.out, seed) / "metrics.json").is_file():
+                out.append(Job(seed))
+        return out
+
+    def run_job(self, job: Job, data: PreparedData) -> None:
+        """One run (or the seed's reference) on the seed's data, in this process."""
+        if job.arm is None:
+            self._reference(job.seed, data)
+        else:
+            self._run_one(job.arm, job.seed, self._config(job), data)
+
+    def _config(self, job: Job) -> RunConfig:
+        return next(cfg for arm, seed, cfg in self.runs if arm == job.arm and seed == job.seed)
+
     def run(self) -> Path:
         """Run (or resume) everything; returns the path of summary.md."""
         plan = self.plan
         self.check_folder()
         configure_threads(plan.base.threads)
         total = len(self.runs) + (len(plan.seeds) if plan.reference else 0)
-        left = [(a, s, c) for a, s, c in self.runs if not self._done(c)]
-        refs_left = [
-            s
-            for s in plan.seeds
-            if plan.reference and not (reference_folder(plan.out, s) / "metrics.json").is_file()
-        ]
-        done = total - len(left) - len(refs_left)
+        jobs = self.jobs()
+        done = total - len(jobs)
         message(
             f"benchmark: {len(plan.arms)} arms x {len(plan.seeds)} seeds = {len(self.runs)} runs"
             + (f" + {len(plan.seeds)} full-supervision references" if plan.reference else "")
             + (f"; {done} already done" if done else "")
+            + (" (on Ray)" if self.executor == "ray" and jobs else "")
         )
         written = False
         for seed in plan.seeds:
-            todo = [(a, c) for a, s, c in left if s == seed]
-            if not todo and seed not in refs_left:
+            todo = [job for job in jobs if job.seed == seed]
+            if not todo:
                 continue
-            data = prepare_data(plan.base.data, seed)
+            data = prepare_data(plan.base.data, seed)  # on Ray: the caches exist before any task
             for note in data.notes:
                 message(f"seed {seed}: {note}")
             if not written:  # the data are readable: now the folder may be written
                 self.write_settings()
                 written = True
-            for arm, cfg in todo:
-                start = time.perf_counter()
-                self._run_one(arm, seed, cfg, data)
-                done += 1
-                self._finished(f"{arm.label(plan.default_learner)}, seed {seed}", start, cfg, done, total)
-                self.write_results()
-            if seed in refs_left:
-                start = time.perf_counter()
-                self._reference(seed, data)
-                done += 1
-                self._finished(f"{FULL}, seed {seed}", start, None, done, total)
-                self.write_results()
+            if self.executor == "local":
+                for job in todo:
+                    start = time.perf_counter()
+                    self.run_job(job, data)
+                    done += 1
+                    self.finished_job(job, time.perf_counter() - start, done, total)
+                    self.write_results()
         if not written:
             self.write_settings()
+        if self.executor == "ray" and jobs:
+            from unisal.benchmark.ray_executor import run_on_ray
+
+            run_on_ray(self, jobs, address=self.address, done=done, total=total)
         self.write_results()
         return write_report(plan.out, title="Benchmark")
 
-    def _finished(self, what: str, start: float, cfg: RunConfig | None, done: int, total: int) -> None:
-        seconds = time.perf_counter() - start
+    def finished_job(self, job: Job, seconds: float, done: int, total: int) -> None:
+        """The progress line of a finished job, with the time left."""
+        plan = self.plan
         self.spent.append(seconds)
-        detail = ""
-        if cfg is not None:
-            results = RunFolder(cfg.out).read_state().results
+        if job.arm is None:
+            what, detail = f"{FULL}, seed {job.seed}", ""
+        else:
+            what, detail = f"{job.arm.label(plan.default_learner)}, seed {job.seed}", ""
+            results = RunFolder(self._config(job).out).read_state().results
             if results:
                 last = results[-1]
                 detail = f": {last['n_labeled']} labels, accuracy {last['accuracy']:.4f}"

@@ -28,8 +28,10 @@ def command_line(ctx: click.Context) -> str:
     words = ["unisal", ctx.info_name or "benchmark"]
     for param in ctx.command.params:
         name = param.name or ""
-        if ctx.get_parameter_source(name) != ParameterSource.COMMANDLINE or not isinstance(
-            param, click.Option
+        if (
+            ctx.get_parameter_source(name) != ParameterSource.COMMANDLINE
+            or not isinstance(param, click.Option)
+            or name in NOT_SETTINGS
         ):
             continue
         value = ctx.params[name]
@@ -37,6 +39,8 @@ def command_line(ctx: click.Context) -> str:
         words += [flag] if param.is_flag else [flag, shlex.quote(str(value))]
     return " ".join(words)
 
+
+NOT_SETTINGS = ("executor", "address")  # where it ran, not what: left out of settings.md
 
 DEFAULT_STRATEGIES = "random,entropy,margin,bald,coreset,badge,typiclust,unisal,dus_random,cs_only"
 
@@ -86,6 +90,17 @@ DEFAULT_STRATEGIES = "random,entropy,margin,bald,coreset,badge,typiclust,unisal,
     help="What summary.md orders the arms by and compares them on (macro_f1 for imbalanced classes).",
 )
 @click.option("--out", required=True, type=click.Path(), help="Benchmark folder (resumable).")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: the runs one after another in this process; ray: each run a Ray task (pip install 'unisal[ray]').",
+)
+@click.option(
+    "--address",
+    help="With --executor ray: the Ray cluster to join (default: a running one, else a local instance).",
+)
 @click.option("--progress", "show_progress", is_flag=True, help="Progress bars inside each run.")
 def benchmark(
     config_file: str | None,
@@ -98,6 +113,8 @@ def benchmark(
     reference_passes: int,
     main_metric: str,
     out: str,
+    executor: str,
+    address: str | None,
     show_progress: bool,
     **flags: Any,
 ) -> None:
@@ -127,7 +144,7 @@ def benchmark(
         )
         # the caches' bars always, the runs' own bars with --progress; no per-round lines
         with reporting(steps=show_progress, topics={"general"}):
-            summary = Benchmark(plan).run()
+            summary = Benchmark(plan, executor=executor, address=address).run()
     except UnisalError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"done: {summary}, {Path(out) / 'curves.png'}")
