@@ -78,7 +78,7 @@ def write_pool(folder: Path, n: int, candidates: int, seed: int = 0) -> Path:
             arrays["embeddings"][k, lo:hi] = emb / np.linalg.norm(emb, axis=1, keepdims=True)
             predicted = np.where(disagree[lo:hi] & (k == 1), (label + 1) % CLASSES, label)
             logits = rng.normal(size=(hi - lo, CLASSES)).astype(np.float32)
-            logits[np.arange(hi - lo), predicted] += 4.0 + rng.random(hi - lo, dtype=np.float32)
+            logits[np.arange(hi - lo), predicted] += 8.0 + rng.random(hi - lo, dtype=np.float32)
             arrays["logits"][k, lo:hi] = logits
     for array in arrays.values():
         array.flush()
