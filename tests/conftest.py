@@ -142,3 +142,12 @@ def device_node(tmp_path: Path) -> Path:
     except OSError:
         pytest.skip("cannot make a device node here (not root); the FIFO tests cover other non-regular files")
     return path
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """A local Ray instance of two CPUs for the module's tests (no network, no dashboard)."""
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'unisal[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield
+    ray.shutdown()

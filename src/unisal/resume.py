@@ -33,6 +33,7 @@ def _comparable(values: dict[str, Any]) -> dict[str, Any]:
     values.get("data", {}).pop("cache_dir", None)
     values.get("train", {}).pop("eval_batch_size", None)
     values.get("features", {}).pop("batch_size", None)
+    values.get("features", {}).pop("shard_images", None)  # how the cache is written, not what it holds
     values.get("features", {}).pop("engine", None)  # any engine gives the same cached features
     return values
 

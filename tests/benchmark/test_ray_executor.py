@@ -5,7 +5,6 @@ resumed from their last finished round."""
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from click.testing import CliRunner
 from unisal.cli.main import cli
 from unisal.run_folder import TIMING_COLUMNS
 
-ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'unisal[ray]')")
+pytest.importorskip("ray", reason="ray is not installed (pip install 'unisal[ray]')")
 
 SMALL = [
     "--image-size",
@@ -30,13 +29,6 @@ SMALL = [
 ]
 SMALL += ["--initial", "6", "--budget", "3", "--rounds", "2", "--strategies", "random,entropy,unisal"]
 SMALL += ["--seeds", "0-1", "--reference-passes", "2"]
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def table(folder: Path) -> list[dict[str, str]]:

@@ -240,19 +240,20 @@ def test_killed_extraction_resumes_to_the_same_features(
     with monkeypatch.context() as patch:
         patch.setattr(features_module, "_extract", extract_then_die)
         with pytest.raises(Killed):
-            build(store, tmp_path / "killed", batch_size=3)
+            build(store, tmp_path / "killed", batch_size=3, shard_images=3)  # shards of one batch
     (folder,) = (tmp_path / "killed" / "features").iterdir()
     assert not (folder / "complete.json").exists()  # a half-written cache is never complete
-    assert json.loads((folder / "progress.json").read_text())["done"] == 6
+    records = sorted(p.name for p in (folder / "shards").glob("*.json"))
+    assert records == ["000000000-000000003.json", "000000003-000000006.json"]  # two whole shards
 
     calls["n"] = 0
     with monkeypatch.context() as patch:
         patch.setattr(features_module, "_extract", extract_then_die)
         calls["n"] = -100  # no more deaths
-        resumed = build(store, tmp_path / "killed", batch_size=3)
-    assert calls["n"] == -100 + 2  # only the last two chunks (images 6-8 and 9) were extracted again
+        resumed = build(store, tmp_path / "killed", batch_size=3, shard_images=3)
+    assert calls["n"] == -100 + 2  # only the last two shards (images 6-8 and 9) were extracted again
     np.testing.assert_array_equal(np.asarray(resumed.array), reference)
-    assert not (folder / "progress.json").exists()
+    assert not (folder / "shards").exists() and resumed.info["resumed_shards"] == 2
 
 
 @pytest.mark.parametrize("damage", ["no marker", "foreign marker", "truncated array", "zeroed array"])
@@ -283,18 +284,16 @@ def test_sigkilled_features_command_resumes(tmp_path: Path, make_image_folder) -
         "--cache-dir", str(tmp_path / "cache"), "--views", "d8",
     ]  # fmt: skip
     config = tmp_path / "small-batches.yaml"
-    config.write_text("features:\n  batch_size: 2\n")
+    config.write_text("features:\n  batch_size: 2\n  shard_images: 2\n")
     args += ["--config", str(config)]
 
-    def four_images_done() -> bool:
-        progress = list((tmp_path / "cache").glob("features/*/progress.json"))
-        return bool(progress) and json.loads(progress[0].read_text())["done"] >= 4
+    def shards_done() -> list[Path]:
+        return list((tmp_path / "cache").glob("features/*/shards/*.json"))
 
-    sigkill_when(args, four_images_done)
+    sigkill_when(args, lambda: len(shards_done()) >= 2)
     (folder,) = (tmp_path / "cache" / "features").iterdir()
     assert not (folder / "complete.json").exists()
-    done = json.loads((folder / "progress.json").read_text())["done"]
-    assert 4 <= done < 24
+    assert 2 <= len(shards_done()) < 12
     resumed = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "24 images x 8 views" in resumed.stdout

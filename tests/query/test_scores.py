@@ -150,10 +150,10 @@ def test_the_context_computes_each_prediction_once_and_only_when_asked():
     ctx = context(learner, np.arange(2, 90), 3, labelled=labelled)
     assert learner.calls == []  # nothing before a strategy asks
     create_strategy("coreset").select(ctx)
-    assert learner.calls == ["predict", "predict"]  # the pool and the labelled set, once each
-    ctx.pool_predictions(("hidden",))  # what coreset declared (its space)
-    ctx.labelled_predictions(("hidden",))
-    assert learner.calls == ["predict", "predict"]
+    # the pool batch by batch (only its space is held), the labelled set at once; once each
+    assert learner.calls == ["predict_batches", "predict"]
+    ctx.labelled_predictions(("hidden",))  # what coreset declared (its space): kept
+    assert learner.calls == ["predict_batches", "predict"]
     with pytest.raises(
         RuntimeError, match=r"asked for \['features'\], which its outputs\(\) does not declare"
     ):

@@ -16,7 +16,6 @@ itself is not retried, and its message is the benchmark's error.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,8 +27,6 @@ if TYPE_CHECKING:
     from unisal.benchmark.spec import Arm
 
 MAX_RETRIES = 3  # retries of a task whose worker died (not of one whose run raised)
-# passed to every worker, also on a cluster started elsewhere: where caches lie, thread policy
-FORWARDED_ENV = ("UNISAL_CACHE", "OMP_WAIT_POLICY", "HF_HOME", "TORCH_HOME")
 
 
 @dataclass(frozen=True)
@@ -38,17 +35,6 @@ class Job:
 
     seed: int
     arm: Arm | None = None
-
-
-def _ray() -> Any:
-    try:
-        import ray
-    except ImportError as exc:
-        raise RunError(
-            "--executor ray needs Ray: pip install 'unisal[ray]' (or pip install ray), "
-            "or use --executor local"
-        ) from exc
-    return ray
 
 
 def execute(plan: BenchmarkPlan, job: Job) -> float:
@@ -67,19 +53,10 @@ def execute(plan: BenchmarkPlan, job: Job) -> float:
 def run_on_ray(bench: Benchmark, jobs: list[Job], *, address: str | None, done: int, total: int) -> None:
     """Run ``jobs`` as Ray tasks (connecting to ``address``, or reusing an initialised Ray, or
     starting a local instance), writing results as each ends."""
-    ray = _ray()
+    from unisal.distributed import ray_session
+
     plan = bench.plan
-    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-    started_here = not ray.is_initialized()
-    if started_here:
-        try:
-            ray.init(
-                address=address, include_dashboard=False, runtime_env={"env_vars": env} if env else None,
-                logging_level="WARNING",
-            )  # fmt: skip
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise RunError(f"cannot start or reach Ray at {address or 'a local instance'}: {exc}") from exc
-    try:
+    with ray_session(address) as ray:
         gpus = 1 if bench.device.type == "cuda" else 0
         task = ray.remote(execute).options(
             num_cpus=plan.base.threads or 1, num_gpus=gpus, max_retries=MAX_RETRIES, retry_exceptions=False
@@ -94,9 +71,6 @@ def run_on_ray(bench: Benchmark, jobs: list[Job], *, address: str | None, done: 
                 done += 1
                 bench.finished_job(job, seconds, done, total)
                 bench.write_results()
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 def _result(ray: Any, ref: Any, job: Job) -> float:

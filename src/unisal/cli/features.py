@@ -24,8 +24,20 @@ from unisal.errors import UnisalError
 @click.option("--weights", help="Local checkpoint path or http(s) URL of backbone weights.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=int, help="CPU threads (default: the cores other processes leave free).")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this process; ray: shards of images on Ray workers (pip install 'unisal[ray]').",
+)
+@click.option(
+    "--address", help="With --executor ray: the Ray cluster to join (default: a running one, else local)."
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def features(config_file: str | None, preset: str | None, quiet: bool, **flags: Any) -> None:
+def features(
+    config_file: str | None, preset: str | None, executor: str, address: str | None, quiet: bool, **flags: Any
+) -> None:
     """Run the frozen backbone over every view of every image and cache the features."""
     from unisal.data.prepare import prepare_data
     from unisal.device import resolve_device
@@ -48,6 +60,9 @@ def features(config_file: str | None, preset: str | None, quiet: bool, **flags: 
                 cache_dir=cfg.data.cache_dir,
                 batch_size=cfg.features.batch_size,
                 engine=cfg.features.engine,
+                shard_images=cfg.features.shard_images,
+                executor=executor,
+                address=address,
             )
     except UnisalError as error:
         raise click.ClickException(str(error)) from error
@@ -56,6 +71,9 @@ def features(config_file: str | None, preset: str | None, quiet: bool, **flags: 
     speed = (
         f"{info['images_per_second']:.1f} images/s, {info['views_per_second']:.1f} views/s, {info['device']}"
         + (f", {info['engine']}, {info['threads']} threads" if "engine" in info else "")
+        + (" per worker, on Ray" if info.get("executor") == "ray" else "")
+        if info.get("images_per_second")
+        else "assembled from shards written earlier"
     )
     built = (
         f"{'reused, built earlier' if info.get('reused') else 'built'} in {info['seconds']:.0f} s ({speed})"

@@ -47,6 +47,7 @@ class FrozenLearner(Learner):
             cache_dir=self.cfg.data.cache_dir,
             batch_size=self.cfg.features.batch_size,
             engine=self.cfg.features.engine,
+            shard_images=self.cfg.features.shard_images,
         )
         return FeatureInputs(self.features, self.cfg.features.predict_views)
 

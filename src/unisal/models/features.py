@@ -8,9 +8,11 @@ as float16 in one memory-mapped array ``(N_files, V, F)``.
 The cache is keyed by the backbone, its weights, the view set and the decoded-image cache it
 reads (which is keyed by the files, their sizes and modification times, and the image size), so
 it is shared by every run, round, strategy and seed on the same data. Extraction runs in chunks
-of ``batch_size`` images (memory bounded by the batch, not the data set), records its progress
-after every chunk and resumes after a kill. The cache counts as complete only once an atomically
-written marker says so: a half-written or stale cache is never read.
+of ``batch_size`` images (memory bounded by the batch, not the data set) and writes shards of
+whole chunks, each with its own record (:mod:`unisal.models.feature_shards`), in this process or
+on Ray workers; a kill loses at most the shard being written, and the next build resumes. The
+cache counts as complete only once the shards are assembled and an atomically written marker says
+so: a half-written or stale cache is never read.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ import numpy as np
 import torch
 
 from unisal.config import VIEW_SETS, FeatureConfig, ModelConfig
-from unisal.data.cache import ImageStore, default_cache_dir, read_rows, reserve_space, sample_checksum
+from unisal.data.cache import ImageStore, default_cache_dir, read_rows, sample_checksum
 from unisal.data.views import apply_affine, normalise, to_float, weak_view_params
 from unisal.events import Task, message
 from unisal.io import folder_marker, write_json_atomic
+from unisal.models import feature_shards
 
 if TYPE_CHECKING:
     from unisal.models.inference import Forward
@@ -248,6 +251,46 @@ def _extract(
     return features.to(torch.float16).cpu().numpy()
 
 
+def _extract_here(
+    backbone: torch.nn.Module,
+    store: ImageStore,
+    spec: ViewSpec,
+    device: torch.device,
+    *,
+    folder: Path,
+    shape: list[int],
+    shards: list[tuple[int, int]],
+    batch_size: int,
+    engine: str,
+    what: str,
+) -> tuple[str, int]:
+    """Extract and write ``shards`` [(lo, hi), ...] in this process: the engine used, the threads."""
+    from unisal.models.backbones import normalisation
+    from unisal.models.inference import backbone_forward
+
+    mean, std = normalisation(backbone)
+    n_images = int(store.array.shape[0])
+    left = sum(hi - lo for lo, hi in shards)
+    forward, engine_used = backbone_forward(
+        backbone,
+        engine=engine,
+        device=device,
+        image_size=int(store.array.shape[1]),
+        n_views=left * spec.n_views,
+    )
+    crops = crop_matrices(n_images, spec)
+    with Task(what, n_images, unit="img", done=n_images - left, long=True) as task:
+        for lo, hi in shards:
+            start, parts = time.perf_counter(), []
+            for begin, end in feature_shards.batches(lo, hi, batch_size):
+                parts.append(
+                    _extract(forward, store.array[begin:end], crops[begin:end], spec, mean, std, device)
+                )
+                task.advance(end - begin)
+            feature_shards.write_shard(folder, lo, hi, np.concatenate(parts), time.perf_counter() - start)
+    return engine_used, torch.get_num_threads()
+
+
 def build_feature_cache(
     store: ImageStore,
     model: ModelConfig,
@@ -257,6 +300,9 @@ def build_feature_cache(
     cache_dir: str | Path | None = None,
     batch_size: int = 64,
     engine: str = "auto",
+    shard_images: int | None = None,
+    executor: str = "local",
+    address: str | None = None,
 ) -> FeatureStore:
     """Features of every view of every image in ``store``: reused when complete, else built or resumed.
 
@@ -269,12 +315,15 @@ def build_feature_cache(
         batch_size: images per chunk; each chunk is ``V`` forward passes of this many images.
         engine: what runs the backbone (:func:`unisal.models.inference.backbone_forward`); not
             part of the key: every engine gives the same features within float16 rounding.
+        shard_images: images per shard (default ``feature_shards.SHARD_IMAGES``), whole batches.
+        executor: ``local`` (this process) or ``ray`` (shards mapped to Ray workers,
+            :mod:`unisal.models.ray_features`, joining ``address`` or a local instance); the
+            cache is the same either way, written in shards (:mod:`unisal.models.feature_shards`).
 
     Returns:
         The store, memory-mapped read-only; ``info`` says how long the build took.
     """
-    from unisal.models.backbones import create_backbone, normalisation
-    from unisal.models.inference import backbone_forward
+    from unisal.models.backbones import create_backbone
 
     key = feature_cache_key(store.content_key(), model, spec)
     folder = (Path(cache_dir) if cache_dir else default_cache_dir()) / "features" / key
@@ -288,7 +337,6 @@ def build_feature_cache(
         backbone = create_backbone(model.backbone, model.pretrained, model.weights).eval().to(device)
         if device.type == "cuda":
             backbone = backbone.to(memory_format=torch.channels_last)
-        mean, std = normalisation(backbone)
         n_images = int(store.array.shape[0])
         shape = [n_images, spec.n_views, int(backbone.num_features)]  # type: ignore[arg-type]
         meta: dict[str, Any] = {
@@ -300,54 +348,44 @@ def build_feature_cache(
             "views": spec.describe(),
             "image_size": int(store.array.shape[1]),
         }
-        path, progress_file = folder / "features.npy", folder / "progress.json"
-        started = _read_json(progress_file)
-        if started is not None and started.get("shape") == shape and path.is_file():
-            array = np.load(path, mmap_mode="r+")
-            done = int(started["done"])
-        else:
-            array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=tuple(shape))
-            reserve_space(path, path.stat().st_size, folder, "feature cache")
-            done = 0
-            write_json_atomic(progress_file, {"shape": shape, "done": 0, "seconds": 0.0})
-        seconds_before = float(started["seconds"]) if started and done else 0.0
-        if done:
-            message(f"resuming the feature cache at image {done} of {n_images}")
-        crops = crop_matrices(n_images, spec)
+        (folder / "progress.json").unlink(missing_ok=True)  # a build from before shards: restarts
+        bounds = feature_shards.shard_bounds(n_images, batch_size, shard_images)
+        todo = feature_shards.missing(folder, bounds, shape)
+        if len(todo) < len(bounds):
+            done = n_images - sum(hi - lo for lo, hi in todo)
+            message(f"resuming the feature cache: {done} of {n_images} images done")
         start = time.perf_counter()
-        forward, engine_used = backbone_forward(
-            backbone,
-            engine=engine,
-            device=device,
-            image_size=int(store.array.shape[1]),
-            n_views=(n_images - done) * spec.n_views,
-        )
-        task = Task(
-            f"features {model.backbone} {spec.describe()}", n_images, unit="img", done=done, long=True
-        )
-        with task:
-            for begin in range(done, n_images, batch_size):
-                end = min(begin + batch_size, n_images)
-                array[begin:end] = _extract(
-                    forward, store.array[begin:end], crops[begin:end], spec, mean, std, device
-                )
-                array.flush()
-                elapsed = seconds_before + time.perf_counter() - start
-                write_json_atomic(progress_file, {"shape": shape, "done": end, "seconds": elapsed})
-                task.advance(end - begin)
-        del array
-        seconds = seconds_before + time.perf_counter() - start
+        if executor == "ray":
+            from unisal.models.ray_features import extract_on_ray
+
+            engine_used, threads = extract_on_ray(
+                store, model, spec, device, folder=folder, shape=shape, shards=todo, batch_size=batch_size,
+                engine=engine, address=address,
+            )  # fmt: skip
+        else:
+            engine_used, threads = _extract_here(
+                backbone, store, spec, device, folder=folder, shape=shape, shards=todo, batch_size=batch_size,
+                engine=engine, what=f"features {model.backbone} {spec.describe()}",
+            )  # fmt: skip
+        path = feature_shards.assemble(folder, shape, bounds)
+        seconds = time.perf_counter() - start
+        extracted = sum(hi - lo for lo, hi in todo)
         meta |= {
             "seconds": round(seconds, 2),
-            "images_per_second": round(n_images / seconds, 2) if seconds > 0 else None,
-            "views_per_second": round(n_images * spec.n_views / seconds, 2) if seconds > 0 else None,
+            "images_per_second": round(extracted / seconds, 2) if seconds > 0 and extracted else None,
+            "views_per_second": round(extracted * spec.n_views / seconds, 2)
+            if seconds > 0 and extracted
+            else None,
             "device": str(device),
             "engine": engine_used,
-            "threads": torch.get_num_threads(),
+            "threads": threads,
+            "executor": executor,
+            "shards": len(bounds),
+            "resumed_shards": len(bounds) - len(todo),
         }
         meta["sample_sha1"] = sample_checksum(np.load(path, mmap_mode="r"))
         write_json_atomic(folder_marker(folder), meta, indent=2)
-        progress_file.unlink(missing_ok=True)
+        feature_shards.remove_shards(folder)
         built = _open_complete(folder, key, store.rows)
         assert built is not None, "a feature cache just written must open"
         return built

@@ -118,6 +118,21 @@ class QueryContext:
         predictions (K, B, ·)); memory grows with the batch, not with the pool."""
         return self._learner().predict_batches(self.pool, outputs=self._asked(outputs), desc="scoring pool")
 
+    def pool_rows(
+        self, rows: Callable[[Predictions], np.ndarray], outputs: Sequence[str] = ("logits",)
+    ) -> np.ndarray:
+        """(N, D) float32: ``rows`` of each batch's predictions ((K, B, ·) -> (B, D)), filled batch
+        by batch into one array: a per-item representation of the whole pool (for k-means,
+        k-center greedy, k-means++) without holding the pool's (K, N, ·) outputs."""
+        out: np.ndarray | None = None
+        for start, batch in self.pool_batches(outputs):
+            x = np.asarray(rows(batch), np.float32)
+            if out is None:
+                out = np.empty((len(self.pool), x.shape[1]), np.float32)
+            out[start : start + len(x)] = x
+        assert out is not None, "an empty pool has no rows"
+        return out
+
     def pool_scores(
         self, score: Callable[[Predictions], np.ndarray], outputs: Sequence[str] = ("logits",)
     ) -> np.ndarray:

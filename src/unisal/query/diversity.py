@@ -46,8 +46,8 @@ class _InSpace(Strategy):
         return (SPACE_OUTPUT[self.space],)
 
     def pool_space(self, ctx: QueryContext) -> np.ndarray:
-        """(N, D) the pool in ``space``."""
-        return feature_space(ctx.pool_predictions(self.outputs()), self.space)
+        """(N, D) float32 the pool in ``space`` (row by row: only this array is held)."""
+        return ctx.pool_rows(lambda batch: feature_space(batch, self.space), self.outputs())
 
     def labelled_space(self, ctx: QueryContext, pool: np.ndarray) -> np.ndarray:
         """(L, D) the labelled images in ``space`` (none: (0, D))."""
@@ -87,9 +87,12 @@ class BADGEStrategy(Strategy):
         return ("hidden",)
 
     def choose(self, ctx: QueryContext) -> Selection:
-        preds = ctx.pool_predictions(self.outputs())
-        # the (N, C * H) gradient embeddings are never built: distances come from their factors
-        a, h = scores.gradient_factors(preds.logits[0], preds.output("hidden")[0])
+        # the (N, C * H) gradient embeddings are never built: distances come from their factors,
+        # network 0's logits and classifier input, gathered batch by batch
+        both = ctx.pool_rows(
+            lambda b: np.concatenate([b.logits[0], b.output("hidden")[0]], axis=1), self.outputs()
+        )
+        a, h = scores.gradient_factors(both[:, : ctx.n_classes], both[:, ctx.n_classes :])
         chosen = scores.kmeans_pp_seeds_outer(a, h, ctx.budget, ctx.rng)
         norms = np.linalg.norm(a, axis=1) * np.linalg.norm(h, axis=1)
         reasons = [

@@ -216,6 +216,6 @@ class CSOnlyStrategy(Strategy):
         return ("embeddings",)
 
     def choose(self, ctx: QueryContext) -> Selection:
-        embedding = ctx.pool_predictions(self.outputs()).mean_embedding()
+        embedding = ctx.pool_rows(lambda batch: batch.mean_embedding(), self.outputs())
         chosen = compact_selection(embedding, ctx.budget, ctx.rng, self.kmeans_n_init)
         return Selection(chosen, ["nearest a k-means centre of the whole pool"] * len(chosen))

@@ -1,0 +1,116 @@
+"""The feature cache written in shards: one file per shard of images, each with its own
+completion record, assembled atomically into the cache's one array (issue 18).
+
+Layout of a cache folder while it is built::
+
+    shards/000000000-000001024.npy    float16 (1024, V, F): images 0..1023, written whole, then renamed
+    shards/000000000-000001024.json   its record: rows, shape, checksum, seconds (written last)
+    features.npy                      the assembled array (renamed into place when whole)
+    complete.json                     the cache's marker (written after features.npy)
+
+A shard counts as done only when its record is there and matches its file, so any number of
+processes (one process, or Ray workers on machines sharing the folder) may write different shards
+and a kill loses at most the shards being written. ``assemble`` copies the shards into
+``features.npy.partial``, renames it into place and only then are the shards removed (after the
+marker is written by the caller): a kill at any point leaves either whole shards or a whole cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from unisal.data.cache import reserve_space, sample_checksum
+from unisal.io import write_json_atomic
+
+SHARD_IMAGES = 1024  # images per shard (rounded to whole batches): what a kill can lose
+SHARDS = "shards"
+
+
+def shard_bounds(n_images: int, batch_size: int, shard_images: int | None = None) -> list[tuple[int, int]]:
+    """[(lo, hi), ...] covering 0..n_images in shards of whole batches of ``batch_size``."""
+    size = shard_images or SHARD_IMAGES
+    size = max(batch_size, size // batch_size * batch_size)
+    return [(lo, min(lo + size, n_images)) for lo in range(0, n_images, size)]
+
+
+def shard_path(folder: Path, lo: int, hi: int) -> Path:
+    return Path(folder) / SHARDS / f"{lo:09d}-{hi:09d}.npy"
+
+
+def shard_done(folder: Path, lo: int, hi: int, shape: list[int]) -> bool:
+    """True when shard (lo, hi) of a cache of ``shape`` (N, V, F) is whole: its record matches
+    its file (shape and sampled checksum)."""
+    path = shard_path(folder, lo, hi)
+    try:
+        record = json.loads(path.with_suffix(".json").read_text())
+        array = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return False
+    expected = [hi - lo, *shape[1:]]
+    return (
+        record.get("rows") == [lo, hi]
+        and list(array.shape) == expected
+        and record.get("shape") == expected
+        and record.get("sha1") == sample_checksum(array)
+    )
+
+
+def write_shard(folder: Path, lo: int, hi: int, features: np.ndarray, seconds: float) -> None:
+    """Write shard (lo, hi): float16 ``features`` (hi - lo, V, F) to a temporary file renamed into
+    place, then its record."""
+    path = shard_path(folder, lo, hi)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + f".{os.getpid()}.partial")
+    with partial.open("wb") as handle:
+        np.save(handle, np.asarray(features, np.float16))
+    os.replace(partial, path)
+    record = {"rows": [lo, hi], "shape": list(features.shape), "sha1": sample_checksum(features),
+              "seconds": round(seconds, 3), "pid": os.getpid()}  # fmt: skip
+    write_json_atomic(path.with_suffix(".json"), record)
+
+
+def assemble(folder: Path, shape: list[int], bounds: list[tuple[int, int]]) -> Path:
+    """Copy every shard into ``features.npy`` (N, V, F) float16, renamed into place when whole."""
+    target = Path(folder) / "features.npy"
+    partial = target.with_name("features.npy.partial")
+    array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=tuple(shape))
+    reserve_space(partial, partial.stat().st_size, Path(folder), "feature cache")
+    for lo, hi in bounds:
+        array[lo:hi] = np.load(shard_path(folder, lo, hi), mmap_mode="r")
+    array.flush()
+    del array
+    os.replace(partial, target)
+    return target
+
+
+def remove_shards(folder: Path) -> None:
+    shutil.rmtree(Path(folder) / SHARDS, ignore_errors=True)
+
+
+def missing(folder: Path, bounds: list[tuple[int, int]], shape: list[int]) -> list[tuple[int, int]]:
+    """The shards of ``bounds`` not yet whole."""
+    return [(lo, hi) for lo, hi in bounds if not shard_done(folder, lo, hi, shape)]
+
+
+def batches(lo: int, hi: int, batch_size: int) -> Iterator[tuple[int, int]]:
+    """[(begin, end), ...] of a shard in batches."""
+    for begin in range(lo, hi, batch_size):
+        yield begin, min(begin + batch_size, hi)
+
+
+__all__ = [
+    "SHARD_IMAGES",
+    "assemble",
+    "batches",
+    "missing",
+    "remove_shards",
+    "shard_bounds",
+    "shard_done",
+    "write_shard",
+]

@@ -1,0 +1,160 @@
+"""The feature cache's shards on Ray workers (``unisal features --executor ray``).
+
+One actor per worker loads the backbone once and extracts whole shards
+(:mod:`unisal.models.feature_shards`), writing each shard file and its record into the cache
+folder itself; the driver waits for them and assembles the cache. Actors ask for one GPU each
+where the cache is built on CUDA, else ``threads`` CPUs each (one per CPU core set Ray offers:
+two on a 2-core machine with one thread each). The images are read by every worker from the
+decoded-image cache's memory-mapped file (a folder every worker sees), or, for a store built in
+memory, from Ray's object store. A worker that dies is restarted and its shard tried again
+(``MAX_RESTARTS``); the shards already written stay.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from unisal.config import ModelConfig
+from unisal.data.cache import ImageStore
+from unisal.errors import RunError
+from unisal.events import Task
+from unisal.models import feature_shards
+
+MAX_RESTARTS = 3
+
+
+class FeatureWorker:
+    """A Ray actor: the backbone on ``device`` and the images, extracting shards on request."""
+
+    def __init__(
+        self,
+        images: Any,
+        model: ModelConfig,
+        spec: Any,
+        device: str,
+        *,
+        engine: str,
+        threads: int,
+        n_views: int,
+    ) -> None:
+        from unisal.models.backbones import create_backbone, normalisation
+        from unisal.models.features import crop_matrices
+        from unisal.models.inference import backbone_forward
+
+        torch.set_num_threads(threads)
+        self.images = np.load(images, mmap_mode="r") if isinstance(images, str) else images
+        self.device = torch.device(device)
+        backbone = create_backbone(model.backbone, model.pretrained, model.weights).eval().to(self.device)
+        if self.device.type == "cuda":
+            backbone = backbone.to(memory_format=torch.channels_last)
+        self.mean, self.std = normalisation(backbone)
+        self.spec = spec
+        self.crops = crop_matrices(int(self.images.shape[0]), spec)
+        self.forward, self.engine = backbone_forward(
+            backbone, engine=engine, device=self.device, image_size=int(self.images.shape[1]), n_views=n_views
+        )
+
+    def shard(self, folder: str, lo: int, hi: int, batch_size: int) -> tuple[int, str]:
+        """Extract and write shard (lo, hi): its image count and the engine used."""
+        from unisal.models.features import _extract
+
+        start, parts = time.perf_counter(), []
+        for begin, end in feature_shards.batches(lo, hi, batch_size):
+            parts.append(
+                _extract(
+                    self.forward,
+                    self.images[begin:end],
+                    self.crops[begin:end],
+                    self.spec,
+                    self.mean,
+                    self.std,
+                    self.device,
+                )  # fmt: skip
+            )
+        feature_shards.write_shard(Path(folder), lo, hi, np.concatenate(parts), time.perf_counter() - start)
+        return hi - lo, self.engine
+
+
+def _images_source(ray: Any, store: ImageStore) -> Any:
+    """What a worker opens: the memory-mapped file of the decoded images, else an object ref."""
+    filename = getattr(store.array, "filename", None)
+    if isinstance(store.array, np.memmap) and filename and Path(filename).is_file():
+        return str(filename)
+    return ray.put(np.ascontiguousarray(store.array))
+
+
+def extract_on_ray(
+    store: ImageStore,
+    model: ModelConfig,
+    spec: Any,
+    device: torch.device,
+    *,
+    folder: Path,
+    shape: list[int],
+    shards: list[tuple[int, int]],
+    batch_size: int,
+    engine: str,
+    address: str | None,
+) -> tuple[str, int]:
+    """Write ``shards`` on Ray workers: the engine used and the threads per worker."""
+    from unisal.distributed import ray_session
+
+    if not shards:
+        return "none", 0
+    with ray_session(address) as ray:
+        return _run_workers(ray, store, model, spec, device, folder=folder, shape=shape, shards=shards,
+                            batch_size=batch_size, engine=engine)  # fmt: skip
+
+
+def _run_workers(
+    ray: Any,
+    store: ImageStore,
+    model: ModelConfig,
+    spec: Any,
+    device: torch.device,
+    *,
+    folder: Path,
+    shape: list[int],
+    shards: list[tuple[int, int]],
+    batch_size: int,
+    engine: str,
+) -> tuple[str, int]:
+    try:
+        cpus = int(ray.available_resources().get("CPU", 1))
+        gpus = int(ray.available_resources().get("GPU", 0)) if device.type == "cuda" else 0
+        n_workers = max(1, min(len(shards), gpus if gpus else cpus))
+        threads = 1 if gpus else max(1, cpus // n_workers)
+        left = sum(hi - lo for lo, hi in shards) * spec.n_views
+        worker = ray.remote(FeatureWorker).options(
+            num_cpus=threads if not gpus else 1, num_gpus=1 if gpus else 0, max_restarts=MAX_RESTARTS,
+            max_task_retries=MAX_RESTARTS,
+        )  # fmt: skip
+        source = _images_source(ray, store)
+        workers = [
+            worker.remote(source, model, spec, str(device), engine=engine, threads=threads, n_views=left)
+            for _ in range(n_workers)
+        ]
+        from ray.util import ActorPool
+
+        pool = ActorPool(workers)
+        engines: set[str] = set()
+        n_images = int(shape[0])
+        with Task(f"features {model.backbone} {spec.describe()} on Ray", n_images, unit="img",
+                  done=n_images - sum(hi - lo for lo, hi in shards), long=True) as task:  # fmt: skip
+            results = pool.map_unordered(
+                lambda actor, job: actor.shard.remote(str(folder), job[0], job[1], batch_size), shards
+            )
+            for count, used in results:
+                engines.add(used)
+                task.advance(count)
+        return ",".join(sorted(engines)), threads
+    except ray.exceptions.RayError as exc:
+        raise RunError(
+            f"Ray could not extract the features: {str(exc).strip().splitlines()[-1][:200]} "
+            "(the shards written so far are kept: the same command resumes)"
+        ) from exc
