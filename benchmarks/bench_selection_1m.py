@@ -218,7 +218,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000, help="pool items")
     parser.add_argument("--candidates", type=int, default=200_000, help="items the networks disagree on")
     parser.add_argument("--budget", type=int, default=1_000)
-    parser.add_argument("--strategies", default="unisal", help="comma-separated registered strategies")
+    parser.add_argument(
+        "--strategies", default="unisal", help="comma-separated registered strategies ('': none)"
+    )
     parser.add_argument("--sklearn", action="store_true", help="scikit-learn beside faiss on growing pools")
     parser.add_argument("--sklearn-limit", type=float, default=600.0, help="seconds (default 600)")
     parser.add_argument("--flat", action="store_true", help="the UniSAL peak at N / 10 and N")
@@ -241,7 +243,8 @@ def main() -> None:
     common = ["--budget", str(args.budget), "--seed", str(args.seed), "--threads", str(args.threads)]
     print(f"writing the recorded outputs of {args.n} items ...", file=sys.stderr)
     folder = write_pool(args.work / f"pool-{args.n}-{args.candidates}", args.n, args.candidates)
-    rows = {s: child([*common, "--one", "select", s, str(folder)]) for s in args.strategies.split(",")}
+    strategies = [s for s in args.strategies.split(",") if s]  # '': none (--sklearn alone)
+    rows = {s: child([*common, "--one", "select", s, str(folder)]) for s in strategies}
     result: dict[str, Any] = {"n": args.n, "candidates": args.candidates, "budget": args.budget}
     if "unisal" in rows and rows["unisal"]:
         result |= {"seconds": rows["unisal"]["seconds"], "peak_mb": rows["unisal"]["peak_mb"]}

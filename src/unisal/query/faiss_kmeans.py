@@ -78,7 +78,7 @@ def kmeans_centres(
         )
         km = faiss.Kmeans(
             x.shape[1], k, niter=iterations, seed=int(rng.integers(2**31 - 1)),
-            max_points_per_centroid=MAX_POINTS_PER_CENTRE, verbose=False,
+            max_points_per_centroid=MAX_POINTS_PER_CENTRE, min_points_per_centroid=1, verbose=False,
         )  # fmt: skip
         km.train(x, init_centroids=kmeans_pp(sample, k, rng))
         history = km.obj
