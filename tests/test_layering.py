@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
         "unisal.data.splits",
         "unisal.data.views",
         "unisal.datasets.download",
+        "unisal.distributed",
     ),
     ("unisal.config",),
     ("unisal.data",),

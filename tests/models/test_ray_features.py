@@ -16,6 +16,7 @@ from tests.models.test_features import LITE0
 from unisal.data.cache import ImageStore
 from unisal.models import feature_shards
 from unisal.models.features import ViewSpec, build_feature_cache
+from unisal.models.ray_features import OnRay
 
 pytest.importorskip("ray", reason="ray is not installed (pip install 'unisal[ray]')")
 
@@ -40,7 +41,7 @@ def test_two_ray_workers_build_the_cache_of_one_process_and_resume_its_shards(
     store = memmap_store(tmp_path)
     built = build(store, tmp_path / "local")
     local = np.asarray(built.array, np.float32)
-    on_ray = build(store, tmp_path / "ray", executor="ray")
+    on_ray = build(store, tmp_path / "ray", extractor=OnRay())
     assert on_ray.info["executor"] == "ray" and on_ray.info["shards"] == 4  # 4 + 4 + 4 + 2 images
     assert on_ray.array.shape == local.shape and local.shape[:2] == (14, 8)
     # float16 rounding apart (the workers run one thread each, the single process two)
@@ -51,7 +52,7 @@ def test_two_ray_workers_build_the_cache_of_one_process_and_resume_its_shards(
     folder = tmp_path / "partial" / "features" / built.folder.name
     for lo, hi in [(0, 4), (4, 8)]:
         feature_shards.write_shard(folder, lo, hi, np.asarray(built.array[lo:hi]), 0.1)
-    resumed = build(store, tmp_path / "partial", executor="ray")
+    resumed = build(store, tmp_path / "partial", extractor=OnRay())
     assert resumed.info["resumed_shards"] == 2
     np.testing.assert_allclose(np.asarray(resumed.array, np.float32), local, rtol=2e-3, atol=2e-3)
     assert json.loads((folder / "complete.json").read_text())["shards"] == 4

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from unisal.benchmark.ray_executor import Job
 from unisal.benchmark.report import RESULT_COLUMNS, write_report
 from unisal.benchmark.spec import (
     FULL,
     Arm,
+    Job,
     LearnerSpec,
     reference_folder,
     run_config,
@@ -295,7 +295,15 @@ class Benchmark:
         if self.executor == "ray" and jobs:
             from unisal.benchmark.ray_executor import run_on_ray
 
-            run_on_ray(self, jobs, address=self.address, done=done, total=total)
+            count = [done]
+
+            def finished(job: Job, seconds: float) -> None:
+                count[0] += 1
+                self.finished_job(job, seconds, count[0], total)
+                self.write_results()
+
+            gpus = 1 if self.device.type == "cuda" else 0
+            run_on_ray(plan, jobs, task=execute, finished=finished, gpus=gpus, address=self.address)
         self.write_results()
         return write_report(plan.out, title="Benchmark")
 
@@ -313,6 +321,15 @@ class Benchmark:
                 detail = f": {last['n_labeled']} labels, accuracy {last['accuracy']:.4f}"
         eta = float(np.mean(self.spent)) * (total - done)
         message(f"[{done}/{total}] {what}{detail} ({_duration(seconds)}; about {_duration(eta)} left)")
+
+
+def execute(plan: BenchmarkPlan, job: Job) -> float:
+    """Run ``job`` of ``plan`` in this process (a Ray worker's task): its seconds."""
+    start = time.perf_counter()
+    bench = Benchmark(plan)
+    configure_threads(plan.base.threads)
+    bench.run_job(job, prepare_data(plan.base.data, job.seed))
+    return time.perf_counter() - start
 
 
 def _validation(cfg: RunConfig) -> str:

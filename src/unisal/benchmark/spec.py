@@ -61,6 +61,15 @@ class Arm:
         )
 
 
+@dataclass(frozen=True)
+class Job:
+    """One unit of a benchmark: a run (``arm`` set) or the full-supervision reference of ``seed``
+    (``arm`` None)."""
+
+    seed: int
+    arm: Arm | None = None
+
+
 def parse_arms(strategies: str, learners: list[LearnerSpec]) -> list[Arm]:
     """Arms of ``--strategies`` (comma-separated) crossed with ``learners``; no duplicates."""
     arms: list[Arm] = []

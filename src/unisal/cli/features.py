@@ -43,6 +43,7 @@ def features(
     from unisal.device import resolve_device
     from unisal.learners import learner_class
     from unisal.models.features import ViewSpec, build_feature_cache
+    from unisal.models.ray_features import OnRay
     from unisal.threads import configure_threads
 
     try:
@@ -61,8 +62,7 @@ def features(
                 batch_size=cfg.features.batch_size,
                 engine=cfg.features.engine,
                 shard_images=cfg.features.shard_images,
-                executor=executor,
-                address=address,
+                extractor=OnRay(address, threads=cfg.threads) if executor == "ray" else None,
             )
     except UnisalError as error:
         raise click.ClickException(str(error)) from error

@@ -251,43 +251,56 @@ def _extract(
     return features.to(torch.float16).cpu().numpy()
 
 
-def _extract_here(
-    backbone: torch.nn.Module,
-    store: ImageStore,
-    spec: ViewSpec,
-    device: torch.device,
-    *,
-    folder: Path,
-    shape: list[int],
-    shards: list[tuple[int, int]],
-    batch_size: int,
-    engine: str,
-    what: str,
-) -> tuple[str, int]:
-    """Extract and write ``shards`` [(lo, hi), ...] in this process: the engine used, the threads."""
+@dataclass
+class ShardWork:
+    """What an extractor is asked: write ``shards`` [(lo, hi), ...] of the cache of ``shape``
+    (N, V, F) in ``folder`` (:mod:`unisal.models.feature_shards`) from the images of ``store``."""
+
+    store: ImageStore
+    model: ModelConfig
+    spec: ViewSpec
+    device: torch.device
+    folder: Path
+    shape: list[int]
+    shards: list[tuple[int, int]]
+    batch_size: int
+    engine: str
+
+    @property
+    def images_left(self) -> int:
+        return sum(hi - lo for lo, hi in self.shards)
+
+
+# writes a ShardWork's shards, given the backbone built here: (the engine used, threads per worker);
+# ``extract_here`` in this process, ``unisal.models.ray_features.OnRay`` on Ray workers
+Extractor = Callable[[ShardWork, torch.nn.Module], tuple[str, int]]
+
+
+def extract_here(work: ShardWork, backbone: torch.nn.Module) -> tuple[str, int]:
+    """Extract and write the shards in this process, with a progress bar."""
     from unisal.models.backbones import normalisation
     from unisal.models.inference import backbone_forward
 
+    store, spec, device = work.store, work.spec, work.device
     mean, std = normalisation(backbone)
     n_images = int(store.array.shape[0])
-    left = sum(hi - lo for lo, hi in shards)
     forward, engine_used = backbone_forward(
-        backbone,
-        engine=engine,
-        device=device,
-        image_size=int(store.array.shape[1]),
-        n_views=left * spec.n_views,
-    )
+        backbone, engine=work.engine, device=device, image_size=int(store.array.shape[1]),
+        n_views=work.images_left * spec.n_views,
+    )  # fmt: skip
     crops = crop_matrices(n_images, spec)
-    with Task(what, n_images, unit="img", done=n_images - left, long=True) as task:
-        for lo, hi in shards:
+    what = f"features {work.model.backbone} {spec.describe()}"
+    with Task(what, n_images, unit="img", done=n_images - work.images_left, long=True) as task:
+        for lo, hi in work.shards:
             start, parts = time.perf_counter(), []
-            for begin, end in feature_shards.batches(lo, hi, batch_size):
+            for begin, end in feature_shards.batches(lo, hi, work.batch_size):
                 parts.append(
                     _extract(forward, store.array[begin:end], crops[begin:end], spec, mean, std, device)
                 )
                 task.advance(end - begin)
-            feature_shards.write_shard(folder, lo, hi, np.concatenate(parts), time.perf_counter() - start)
+            feature_shards.write_shard(
+                work.folder, lo, hi, np.concatenate(parts), time.perf_counter() - start
+            )
     return engine_used, torch.get_num_threads()
 
 
@@ -301,8 +314,7 @@ def build_feature_cache(
     batch_size: int = 64,
     engine: str = "auto",
     shard_images: int | None = None,
-    executor: str = "local",
-    address: str | None = None,
+    extractor: Extractor | None = None,
 ) -> FeatureStore:
     """Features of every view of every image in ``store``: reused when complete, else built or resumed.
 
@@ -316,9 +328,9 @@ def build_feature_cache(
         engine: what runs the backbone (:func:`unisal.models.inference.backbone_forward`); not
             part of the key: every engine gives the same features within float16 rounding.
         shard_images: images per shard (default ``feature_shards.SHARD_IMAGES``), whole batches.
-        executor: ``local`` (this process) or ``ray`` (shards mapped to Ray workers,
-            :mod:`unisal.models.ray_features`, joining ``address`` or a local instance); the
-            cache is the same either way, written in shards (:mod:`unisal.models.feature_shards`).
+        extractor: what writes the missing shards (:data:`Extractor`): this process by
+            default, Ray workers with ``unisal.models.ray_features.OnRay``; the cache is the
+            same either way, written in shards (:mod:`unisal.models.feature_shards`).
 
     Returns:
         The store, memory-mapped read-only; ``info`` says how long the build took.
@@ -355,18 +367,8 @@ def build_feature_cache(
             done = n_images - sum(hi - lo for lo, hi in todo)
             message(f"resuming the feature cache: {done} of {n_images} images done")
         start = time.perf_counter()
-        if executor == "ray":
-            from unisal.models.ray_features import extract_on_ray
-
-            engine_used, threads = extract_on_ray(
-                store, model, spec, device, folder=folder, shape=shape, shards=todo, batch_size=batch_size,
-                engine=engine, address=address,
-            )  # fmt: skip
-        else:
-            engine_used, threads = _extract_here(
-                backbone, store, spec, device, folder=folder, shape=shape, shards=todo, batch_size=batch_size,
-                engine=engine, what=f"features {model.backbone} {spec.describe()}",
-            )  # fmt: skip
+        work = ShardWork(store, model, spec, device, folder, shape, todo, batch_size, engine)
+        engine_used, threads = (extractor or extract_here)(work, backbone)
         path = feature_shards.assemble(folder, shape, bounds)
         seconds = time.perf_counter() - start
         extracted = sum(hi - lo for lo, hi in todo)
@@ -379,7 +381,7 @@ def build_feature_cache(
             "device": str(device),
             "engine": engine_used,
             "threads": threads,
-            "executor": executor,
+            "executor": getattr(extractor, "name", "local"),
             "shards": len(bounds),
             "resumed_shards": len(bounds) - len(todo),
         }

@@ -3,8 +3,8 @@
 One actor per worker loads the backbone once and extracts whole shards
 (:mod:`unisal.models.feature_shards`), writing each shard file and its record into the cache
 folder itself; the driver waits for them and assembles the cache. Actors ask for one GPU each
-where the cache is built on CUDA, else ``threads`` CPUs each (one per CPU core set Ray offers:
-two on a 2-core machine with one thread each). The images are read by every worker from the
+where the cache is built on CUDA, else ``--threads`` CPUs each (by default the CPUs Ray offers
+shared out, one thread per worker: two workers on a 2-core machine). The images are read by every worker from the
 decoded-image cache's memory-mapped file (a folder every worker sees), or, for a store built in
 memory, from Ray's object store. A worker that dies is restarted and its shard tried again
 (``MAX_RESTARTS``); the shards already written stay.
@@ -24,6 +24,7 @@ from unisal.data.cache import ImageStore
 from unisal.errors import RunError
 from unisal.events import Task
 from unisal.models import feature_shards
+from unisal.models.features import ShardWork, _extract, crop_matrices
 
 MAX_RESTARTS = 3
 
@@ -43,7 +44,6 @@ class FeatureWorker:
         n_views: int,
     ) -> None:
         from unisal.models.backbones import create_backbone, normalisation
-        from unisal.models.features import crop_matrices
         from unisal.models.inference import backbone_forward
 
         torch.set_num_threads(threads)
@@ -61,8 +61,6 @@ class FeatureWorker:
 
     def shard(self, folder: str, lo: int, hi: int, batch_size: int) -> tuple[int, str]:
         """Extract and write shard (lo, hi): its image count and the engine used."""
-        from unisal.models.features import _extract
-
         start, parts = time.perf_counter(), []
         for begin, end in feature_shards.batches(lo, hi, batch_size):
             parts.append(
@@ -88,47 +86,33 @@ def _images_source(ray: Any, store: ImageStore) -> Any:
     return ray.put(np.ascontiguousarray(store.array))
 
 
-def extract_on_ray(
-    store: ImageStore,
-    model: ModelConfig,
-    spec: Any,
-    device: torch.device,
-    *,
-    folder: Path,
-    shape: list[int],
-    shards: list[tuple[int, int]],
-    batch_size: int,
-    engine: str,
-    address: str | None,
-) -> tuple[str, int]:
-    """Write ``shards`` on Ray workers: the engine used and the threads per worker."""
-    from unisal.distributed import ray_session
+class OnRay:
+    """The feature cache's :data:`~unisal.models.features.Extractor` on Ray workers, joining
+    ``address`` (or a Ray initialised here, or a local instance)."""
 
-    if not shards:
-        return "none", 0
-    with ray_session(address) as ray:
-        return _run_workers(ray, store, model, spec, device, folder=folder, shape=shape, shards=shards,
-                            batch_size=batch_size, engine=engine)  # fmt: skip
+    name = "ray"
+
+    def __init__(self, address: str | None = None, *, threads: int | None = None) -> None:
+        self.address, self.threads = address, threads
+
+    def __call__(self, work: ShardWork, backbone: torch.nn.Module) -> tuple[str, int]:
+        """Write ``work``'s shards on Ray workers: the engines used and the threads per worker."""
+        from unisal.distributed import ray_session
+
+        if not work.shards:
+            return "none", 0
+        with ray_session(self.address) as ray:
+            return _run_workers(ray, work, self.threads)
 
 
-def _run_workers(
-    ray: Any,
-    store: ImageStore,
-    model: ModelConfig,
-    spec: Any,
-    device: torch.device,
-    *,
-    folder: Path,
-    shape: list[int],
-    shards: list[tuple[int, int]],
-    batch_size: int,
-    engine: str,
-) -> tuple[str, int]:
+def _run_workers(ray: Any, work: ShardWork, threads_each: int | None) -> tuple[str, int]:
+    store, spec, device, shards = work.store, work.spec, work.device, work.shards
     try:
         cpus = int(ray.available_resources().get("CPU", 1))
         gpus = int(ray.available_resources().get("GPU", 0)) if device.type == "cuda" else 0
-        n_workers = max(1, min(len(shards), gpus if gpus else cpus))
-        threads = 1 if gpus else max(1, cpus // n_workers)
+        # CPU workers: --threads each (as many workers as that leaves), else the CPUs shared out
+        threads = 1 if gpus else min(cpus, threads_each or max(1, cpus // min(len(shards), cpus)))
+        n_workers = max(1, min(len(shards), gpus if gpus else cpus // threads))
         left = sum(hi - lo for lo, hi in shards) * spec.n_views
         worker = ray.remote(FeatureWorker).options(
             num_cpus=threads if not gpus else 1, num_gpus=1 if gpus else 0, max_restarts=MAX_RESTARTS,
@@ -136,18 +120,21 @@ def _run_workers(
         )  # fmt: skip
         source = _images_source(ray, store)
         workers = [
-            worker.remote(source, model, spec, str(device), engine=engine, threads=threads, n_views=left)
+            worker.remote(
+                source, work.model, spec, str(device), engine=work.engine, threads=threads, n_views=left
+            )
             for _ in range(n_workers)
         ]
         from ray.util import ActorPool
 
         pool = ActorPool(workers)
         engines: set[str] = set()
-        n_images = int(shape[0])
-        with Task(f"features {model.backbone} {spec.describe()} on Ray", n_images, unit="img",
+        n_images = int(work.shape[0])
+        with Task(f"features {work.model.backbone} {spec.describe()} on Ray", n_images, unit="img",
                   done=n_images - sum(hi - lo for lo, hi in shards), long=True) as task:  # fmt: skip
             results = pool.map_unordered(
-                lambda actor, job: actor.shard.remote(str(folder), job[0], job[1], batch_size), shards
+                lambda actor, job: actor.shard.remote(str(work.folder), job[0], job[1], work.batch_size),
+                shards,
             )
             for count, used in results:
                 engines.add(used)
