@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ray against the single process on a real subset of LC25000 lung (issue 18, item 3; docs/scale.md):
-#   1. the feature cache (cpu preset: tf_efficientnet_lite0, d8 views, 224 px) built by
+#   1. the feature cache (cpu preset: tf_efficientnet_lite0, d8 views, 112 px) built by
 #      `unisal features` in one process and by 2 local Ray workers: wall time, and how far apart;
 #   2. a 3-strategy x 2-seed benchmark, --threads 1, local and --executor ray: wall time, and
 #      whether results.csv is the same (timing columns left out).
@@ -13,10 +13,11 @@ PER_CLASS=${2:-200}
 rm -rf "$WORK" && mkdir -p "$WORK"
 python -c "from pathlib import Path; from tests.lung_subset import write_lung_subset; write_lung_subset(Path('$WORK/data'), $PER_CLASS)"
 DATA=(--data "$WORK/data/data.csv" --groups "$WORK/data/groups.csv" --preset cpu)
+printf 'features:\n  shard_images: 128\n' > "$WORK/shards.yaml"  # 5 shards of 600 images: work for 2 workers
 seconds() { local s=$(date +%s.%N); "$@" > "$WORK/last.txt"; echo "$(date +%s.%N) - $s" | bc; }
-echo "features, one process (2 threads): $(seconds unisal features "${DATA[@]}" --cache-dir "$WORK/cache-local" --threads 2 --quiet) s"
+echo "features, one process (2 threads): $(seconds unisal features "${DATA[@]}" --config "$WORK/shards.yaml" --cache-dir "$WORK/cache-local" --threads 2 --quiet) s"
 cat "$WORK/last.txt"
-echo "features, 2 Ray workers: $(seconds unisal features "${DATA[@]}" --cache-dir "$WORK/cache-ray" --executor ray --quiet) s"
+echo "features, 2 Ray workers: $(seconds unisal features "${DATA[@]}" --config "$WORK/shards.yaml" --cache-dir "$WORK/cache-ray" --executor ray --quiet) s"
 cat "$WORK/last.txt"
 python - "$WORK" <<'PY'
 import sys
