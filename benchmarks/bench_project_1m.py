@@ -45,7 +45,9 @@ def build(folder: Path, n: int) -> float:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     start = time.perf_counter()
-    store = ProjectStore.create(folder / DB_NAME, classes=CLASSES, settings={"benchmark": True})
+    store = ProjectStore.create(
+        folder / DB_NAME, classes=CLASSES, settings={"image_root": str(folder / "tiles")}
+    )
     for lo in range(0, n, CHUNK):
         rows = []
         for i in range(lo, min(n, lo + CHUNK)):

@@ -64,7 +64,8 @@ class QueueMixin(StoreBase):
         with self.transaction() as conn:
             rows = conn.execute(
                 "SELECT q.image_id, images.path, q.reason, q.score, classes.name AS guess, q.guess_confidence, q.position "
-                "FROM queue q JOIN images ON images.id = q.image_id LEFT JOIN classes ON classes.id = q.guess_class_id "
+                # CROSS JOIN: the queue (a batch) drives the join, never a scan of every image
+                "FROM queue q CROSS JOIN images ON images.id = q.image_id LEFT JOIN classes ON classes.id = q.guess_class_id "
                 "WHERE q.image_id NOT IN (SELECT image_id FROM labels) AND images.split = 'train' "
                 "AND NOT EXISTS (SELECT 1 FROM skips s WHERE s.image_id = q.image_id AND s.annotator = ?) "
                 "AND (q.lease_owner IS NULL OR q.lease_owner = ? OR q.lease_until < ?) "

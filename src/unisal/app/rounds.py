@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from unisal.app.project import check_images, open_project
+from unisal.app.schema import guard_message, stop_message  # noqa: F401  # re-exported
 from unisal.app.store import ProjectError, ProjectStore
 from unisal.config import PRESETS, RunConfig, check_values, setting
 from unisal.data.catalogue import Catalogue, DataError
@@ -195,28 +196,6 @@ def round_stopping(
         "stop_kappa": None if kappa is None else round(kappa, 6),
         "stopped_changing": stopped,
     }
-
-
-def stop_message(record: dict[str, Any]) -> str:
-    """What a lab is told when a round's model has stopped changing; empty otherwise."""
-    metrics = record.get("metrics") or {}
-    if not metrics.get("stopped_changing"):
-        return ""
-    return (
-        "the model has stopped changing: its predictions on a fixed sample of the images agree "
-        "round to round (Cohen's kappa); more labels of this kind are unlikely to change it much"
-    )
-
-
-def guard_message(record: dict[str, Any]) -> str:
-    """What a lab is told when the round's guard (unisal.guard) fell back; empty otherwise."""
-    metrics = record.get("metrics") or {}
-    if not metrics.get("guard_fallback"):
-        return ""
-    return (
-        f"the co-trained model looked degenerate ({metrics.get('guard_reason', '')}): "
-        "this round uses the heads trained on the labels alone"
-    )
 
 
 def failure_reason(error: BaseException) -> str:

@@ -7,10 +7,11 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from unisal.errors import HeldOutError, ProjectError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DB_NAME = "project.db"
 ROUND_LOCK_NAME = ".round.lock"  # held (fcntl.flock) by whoever runs a round, for the whole round
 # why a round marked running that nobody holds the lock of is recorded as failed
@@ -132,7 +133,11 @@ ALTER TABLE images_v4 RENAME TO images
 
 # Version k -> the SQL that brings a version k - 1 database to k. A new column or table is a
 # new entry here; an existing entry is never edited.
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
+# version 5 (issue 18): counts per split and the held-out ids read an index, not every image
+_SCHEMA_V5 = """
+CREATE INDEX images_by_split ON images(split);
+"""
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5}
 REBUILDS = {4}  # migrations that rebuild a table others refer to: run with foreign keys off
 TRAIN, TEST = "train", "test"  # the images' splits: rounds train on and queue from 'train' ones
 
@@ -220,3 +225,25 @@ class QueueItem:
 
 def held_out(image_id: int) -> HeldOutError:
     return HeldOutError(f"image {image_id} is in the held-out test set: it is not labelled in the app")
+
+
+def stop_message(record: dict[str, Any]) -> str:
+    """What a lab is told when a round's model has stopped changing; empty otherwise."""
+    metrics = record.get("metrics") or {}
+    if not metrics.get("stopped_changing"):
+        return ""
+    return (
+        "the model has stopped changing: its predictions on a fixed sample of the images agree "
+        "round to round (Cohen's kappa); more labels of this kind are unlikely to change it much"
+    )
+
+
+def guard_message(record: dict[str, Any]) -> str:
+    """What a lab is told when the round's guard (unisal.guard) fell back; empty otherwise."""
+    metrics = record.get("metrics") or {}
+    if not metrics.get("guard_fallback"):
+        return ""
+    return (
+        f"the co-trained model looked degenerate ({metrics.get('guard_reason', '')}): "
+        "this round uses the heads trained on the labels alone"
+    )

@@ -207,7 +207,7 @@ def init(
 def status(folder: str) -> None:
     """Labels per class, the queue, and the rounds with their metrics."""
     from unisal.app.project import open_project
-    from unisal.app.rounds import guard_message, stop_message
+    from unisal.app.schema import guard_message, stop_message  # light: status imports no torch
 
     try:
         store = open_project(folder)
