@@ -298,3 +298,25 @@ def test_sigkilled_features_command_resumes(tmp_path: Path, make_image_folder) -
     assert resumed.returncode == 0, resumed.stderr
     assert "24 images x 8 views" in resumed.stdout
     assert (folder / "complete.json").exists()
+
+
+def test_a_full_disk_or_an_extractor_that_writes_nothing_is_a_clear_cache_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import namedtuple
+
+    from unisal.errors import CacheError
+    from unisal.models import feature_shards
+
+    store = colour_store(n=4)
+    usage = namedtuple("usage", "total used free")
+    with monkeypatch.context() as patch:
+        patch.setattr(feature_shards.shutil, "disk_usage", lambda _: usage(10**6, 10**6, 1000))
+        with pytest.raises(CacheError, match="GB free"):
+            build(store, tmp_path / "full")
+
+    def lazy(work: object, backbone: object) -> tuple[str, int]:
+        return "none", 0  # as workers writing to a folder this process does not see
+
+    with pytest.raises(CacheError, match=r"1 shard\(s\) of the feature cache .* are missing"):
+        build(store, tmp_path / "lazy", extractor=lazy)

@@ -326,6 +326,8 @@ class Benchmark:
 def execute(plan: BenchmarkPlan, job: Job) -> float:
     """Run ``job`` of ``plan`` in this process (a Ray worker's task): its seconds."""
     start = time.perf_counter()
+    if str(plan.base.device).startswith("cuda:"):  # a Ray task sees only its own GPU, as cuda:0
+        plan = dataclasses.replace(plan, base=dataclasses.replace(plan.base, device="cuda"))
     bench = Benchmark(plan)
     configure_threads(plan.base.threads)
     bench.run_job(job, prepare_data(plan.base.data, job.seed))

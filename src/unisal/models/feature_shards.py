@@ -20,23 +20,37 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from unisal.data.cache import reserve_space, sample_checksum
+from unisal.errors import CacheError
 from unisal.io import write_json_atomic
 
 SHARD_IMAGES = 1024  # images per shard (rounded to whole batches): what a kill can lose
 SHARDS = "shards"
 
 
-def shard_bounds(n_images: int, batch_size: int, shard_images: int | None = None) -> list[tuple[int, int]]:
-    """[(lo, hi), ...] covering 0..n_images in shards of whole batches of ``batch_size``."""
-    size = shard_images or SHARD_IMAGES
-    size = max(batch_size, size // batch_size * batch_size)
+def shard_bounds(n_images: int, shard_images: int | None = None) -> list[tuple[int, int]]:
+    """[(lo, hi), ...] covering 0..n_images in shards of ``shard_images`` (default
+    ``SHARD_IMAGES``); independent of the batch size, so a changed batch keeps the shards."""
+    size = max(1, shard_images or SHARD_IMAGES)
     return [(lo, min(lo + size, n_images)) for lo in range(0, n_images, size)]
+
+
+def check_space(folder: Path, n_bytes: int) -> None:
+    """CacheError unless ``folder``'s disk has ``n_bytes`` free (shards, then the assembled copy)."""
+    free = shutil.disk_usage(folder).free
+    if free < n_bytes:
+        raise CacheError(
+            f"the feature cache needs {n_bytes / 2**30:.1f} GB free in {folder} while it is built "
+            f"(shards and the assembled array), but {free / 2**30:.1f} GB are free; free space or "
+            "choose another --cache-dir"
+        )
 
 
 def shard_path(folder: Path, lo: int, hi: int) -> Path:
@@ -65,11 +79,16 @@ def write_shard(folder: Path, lo: int, hi: int, features: np.ndarray, seconds: f
     """Write shard (lo, hi): float16 ``features`` (hi - lo, V, F) to a temporary file renamed into
     place, then its record."""
     path = shard_path(folder, lo, hi)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + f".{os.getpid()}.partial")
-    with partial.open("wb") as handle:
-        np.save(handle, np.asarray(features, np.float16))
-    os.replace(partial, path)
+    # unique across processes and machines sharing the folder
+    partial = path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex}.partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with partial.open("wb") as handle:
+            np.save(handle, np.asarray(features, np.float16))
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise CacheError(f"cannot write the feature cache's shard {path}: {exc.strerror or exc}") from exc
     record = {"rows": [lo, hi], "shape": list(features.shape), "sha1": sample_checksum(features),
               "seconds": round(seconds, 3), "pid": os.getpid()}  # fmt: skip
     write_json_atomic(path.with_suffix(".json"), record)
@@ -108,6 +127,7 @@ __all__ = [
     "SHARD_IMAGES",
     "assemble",
     "batches",
+    "check_space",
     "missing",
     "remove_shards",
     "shard_bounds",

@@ -33,6 +33,7 @@ import torch
 from unisal.config import VIEW_SETS, FeatureConfig, ModelConfig
 from unisal.data.cache import ImageStore, default_cache_dir, read_rows, sample_checksum
 from unisal.data.views import apply_affine, normalise, to_float, weak_view_params
+from unisal.errors import CacheError
 from unisal.events import Task, message
 from unisal.io import folder_marker, write_json_atomic
 from unisal.models import feature_shards
@@ -327,7 +328,7 @@ def build_feature_cache(
         batch_size: images per chunk; each chunk is ``V`` forward passes of this many images.
         engine: what runs the backbone (:func:`unisal.models.inference.backbone_forward`); not
             part of the key: every engine gives the same features within float16 rounding.
-        shard_images: images per shard (default ``feature_shards.SHARD_IMAGES``), whole batches.
+        shard_images: images per shard (default ``feature_shards.SHARD_IMAGES``).
         extractor: what writes the missing shards (:data:`Extractor`): this process by
             default, Ray workers with ``unisal.models.ray_features.OnRay``; the cache is the
             same either way, written in shards (:mod:`unisal.models.feature_shards`).
@@ -344,8 +345,10 @@ def build_feature_cache(
         done_store = _open_complete(folder, key, store.rows)
         if done_store is not None:
             done_store.info["reused"] = True
+            feature_shards.remove_shards(folder)  # left by a kill after the marker was written
             return done_store
         (folder_marker(folder)).unlink(missing_ok=True)  # whatever is there is not a whole cache
+        (folder / "features.npy").unlink(missing_ok=True)  # the shards, not it, hold what was done
         backbone = create_backbone(model.backbone, model.pretrained, model.weights).eval().to(device)
         if device.type == "cuda":
             backbone = backbone.to(memory_format=torch.channels_last)
@@ -361,14 +364,23 @@ def build_feature_cache(
             "image_size": int(store.array.shape[1]),
         }
         (folder / "progress.json").unlink(missing_ok=True)  # a build from before shards: restarts
-        bounds = feature_shards.shard_bounds(n_images, batch_size, shard_images)
+        bounds = feature_shards.shard_bounds(n_images, shard_images)
         todo = feature_shards.missing(folder, bounds, shape)
         if len(todo) < len(bounds):
             done = n_images - sum(hi - lo for lo, hi in todo)
             message(f"resuming the feature cache: {done} of {n_images} images done")
         start = time.perf_counter()
         work = ShardWork(store, model, spec, device, folder, shape, todo, batch_size, engine)
+        itemsize = 2 * spec.n_views * shape[2]  # float16 bytes per image
+        feature_shards.check_space(folder, itemsize * (work.images_left + n_images) + 2**20)
         engine_used, threads = (extractor or extract_here)(work, backbone)
+        left = feature_shards.missing(folder, bounds, shape)
+        if left:
+            raise CacheError(
+                f"{len(left)} shard(s) of the feature cache in {folder} are missing after extraction "
+                f"(first: images {left[0][0]}-{left[0][1] - 1}); workers must write to a folder the driver "
+                "sees. Run the command again: the shards written are kept"
+            )
         path = feature_shards.assemble(folder, shape, bounds)
         seconds = time.perf_counter() - start
         extracted = sum(hi - lo for lo, hi in todo)

@@ -108,8 +108,13 @@ class OnRay:
 def _run_workers(ray: Any, work: ShardWork, threads_each: int | None) -> tuple[str, int]:
     store, spec, device, shards = work.store, work.spec, work.device, work.shards
     try:
-        cpus = int(ray.available_resources().get("CPU", 1))
-        gpus = int(ray.available_resources().get("GPU", 0)) if device.type == "cuda" else 0
+        # the cluster's resources, not those free now: actors wait for theirs
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        gpus = int(ray.cluster_resources().get("GPU", 0)) if device.type == "cuda" else 0
+        if device.type == "cuda" and not gpus:
+            raise RunError(
+                "the feature cache is built on CUDA, but the Ray cluster has no GPU; use --device cpu"
+            )
         # CPU workers: --threads each (as many workers as that leaves), else the CPUs shared out
         threads = 1 if gpus else min(cpus, threads_each or max(1, cpus // min(len(shards), cpus)))
         n_workers = max(1, min(len(shards), gpus if gpus else cpus // threads))
@@ -120,8 +125,9 @@ def _run_workers(ray: Any, work: ShardWork, threads_each: int | None) -> tuple[s
         )  # fmt: skip
         source = _images_source(ray, store)
         workers = [
+            # a GPU actor sees only its own GPU, as cuda:0: the device type, not cuda:N
             worker.remote(
-                source, work.model, spec, str(device), engine=work.engine, threads=threads, n_views=left
+                source, work.model, spec, device.type, engine=work.engine, threads=threads, n_views=left
             )
             for _ in range(n_workers)
         ]
