@@ -17,18 +17,21 @@ marker is written by the caller): a kill at any point leaves either whole shards
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from unisal.data.cache import reserve_space, sample_checksum
 from unisal.errors import CacheError
+from unisal.events import message
 from unisal.io import write_json_atomic
 
 SHARD_IMAGES = 1024  # images per shard (rounded to whole batches): what a kill can lose
@@ -51,6 +54,21 @@ def check_space(folder: Path, n_bytes: int) -> None:
             f"(shards and the assembled array), but {free / 2**30:.1f} GB are free; free space or "
             "choose another --cache-dir"
         )
+
+
+@contextmanager
+def exclusive(lock_file: Path) -> Iterator[None]:
+    """An OS lock that dies with its process: two runs never build one cache at once."""
+    with lock_file.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            message(f"waiting for another process that is building the feature cache {lock_file.parent}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def shard_path(folder: Path, lo: int, hi: int) -> Path:
@@ -128,6 +146,7 @@ __all__ = [
     "assemble",
     "batches",
     "check_space",
+    "exclusive",
     "missing",
     "remove_shards",
     "shard_bounds",

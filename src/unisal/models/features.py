@@ -17,12 +17,10 @@ so: a half-written or stale cache is never read.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,21 +183,6 @@ def feature_cache_key(image_key: str, model: ModelConfig, spec: ViewSpec) -> str
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
-@contextmanager
-def _exclusive(lock_file: Path) -> Iterator[None]:
-    """An OS lock that dies with its process: two runs never build one cache at once."""
-    with lock_file.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            message(f"waiting for another process that is building the feature cache {lock_file.parent}")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         value = json.loads(path.read_text())
@@ -341,7 +324,7 @@ def build_feature_cache(
     key = feature_cache_key(store.content_key(), model, spec)
     folder = (Path(cache_dir) if cache_dir else default_cache_dir()) / "features" / key
     folder.mkdir(parents=True, exist_ok=True)
-    with _exclusive(folder / ".lock"):
+    with feature_shards.exclusive(folder / ".lock"):
         done_store = _open_complete(folder, key, store.rows)
         if done_store is not None:
             done_store.info["reused"] = True

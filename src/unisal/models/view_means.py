@@ -12,7 +12,8 @@ from unisal.data.cache import reserve_space
 from unisal.errors import UnisalError
 from unisal.events import message
 from unisal.io import atomic_path, file_marker, remove_stale_temporaries, write_json_atomic
-from unisal.models.features import FeatureStore, _exclusive, _read_json, prediction_views
+from unisal.models.feature_shards import exclusive
+from unisal.models.features import FeatureStore, _read_json, prediction_views
 
 
 def _mean_of_views(array: np.ndarray, out: np.ndarray) -> None:
@@ -58,7 +59,7 @@ def _kept_view_means(store: FeatureStore, folder: Path, shape: tuple[int, int]) 
     kept = _complete_view_means(store, path, shape)  # a read-only cache folder serves it too
     if kept is not None:
         return kept
-    with _exclusive(folder / ".lock"):
+    with exclusive(folder / ".lock"):
         kept = _complete_view_means(store, path, shape)  # another process wrote it meanwhile
         if kept is not None:
             return kept
