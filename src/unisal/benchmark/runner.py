@@ -124,6 +124,9 @@ class Benchmark:
         if executor not in EXECUTORS:
             raise ConfigError(f"--executor must be one of {list(EXECUTORS)}, not '{executor}'")
         if executor == "ray":  # tasks run elsewhere: every path they are given must be absolute
+            from unisal.distributed import import_ray
+
+            import_ray()  # not installed: a clear error before anything is written
             plan = dataclasses.replace(plan, out=plan.out.resolve())
         self.plan, self.executor, self.address = plan, executor, address
         self.runs = plan.configs()
