@@ -101,3 +101,16 @@ def test_typiclust_on_faiss_clusters_is_within_one_percent_and_covers_distinct_c
     # no labels: k = budget clusters, and each pick covers a cluster not yet covered
     chosen, clusters = scores.typiclust_select(x, x[:0], 40, np.random.default_rng(1), max_clusters=50)
     assert len(np.unique(chosen)) == 40 and len(set(clusters)) == 40
+
+
+def test_badge_seeds_of_a_large_pool_in_float32_are_those_in_float64(monkeypatch) -> None:
+    rng = np.random.default_rng(9)
+    logits, hidden = rng.normal(size=(3_000, 5)) * 2, rng.normal(size=(3_000, 32)).astype(np.float32)
+    a, h = scores.gradient_factors(logits, hidden)
+    in_float64 = scores.kmeans_pp_seeds_outer(a, h, 40, np.random.default_rng(3))
+    monkeypatch.setattr(scores, "FAISS_FROM", 1_000)  # the large-pool path at a size we can compare
+    a32, h32 = scores.gradient_factors(logits, hidden)
+    assert h32.dtype == np.float32 and a32.dtype == np.float64
+    assert (
+        scores.kmeans_pp_seeds_outer(a32, h32, 40, np.random.default_rng(3)).tolist() == in_float64.tolist()
+    )

@@ -92,7 +92,9 @@ class BADGEStrategy(Strategy):
         both = ctx.pool_rows(
             lambda b: np.concatenate([b.logits[0], b.output("hidden")[0]], axis=1), self.outputs()
         )
-        a, h = scores.gradient_factors(both[:, : ctx.n_classes], both[:, ctx.n_classes :])
+        logits, hidden = both[:, : ctx.n_classes].copy(), np.ascontiguousarray(both[:, ctx.n_classes :])
+        del both  # the contiguous copy of the classifier inputs is what k-means++ reads each step
+        a, h = scores.gradient_factors(logits, hidden)
         chosen = scores.kmeans_pp_seeds_outer(a, h, ctx.budget, ctx.rng)
         norms = np.linalg.norm(a, axis=1) * np.linalg.norm(h, axis=1)
         reasons = [

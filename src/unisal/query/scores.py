@@ -151,13 +151,14 @@ def k_center_greedy(
 def gradient_factors(logits: np.ndarray, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The two factors of BADGE's gradient embedding g = a outer h: a = softmax(z) - onehot(argmax
     z) (N, C) float64 and the classifier's input h (N, H) float64, from logits (N, C) and hidden
-    (N, H). Distances between gradient embeddings follow from the factors alone
-    (:func:`kmeans_pp_seeds_outer`), so the (N, C * H) embedding is never built."""
+    (N, H) (float32 from ``FAISS_FROM`` items). Distances between gradient embeddings follow from
+    the factors alone (:func:`kmeans_pp_seeds_outer`), so the (N, C * H) embedding is never built."""
     z = np.asarray(logits, np.float64)
     p = np.exp(z - z.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     p[np.arange(len(p)), p.argmax(1)] -= 1.0
-    return p, np.asarray(hidden, np.float64)
+    # from FAISS_FROM items h stays float32 as given (no float64 copy: 1 GB at 10^6 x 128)
+    return p, np.asarray(hidden, np.float32 if len(p) >= FAISS_FROM else np.float64)
 
 
 def gradient_embeddings(logits: np.ndarray, hidden: np.ndarray) -> np.ndarray:
@@ -212,8 +213,9 @@ def kmeans_pp_seeds_outer(a: np.ndarray, h: np.ndarray, k: int, rng: np.random.G
     """:func:`kmeans_pp_seeds` on the rows of a outer h ((N, C) and (N, H) -> N points of C * H
     dimensions) without building them: <a_i h_i, a_j h_j> = (a_i . a_j)(h_i . h_j), so memory is
     O(N (C + H)) (BADGE at 10^6 items)."""
-    a, h = np.asarray(a, np.float64), np.asarray(h, np.float64)
-    sq = (a * a).sum(1) * (h * h).sum(1)
+    a = np.asarray(a, np.float64)
+    h = np.asarray(h, np.float32 if len(a) >= FAISS_FROM else np.float64)  # as gradient_factors
+    sq = (a * a).sum(1) * (h * h).sum(1, dtype=np.float64)
     return _kmeans_pp(sq, lambda i: np.maximum(sq - 2.0 * (a @ a[i]) * (h @ h[i]) + sq[i], 0.0), k, rng)
 
 
