@@ -10,6 +10,7 @@ import click
 
 from unisal.cli.options import (
     data_options,
+    executor_options,
     feature_options,
     model_train_options,
     parse_params,
@@ -90,17 +91,7 @@ DEFAULT_STRATEGIES = "random,entropy,margin,bald,coreset,badge,typiclust,unisal,
     help="What summary.md orders the arms by and compares them on (macro_f1 for imbalanced classes).",
 )
 @click.option("--out", required=True, type=click.Path(), help="Benchmark folder (resumable).")
-@click.option(
-    "--executor",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="local: the runs one after another in this process; ray: each run a Ray task (pip install 'unisal[ray]').",
-)
-@click.option(
-    "--address",
-    help="With --executor ray: the Ray cluster to join (default: a running one, else a local instance).",
-)
+@executor_options("each run a Ray task")
 @click.option("--progress", "show_progress", is_flag=True, help="Progress bars inside each run.")
 def benchmark(
     config_file: str | None,

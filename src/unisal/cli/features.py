@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from unisal.cli.options import data_options, feature_options, preset_option, resolve_config
+from unisal.cli.options import data_options, executor_options, feature_options, preset_option, resolve_config
 from unisal.cli.reporting import reporting
 from unisal.errors import UnisalError
 
@@ -24,16 +24,7 @@ from unisal.errors import UnisalError
 @click.option("--weights", help="Local checkpoint path or http(s) URL of backbone weights.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=int, help="CPU threads (default: the cores other processes leave free).")
-@click.option(
-    "--executor",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="local: this process; ray: shards of images on Ray workers (pip install 'unisal[ray]').",
-)
-@click.option(
-    "--address", help="With --executor ray: the Ray cluster to join (default: a running one, else local)."
-)
+@executor_options("shards of images on Ray workers")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def features(
     config_file: str | None, preset: str | None, executor: str, address: str | None, quiet: bool, **flags: Any

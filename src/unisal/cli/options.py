@@ -192,6 +192,25 @@ def feature_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def executor_options(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--executor local|ray`` and ``--address``; ``what``: what Ray runs, for the help."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn = click.option(
+            "--address",
+            help="With --executor ray: the Ray cluster to join (default: a running one, else a local instance).",
+        )(fn)
+        return click.option(
+            "--executor",
+            type=click.Choice(["local", "ray"]),
+            default="local",
+            show_default=True,
+            help=f"local: this process; ray: {what} (pip install 'unisal[ray]').",
+        )(fn)
+
+    return decorate
+
+
 def predict_views_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     from unisal.config import PREDICT_VIEWS
 
