@@ -97,6 +97,15 @@ def write_json_atomic(path: str | Path, obj: Any, indent: int | None = None) -> 
     write_text_atomic(path, json.dumps(obj, indent=indent))
 
 
+def read_json_object(path: str | Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None when the file is missing, unreadable or holds no object."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def write_csv_atomic(path: str | Path, header: list[str], rows: Iterable[Iterable[Any]]) -> None:
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)

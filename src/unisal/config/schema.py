@@ -106,7 +106,7 @@ class FeatureConfig:
     crops: int = setting(0, ge=0, le=64)  # plus this many seeded random resized crops per image
     crop_scale_min: float = setting(0.6, gt=0.0, le=1.0)  # area fraction the cached crops keep at least
     batch_size: int = setting(64, ge=1)  # images per extraction step: bounds the memory, not the data set
-    # images per shard of the cache (whole batches): what a kill can lose, a Ray worker's unit of work
+    # images per shard of the cache: what a kill can lose, a Ray worker's unit of work
     shard_images: int = setting(1024, ge=1)
     # what runs the backbone: auto = OpenVINO on a CPU (same features within float16 rounding,
     # several times faster), PyTorch on CUDA or where OpenVINO cannot convert the backbone

@@ -18,7 +18,6 @@ marker is written by the caller): a kill at any point leaves either whole shards
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import socket
@@ -32,9 +31,9 @@ import numpy as np
 from unisal.data.cache import reserve_space, sample_checksum
 from unisal.errors import CacheError
 from unisal.events import message
-from unisal.io import write_json_atomic
+from unisal.io import read_json_object, write_json_atomic
 
-SHARD_IMAGES = 1024  # images per shard (rounded to whole batches): what a kill can lose
+SHARD_IMAGES = 1024  # images per shard: what a kill can lose, a Ray worker's unit of work
 SHARDS = "shards"
 
 
@@ -79,8 +78,10 @@ def shard_done(folder: Path, lo: int, hi: int, shape: list[int]) -> bool:
     """True when shard (lo, hi) of a cache of ``shape`` (N, V, F) is whole: its record matches
     its file (shape and sampled checksum)."""
     path = shard_path(folder, lo, hi)
+    record = read_json_object(path.with_suffix(".json"))
+    if record is None:
+        return False
     try:
-        record = json.loads(path.with_suffix(".json").read_text())
         array = np.load(path, mmap_mode="r")
     except (OSError, ValueError):
         return False

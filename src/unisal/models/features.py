@@ -9,7 +9,7 @@ The cache is keyed by the backbone, its weights, the view set and the decoded-im
 reads (which is keyed by the files, their sizes and modification times, and the image size), so
 it is shared by every run, round, strategy and seed on the same data. Extraction runs in chunks
 of ``batch_size`` images (memory bounded by the batch, not the data set) and writes shards of
-whole chunks, each with its own record (:mod:`unisal.models.feature_shards`), in this process or
+``shard_images`` images, each with its own record (:mod:`unisal.models.feature_shards`), in this process or
 on Ray workers; a kill loses at most the shard being written, and the next build resumes. The
 cache counts as complete only once the shards are assembled and an atomically written marker says
 so: a half-written or stale cache is never read.
@@ -33,7 +33,7 @@ from unisal.data.cache import ImageStore, default_cache_dir, read_rows, sample_c
 from unisal.data.views import apply_affine, normalise, to_float, weak_view_params
 from unisal.errors import CacheError
 from unisal.events import Task, message
-from unisal.io import folder_marker, write_json_atomic
+from unisal.io import folder_marker, read_json_object, write_json_atomic
 from unisal.models import feature_shards
 
 if TYPE_CHECKING:
@@ -183,18 +183,10 @@ def feature_cache_key(image_key: str, model: ModelConfig, spec: ViewSpec) -> str
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _open_complete(folder: Path, key: str, rows: np.ndarray) -> FeatureStore | None:
     """The complete, intact cache in ``folder``; None (with a message where it was damaged) when
     it is missing, foreign, truncated or its sampled rows no longer match their checksum."""
-    marker = _read_json(folder_marker(folder))
+    marker = read_json_object(folder_marker(folder))
     if marker is None or marker.get("key") != key:
         return None
     try:
@@ -260,32 +252,55 @@ class ShardWork:
 Extractor = Callable[[ShardWork, torch.nn.Module], tuple[str, int]]
 
 
+def feature_backbone(model: ModelConfig, device: torch.device) -> torch.nn.Module:
+    """The backbone of ``model`` in eval mode on ``device`` (channels-last on CUDA)."""
+    from unisal.models.backbones import create_backbone
+
+    backbone = create_backbone(model.backbone, model.pretrained, model.weights).eval().to(device)
+    return backbone.to(memory_format=torch.channels_last) if device.type == "cuda" else backbone
+
+
+class ViewExtractor:
+    """A backbone ready to extract every view of rows of a uint8 image array (N, S, S, 3): its
+    forward function (the engine chosen for ``n_views`` views), normalisation and the crops."""
+
+    def __init__(
+        self, backbone: torch.nn.Module, images: np.ndarray, spec: ViewSpec, device: torch.device,
+        *, engine: str, n_views: int,
+    ) -> None:  # fmt: skip
+        from unisal.models.backbones import normalisation
+        from unisal.models.inference import backbone_forward
+
+        self.images, self.spec, self.device = images, spec, device
+        self.mean, self.std = normalisation(backbone)
+        self.crops = crop_matrices(int(images.shape[0]), spec)
+        self.forward, self.engine = backbone_forward(
+            backbone, engine=engine, device=device, image_size=int(images.shape[1]), n_views=n_views
+        )
+
+    def batches(self, lo: int, hi: int, batch_size: int) -> Iterator[np.ndarray]:
+        """float16 (B, V, F) features of images lo..hi - 1, a batch of ``batch_size`` at a time."""
+        for begin, end in feature_shards.batches(lo, hi, batch_size):
+            yield _extract(self.forward, self.images[begin:end], self.crops[begin:end], self.spec,
+                           self.mean, self.std, self.device)  # fmt: skip
+
+
 def extract_here(work: ShardWork, backbone: torch.nn.Module) -> tuple[str, int]:
     """Extract and write the shards in this process, with a progress bar."""
-    from unisal.models.backbones import normalisation
-    from unisal.models.inference import backbone_forward
-
-    store, spec, device = work.store, work.spec, work.device
-    mean, std = normalisation(backbone)
-    n_images = int(store.array.shape[0])
-    forward, engine_used = backbone_forward(
-        backbone, engine=work.engine, device=device, image_size=int(store.array.shape[1]),
-        n_views=work.images_left * spec.n_views,
-    )  # fmt: skip
-    crops = crop_matrices(n_images, spec)
-    what = f"features {work.model.backbone} {spec.describe()}"
+    n_images = int(work.store.array.shape[0])
+    views = ViewExtractor(backbone, work.store.array, work.spec, work.device, engine=work.engine,
+                          n_views=work.images_left * work.spec.n_views)  # fmt: skip
+    what = f"features {work.model.backbone} {work.spec.describe()}"
     with Task(what, n_images, unit="img", done=n_images - work.images_left, long=True) as task:
         for lo, hi in work.shards:
             start, parts = time.perf_counter(), []
-            for begin, end in feature_shards.batches(lo, hi, work.batch_size):
-                parts.append(
-                    _extract(forward, store.array[begin:end], crops[begin:end], spec, mean, std, device)
-                )
-                task.advance(end - begin)
+            for part in views.batches(lo, hi, work.batch_size):
+                parts.append(part)
+                task.advance(len(part))
             feature_shards.write_shard(
                 work.folder, lo, hi, np.concatenate(parts), time.perf_counter() - start
             )
-    return engine_used, torch.get_num_threads()
+    return views.engine, torch.get_num_threads()
 
 
 def build_feature_cache(
@@ -319,8 +334,6 @@ def build_feature_cache(
     Returns:
         The store, memory-mapped read-only; ``info`` says how long the build took.
     """
-    from unisal.models.backbones import create_backbone
-
     key = feature_cache_key(store.content_key(), model, spec)
     folder = (Path(cache_dir) if cache_dir else default_cache_dir()) / "features" / key
     folder.mkdir(parents=True, exist_ok=True)
@@ -332,9 +345,7 @@ def build_feature_cache(
             return done_store
         (folder_marker(folder)).unlink(missing_ok=True)  # whatever is there is not a whole cache
         (folder / "features.npy").unlink(missing_ok=True)  # the shards, not it, hold what was done
-        backbone = create_backbone(model.backbone, model.pretrained, model.weights).eval().to(device)
-        if device.type == "cuda":
-            backbone = backbone.to(memory_format=torch.channels_last)
+        backbone = feature_backbone(model, device)
         n_images = int(store.array.shape[0])
         shape = [n_images, spec.n_views, int(backbone.num_features)]  # type: ignore[arg-type]
         meta: dict[str, Any] = {

@@ -24,7 +24,7 @@ from unisal.data.cache import ImageStore
 from unisal.errors import RunError
 from unisal.events import Task
 from unisal.models import feature_shards
-from unisal.models.features import ShardWork, _extract, crop_matrices
+from unisal.models.features import ShardWork, ViewExtractor, feature_backbone
 
 MAX_RESTARTS = 3
 
@@ -43,39 +43,18 @@ class FeatureWorker:
         threads: int,
         n_views: int,
     ) -> None:
-        from unisal.models.backbones import create_backbone, normalisation
-        from unisal.models.inference import backbone_forward
-
         torch.set_num_threads(threads)
-        self.images = np.load(images, mmap_mode="r") if isinstance(images, str) else images
-        self.device = torch.device(device)
-        backbone = create_backbone(model.backbone, model.pretrained, model.weights).eval().to(self.device)
-        if self.device.type == "cuda":
-            backbone = backbone.to(memory_format=torch.channels_last)
-        self.mean, self.std = normalisation(backbone)
-        self.spec = spec
-        self.crops = crop_matrices(int(self.images.shape[0]), spec)
-        self.forward, self.engine = backbone_forward(
-            backbone, engine=engine, device=self.device, image_size=int(self.images.shape[1]), n_views=n_views
-        )
+        images = np.load(images, mmap_mode="r") if isinstance(images, str) else images
+        device_ = torch.device(device)
+        self.views = ViewExtractor(feature_backbone(model, device_), images, spec, device_, engine=engine,
+                                   n_views=n_views)  # fmt: skip
 
     def shard(self, folder: str, lo: int, hi: int, batch_size: int) -> tuple[int, str]:
         """Extract and write shard (lo, hi): its image count and the engine used."""
-        start, parts = time.perf_counter(), []
-        for begin, end in feature_shards.batches(lo, hi, batch_size):
-            parts.append(
-                _extract(
-                    self.forward,
-                    self.images[begin:end],
-                    self.crops[begin:end],
-                    self.spec,
-                    self.mean,
-                    self.std,
-                    self.device,
-                )  # fmt: skip
-            )
+        start = time.perf_counter()
+        parts = list(self.views.batches(lo, hi, batch_size))
         feature_shards.write_shard(Path(folder), lo, hi, np.concatenate(parts), time.perf_counter() - start)
-        return hi - lo, self.engine
+        return hi - lo, self.views.engine
 
 
 def _images_source(ray: Any, store: ImageStore) -> Any:

@@ -11,9 +11,9 @@ import torch
 from unisal.data.cache import reserve_space
 from unisal.errors import UnisalError
 from unisal.events import message
-from unisal.io import atomic_path, file_marker, remove_stale_temporaries, write_json_atomic
+from unisal.io import atomic_path, file_marker, read_json_object, remove_stale_temporaries, write_json_atomic
 from unisal.models.feature_shards import exclusive
-from unisal.models.features import FeatureStore, _read_json, prediction_views
+from unisal.models.features import FeatureStore, prediction_views
 
 
 def _mean_of_views(array: np.ndarray, out: np.ndarray) -> None:
@@ -44,7 +44,7 @@ def view_means(store: FeatureStore) -> np.ndarray:
 def _complete_view_means(store: FeatureStore, path: Path, shape: tuple[int, int]) -> np.ndarray | None:
     """``mean.npy`` memory-mapped when its completion record names these features and it is
     whole; None otherwise (missing, of other features, damaged)."""
-    record = _read_json(file_marker(path))
+    record = read_json_object(file_marker(path))
     if record is None or record.get("features_sha1") != store.info.get("sample_sha1") or not path.is_file():
         return None
     try:

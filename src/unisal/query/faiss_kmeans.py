@@ -28,8 +28,10 @@ def available() -> bool:
 
 
 def as_float32(features: np.ndarray) -> np.ndarray:
-    """(M, D) float32, C-contiguous: a copy converted chunk by chunk (a float16 memory map is
-    never converted whole at float64)."""
+    """(M, D) float32, C-contiguous: ``features`` itself when it is one, else a copy converted
+    chunk by chunk (a float16 memory map is never converted whole at float64)."""
+    if features.dtype == np.float32 and features.flags.c_contiguous:
+        return features
     out = np.empty(features.shape, np.float32)
     for lo in range(0, len(features), CHUNK):
         out[lo : lo + CHUNK] = features[lo : lo + CHUNK]
@@ -68,7 +70,7 @@ def kmeans_centres(
     float32 and their objective (the sum of squared distances of the training points)."""
     import faiss
 
-    x = features if features.dtype == np.float32 and features.flags.c_contiguous else as_float32(features)
+    x = as_float32(features)
     best: tuple[np.ndarray, float] | None = None
     for _ in range(max(1, n_init)):
         sample = (
@@ -94,7 +96,7 @@ def kmeans_labels(features: np.ndarray, k: int, rng: np.random.Generator, *, n_i
     of ``features`` (N, D)."""
     import faiss
 
-    x = features if features.dtype == np.float32 and features.flags.c_contiguous else as_float32(features)
+    x = as_float32(features)
     centres, _ = kmeans_centres(x, k, rng, n_init=n_init)
     index = faiss.IndexFlatL2(x.shape[1])
     index.add(centres)
@@ -109,7 +111,7 @@ def nearest_one_to_one(centres: np.ndarray, points: np.ndarray, *, neighbours: i
     from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
     k, m = len(centres), len(points)
-    x = points if points.dtype == np.float32 and points.flags.c_contiguous else as_float32(points)
+    x = as_float32(points)
     index = faiss.IndexFlatL2(x.shape[1])
     index.add(x)
     n = min(neighbours, m)
@@ -140,7 +142,7 @@ def compact_selection_faiss(
     """``scores.compact_selection`` with faiss: ``budget`` unique positions into ``features``."""
     if budget >= len(features):
         return np.arange(len(features))
-    x = as_float32(features) if features.dtype != np.float32 or not features.flags.c_contiguous else features
+    x = as_float32(features)
     centres, _ = kmeans_centres(x, budget, rng, n_init=n_init)
     return nearest_one_to_one(centres, x)
 
