@@ -31,6 +31,7 @@ from unisal.pipeline import (
     cross_validate,
     fit_round,
     make_strategy,
+    pixels_needed,
     select,
     stop_predictions,
     unlabelled_for,
@@ -141,7 +142,7 @@ class ActiveLearningRun:
         # The number used is recorded in config.yaml: a resumed run sums in the same order.
         cfg.threads = configure_threads(resumed_threads(cfg.threads, recorded))
         if data is None:
-            data = prepare_data(cfg.data, cfg.seed)
+            data = prepare_data(cfg.data, cfg.seed, pixels_needed=pixels_needed(cfg))
             for note in data.notes:
                 message(note)
         self._check_sizes(data)

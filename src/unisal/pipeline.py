@@ -45,6 +45,12 @@ def check_run_settings(cfg: RunConfig) -> None:
         )
 
 
+def pixels_needed(cfg: RunConfig) -> bool:
+    """Whether the run's learner reads pixels after ``prepare`` (so they cannot be streamed:
+    ``unisal.data.prepare.streams_pixels``)."""
+    return learner_class(cfg.learner.name).reads_pixels
+
+
 def make_strategy(cfg: RunConfig) -> Strategy:
     """The run's strategy with its parameters (``query.params``) checked."""
     return create_strategy(

@@ -23,7 +23,7 @@ from unisal.errors import RunError
 from unisal.events import message
 from unisal.io import check_creatable, write_json_atomic
 from unisal.learners import create_learner
-from unisal.pipeline import fit_round
+from unisal.pipeline import fit_round, pixels_needed
 from unisal.run_folder import RunFolder
 from unisal.settings import override_config
 from unisal.state import ALState
@@ -112,7 +112,7 @@ def train_supervised_reference(
     cfg, state, recorded = _load_run(run_dir, overrides)
     device = resolve_device(cfg.device)
     cfg.threads = configure_threads(resumed_threads(overrides.get("threads"), recorded))
-    data = prepare_data(cfg.data, cfg.seed)
+    data = prepare_data(cfg.data, cfg.seed, pixels_needed=pixels_needed(cfg))
     saved_split = RunFolder(run_dir).read_split()
     if len(saved_split) != len(data.split) or np.any(saved_split != data.split):
         raise RunError(f"the data or split differs from the one recorded in {run_dir}/splits.csv")

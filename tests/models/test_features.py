@@ -18,14 +18,13 @@ from unisal.data.cache import ImageStore, build_cache, cache_key
 from unisal.data.views import normalise, to_float
 from unisal.errors import RunError
 from unisal.events import collect, subscribed
-from unisal.models import features as features_module
+from unisal.models import feature_cache as features_module
 from unisal.models.backbones import create_backbone, normalisation
+from unisal.models.feature_cache import build_feature_cache, feature_cache_key
 from unisal.models.features import (
     FeatureStore,
     ViewSpec,
-    build_feature_cache,
     crop_matrices,
-    feature_cache_key,
     fixed_view,
     image_views,
 )

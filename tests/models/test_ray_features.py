@@ -15,7 +15,8 @@ from tests.conftest import synthetic_tile
 from tests.models.test_features import LITE0
 from unisal.data.cache import ImageStore
 from unisal.models import feature_shards
-from unisal.models.features import ViewSpec, build_feature_cache
+from unisal.models.feature_cache import build_feature_cache
+from unisal.models.features import ViewSpec
 from unisal.models.ray_features import OnRay
 
 pytest.importorskip("ray", reason="ray is not installed (pip install 'unisal[ray]')")

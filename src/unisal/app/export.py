@@ -39,6 +39,7 @@ from unisal.events import message
 from unisal.io import atomic_path, check_output_file, write_csv_atomic
 from unisal.learners import Learner, create_learner
 from unisal.models.features import ViewSpec, prediction_views, shared_crops, view_features
+from unisal.pipeline import pixels_needed
 from unisal.train.evaluate import mean_over_views
 
 
@@ -76,7 +77,9 @@ def latest_model(folder: str | Path) -> tuple[RunConfig, list[str], dict[str, An
 def _prepared(images: str | Path, cfg: RunConfig) -> PreparedData:
     catalogue = read_images(images, "unlabelled")
     try:
-        return prepared_catalogue(catalogue, cfg.data, np.full(len(catalogue), TRAIN))
+        return prepared_catalogue(
+            catalogue, cfg.data, np.full(len(catalogue), TRAIN), pixels_needed=pixels_needed(cfg)
+        )
     except DataError as exc:
         raise ProjectError(str(exc)) from None
 
@@ -241,5 +244,5 @@ def _prepared_single(path: Path, cfg: RunConfig) -> PreparedData:
     from unisal.data.items import FileItems
 
     catalogue = Catalogue(FileItems((str(path),)), np.array([-1]), np.array([0]), [], str(path.parent))
-    store, _, _ = decode_catalogue(catalogue, cfg.data)
+    store, _, _ = decode_catalogue(catalogue, cfg.data, pixels_needed=pixels_needed(cfg))
     return PreparedData(catalogue, store, np.array([TRAIN]), [])

@@ -53,6 +53,7 @@ def run_view(folder: str | Path) -> ModelView:
     from unisal.data.prepare import prepare_data
     from unisal.device import resolve_device
     from unisal.learners import create_learner
+    from unisal.pipeline import pixels_needed
     from unisal.run_folder import RunFolder
 
     run = RunFolder(folder)
@@ -64,7 +65,7 @@ def run_view(folder: str | Path) -> ModelView:
     if not rounds:
         raise RunError(f"{folder} has no saved model yet (no round finished)")
     round_ = rounds[-1]
-    data = prepare_data(cfg.data, cfg.seed)
+    data = prepare_data(cfg.data, cfg.seed, pixels_needed=pixels_needed(cfg))
     names = list(data.catalogue.class_names)
     learner = create_learner(cfg, len(names), resolve_device(cfg.device))
     learner.prepare(data)

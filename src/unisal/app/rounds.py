@@ -37,6 +37,7 @@ from unisal.pipeline import (
     cross_validate,
     fit_round,
     make_strategy,
+    pixels_needed,
     select_capped,
     stop_predictions,
     unlabelled_for,
@@ -115,7 +116,7 @@ def project_data(store: ProjectStore, cfg: RunConfig) -> tuple[PreparedData, np.
     """The project's items decoded (``unisal.data.prepare``, as a run's), and each one's image id."""
     catalogue, split, ids = project_catalogue(store)
     try:
-        return prepared_catalogue(catalogue, cfg.data, split), ids
+        return prepared_catalogue(catalogue, cfg.data, split, pixels_needed=pixels_needed(cfg)), ids
     except DataError as exc:
         raise ProjectError(str(exc).replace("image(s) cannot", "project image(s) cannot")) from None
 

@@ -280,7 +280,9 @@ class Benchmark:
             todo = [job for job in jobs if job.seed == seed]
             if not todo:
                 continue
-            data = prepare_data(plan.base.data, seed)  # on Ray: the caches exist before any task
+            data = prepare_data(
+                plan.base.data, seed, pixels_needed=_pixels_needed(plan)
+            )  # on Ray: the caches exist before any task
             for note in data.notes:
                 message(f"seed {seed}: {note}")
             if not written:  # the data are readable: now the folder may be written
@@ -333,8 +335,17 @@ def execute(plan: BenchmarkPlan, job: Job) -> float:
         plan = dataclasses.replace(plan, base=dataclasses.replace(plan.base, device="cuda"))
     bench = Benchmark(plan)
     configure_threads(plan.base.threads)
-    bench.run_job(job, prepare_data(plan.base.data, job.seed))
+    bench.run_job(job, prepare_data(plan.base.data, job.seed, pixels_needed=_pixels_needed(plan)))
     return time.perf_counter() - start
+
+
+def _pixels_needed(plan: BenchmarkPlan) -> bool:
+    """Whether any arm's learner reads pixels after preparing (the data are prepared once per seed
+    for every arm)."""
+    from unisal.learners import learner_class
+
+    learners = [arm.learner for arm in plan.arms] + ([plan.default_learner] if plan.reference else [])
+    return any(learner_class(spec.name).reads_pixels for spec in learners)
 
 
 def _validation(cfg: RunConfig) -> str:

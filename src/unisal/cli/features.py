@@ -33,7 +33,8 @@ def features(
     from unisal.data.prepare import prepare_data
     from unisal.device import resolve_device
     from unisal.learners import learner_class
-    from unisal.models.features import ViewSpec, build_feature_cache
+    from unisal.models.feature_cache import build_feature_cache
+    from unisal.models.features import ViewSpec
     from unisal.models.ray_features import OnRay
     from unisal.threads import configure_threads
 
@@ -43,7 +44,7 @@ def features(
         device = resolve_device(cfg.device)
         with reporting(bars=not quiet):
             configure_threads(cfg.threads)
-            data = prepare_data(cfg.data, cfg.seed)
+            data = prepare_data(cfg.data, cfg.seed, pixels_needed=False)  # read once: may stream
             store = build_feature_cache(
                 data.store,
                 cfg.model,

@@ -62,6 +62,8 @@ CONFIG_PATHS: dict[str, tuple[str, ...]] = {
     "image_size": ("data", "image_size"),
     "skip_bad_images": ("data", "skip_bad_images"),
     "cache_dir": ("data", "cache_dir"),
+    "pixel_cache": ("data", "pixel_cache"),
+    "decoder": ("data", "decoder"),
     "learner": ("learner", "name"),
     "mode": ("learner", "mode"),
     "networks": ("learner", "networks"),
@@ -125,6 +127,7 @@ def parse_reader_options(
 
 
 def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    from unisal.config import DECODERS, PIXEL_CACHES
 
     for option in reversed(
         [
@@ -161,6 +164,18 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 "--skip-bad-images", is_flag=True, default=None, help="Skip unreadable files and list them."
             ),
             click.option("--cache-dir", type=click.Path(), help="Decoded-image cache (default: user cache)."),
+            click.option(
+                "--pixel-cache",
+                type=click.Choice(PIXEL_CACHES),
+                help="keep: decode every image once into the cache; stream: decode as read, no cache "
+                "(frozen learner); auto: stream where the learner can and the cache would exceed 8 GB.",
+            ),
+            click.option(
+                "--decoder",
+                type=click.Choice(DECODERS),
+                help="pil: decode on the CPU; device: streamed JPEG files decoded in batches on the "
+                "extraction device (nvJPEG on CUDA).",
+            ),
         ]
     ):
         fn = option(fn)

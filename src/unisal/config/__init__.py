@@ -17,11 +17,13 @@ from unisal.config.checks import (
 )
 from unisal.config.presets import PRESETS, RECIPES, ROBUST_TRAINING, recipe_values
 from unisal.config.schema import (
+    DECODERS,
     FEATURE_ENGINES,
     GUARDS,
     LABELLED_SAMPLING,
     LEARNER_MODES,
     OPTIMIZERS,
+    PIXEL_CACHES,
     PREDICT_VIEWS,
     PSEUDO_LABELS,
     THRESHOLDS,
@@ -38,11 +40,13 @@ from unisal.config.schema import (
 from unisal.errors import ConfigError
 
 __all__ = [
+    "DECODERS",
     "FEATURE_ENGINES",
     "GUARDS",
     "LABELLED_SAMPLING",
     "LEARNER_MODES",
     "OPTIMIZERS",
+    "PIXEL_CACHES",
     "PRESETS",
     "PSEUDO_LABELS",
     "RECIPES",

@@ -24,6 +24,11 @@ THRESHOLDS = ("fixed", "freematch")
 GUARDS = ("off", "fallback")  # unisal.guard
 LABELLED_SAMPLING = ("uniform", "balanced")
 PREDICT_VIEWS = ("mean", "tta", "first")
+# where a run's pixels come from (unisal.data.prepare.streams_pixels): the decoded-image cache, or
+# the items themselves as they are read; auto: streamed where the learner reads them once and the
+# cache would be large
+PIXEL_CACHES = ("auto", "keep", "stream")
+DECODERS = ("pil", "device")  # who decodes streamed JPEG files (unisal.data.stream)
 
 
 def setting(
@@ -73,6 +78,14 @@ class DataConfig:
     # {lung_n: 10, lung_aca: 3, lung_scc: 1}; classes not named are left out; empty: every image
     class_ratio: dict[str, float] = field(default_factory=dict)
     cache_dir: str | None = None  # decoded-image cache; default is the user cache folder
+    # keep: decode every image once into the cache (a learner that reads pixels every epoch needs
+    # it); stream: decode items as they are read, no cache (the frozen learner reads them once, to
+    # extract features); auto: stream where the learner can and the cache would exceed 8 GB
+    pixel_cache: str = setting("auto", choices=PIXEL_CACHES)
+    # pil: every item decoded on the CPU as the cache does; device: streamed JPEG files decoded in
+    # batches on the extraction device (nvJPEG on CUDA): a GPU kept fed, pixels within a few levels
+    # of Pillow's, so feature caches of their own
+    decoder: str = setting("pil", choices=DECODERS)
 
 
 @dataclass

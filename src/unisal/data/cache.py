@@ -9,7 +9,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +66,20 @@ class ImageStore:
         rows: row of ``array`` for each catalogue index, shape (N,).
         fingerprint: identifies the content of ``array`` (the cache key); derived caches such
             as the feature cache are keyed by it. Empty: hash the array itself.
+        unreadable: rows of ``array`` that could not be decoded (zero there), with the reason;
+            recorded by the caches derived from it, so that a run that streams its pixels
+            (``array`` a :class:`unisal.data.stream.StreamedImages`) and reuses them knows them.
     """
 
     array: np.ndarray
     rows: np.ndarray
     fingerprint: str = ""
+    unreadable: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def streamed(self) -> bool:
+        """True when the pixels are decoded from the items as they are read (no image cache)."""
+        return not isinstance(self.array, np.ndarray)
 
     def content_key(self) -> str:
         """``fingerprint``, or a hash of the pixels for stores built in memory."""

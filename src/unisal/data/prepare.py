@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,6 +13,14 @@ from unisal.data.catalogue import Catalogue, DataError
 from unisal.data.images import BadImageError
 from unisal.data.readers import load_catalogue
 from unisal.data.splits import TEST, TRAIN, VAL, grouped_split, subsample_classes
+from unisal.data.stream import StreamedImages, stream_fingerprint
+from unisal.events import message
+
+# the decoded-image cache is skipped (``data.pixel_cache: auto``) where a learner reads the pixels
+# once (to extract features) and the cache would take more than this: a million tiles at 224 px
+# would be 150 GB on disk, read once
+STREAM_ABOVE_BYTES = 8 * 2**30
+UNREADABLE = "unreadable"  # the split of items found unreadable while their pixels were streamed
 
 
 @dataclass
@@ -56,41 +65,89 @@ class PreparedData:
     def idx_test(self) -> np.ndarray:
         return self.indices(TEST)
 
+    def leave_out_unreadable(self, unreadable: Mapping[int, str], *, skip: bool) -> None:
+        """Items found unreadable after the split, while their pixels were streamed (``unreadable``:
+        rows of the decoded images, with the reason): a DataError naming them, or with ``skip``
+        (``--skip-bad-images``) left out of every split and listed in :attr:`bad`. The split is
+        not drawn again: their groups' places stay as they were."""
+        rows = np.fromiter(unreadable, np.int64, len(unreadable))
+        hit = np.flatnonzero(np.isin(self.store.rows, rows) & (self.split != UNREADABLE))
+        if not len(hit):
+            return
+        ids = self.catalogue.ids
+        errors = [BadImageError(ids[i], unreadable[int(self.store.rows[i])]) for i in hit]
+        if not skip:
+            raise unreadable_error(errors, "found while their pixels were streamed; ")
+        self.split = self.split.astype(np.result_type(self.split.dtype, np.dtype(f"<U{len(UNREADABLE)}")))
+        self.split[hit] = UNREADABLE
+        self.bad = self.bad + errors
+        note = f"{len(errors)} unreadable image(s) left out of every split, e.g. {errors[0].path}"
+        self.notes.append(note)
+        message(note)
+
+
+def unreadable_error(bad: list[BadImageError], when: str = "") -> DataError:
+    """The error that lists the items that cannot be read (the first ten) and what to do."""
+    listing = "\n  ".join(f"{e.path}: {e.reason}" for e in bad[:10])
+    more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
+    return DataError(
+        f"{len(bad)} image(s) cannot be read ({when}first: {bad[0].path}):\n  {listing}{more}\n"
+        "fix or remove them, or pass --skip-bad-images to leave them out"
+    )
+
+
+def streams_pixels(cfg: DataConfig, n_items: int, *, pixels_needed: bool) -> bool:
+    """Whether the items are decoded as they are read rather than into the decoded-image cache
+    (``data.pixel_cache``; ``auto``: where the learner reads pixels only once, ``pixels_needed``
+    False, and the cache would take more than ``STREAM_ABOVE_BYTES``; the device decoder always
+    streams). A learner that reads pixels every epoch refuses ``stream`` in its check."""
+    if cfg.pixel_cache == "keep":
+        return False
+    if cfg.pixel_cache == "stream" or cfg.decoder != "pil":
+        return True
+    return not pixels_needed and n_items * cfg.image_size**2 * 3 > STREAM_ABOVE_BYTES
+
 
 def decode_catalogue(
-    catalogue: Catalogue, cfg: DataConfig
+    catalogue: Catalogue, cfg: DataConfig, *, pixels_needed: bool = True
 ) -> tuple[ImageStore, list[BadImageError], list[str]]:
     """Every item of ``catalogue`` decoded at ``cfg.image_size`` into the decoded-image cache (the
-    one place where a run, a project round or a prediction builds it). Also the items that could
-    not be read (their rows left zero) and every item's content hash (N,; empty where none)."""
+    one place where a run, a project round or a prediction builds it), or, where the pixels are
+    streamed (:func:`streams_pixels`), a store that decodes them as they are read. Also the items
+    that could not be read (their rows left zero; none known yet where streamed) and every item's
+    content hash (N,; empty where none)."""
     key, hashes = image_cache_key(catalogue.items, cfg.image_size, cfg.cache_dir)
+    rows = np.arange(len(catalogue))
+    if streams_pixels(cfg, len(catalogue), pixels_needed=pixels_needed):
+        images = StreamedImages(catalogue.items, cfg.image_size, decoder=cfg.decoder)
+        return ImageStore(images, rows, stream_fingerprint(key, cfg.decoder)), [], hashes  # type: ignore[arg-type]
     array, bad = build_cache(catalogue.items, cfg.image_size, cfg.cache_dir, key=key)
-    return ImageStore(array, np.arange(len(catalogue)), fingerprint=key), bad, hashes
+    position = {e.path: i for i, e in enumerate(bad)}
+    unreadable = {i: bad[position[item]].reason for i, item in enumerate(catalogue.ids) if item in position}
+    return ImageStore(array, rows, fingerprint=key, unreadable=unreadable), bad, hashes
 
 
-def prepared_catalogue(catalogue: Catalogue, cfg: DataConfig, split: np.ndarray) -> PreparedData:
+def prepared_catalogue(
+    catalogue: Catalogue, cfg: DataConfig, split: np.ndarray, *, pixels_needed: bool = True
+) -> PreparedData:
     """``catalogue`` decoded, with a split given by the caller (a project's pool and hold-out,
     images to predict); DataError naming the first item that cannot be read."""
-    store, bad, _ = decode_catalogue(catalogue, cfg)
+    store, bad, _ = decode_catalogue(catalogue, cfg, pixels_needed=pixels_needed)
     if bad:
         raise DataError(f"{len(bad)} image(s) cannot be read, e.g. {bad[0].path}: {bad[0].reason}")
     return PreparedData(catalogue, store, split, [])
 
 
-def prepare_data(cfg: DataConfig, seed: int) -> PreparedData:
-    """Read the catalogue, decode it into the cache, drop or refuse bad files, split by group."""
+def prepare_data(cfg: DataConfig, seed: int, *, pixels_needed: bool = True) -> PreparedData:
+    """Read the catalogue, decode it into the cache (or stream it: :func:`streams_pixels`, where
+    the learner reads pixels once, ``pixels_needed`` False), drop or refuse bad files, split by
+    group. Streamed items that cannot be read come out later (``leave_out_unreadable``)."""
     catalogue = load_catalogue(cfg.path, cfg.format, cfg.groups, options=cfg.reader_options)
-    decoded, bad, hashes = decode_catalogue(catalogue, cfg)
-    array, key = decoded.array, decoded.fingerprint
+    decoded, bad, hashes = decode_catalogue(catalogue, cfg, pixels_needed=pixels_needed)
     rows = np.arange(len(catalogue))
     if bad:
         if not cfg.skip_bad_images:
-            listing = "\n  ".join(f"{e.path}: {e.reason}" for e in bad[:10])
-            more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
-            raise DataError(
-                f"{len(bad)} image(s) cannot be read:\n  {listing}{more}\n"
-                "fix or remove them, or pass --skip-bad-images to leave them out"
-            )
+            raise unreadable_error(bad)
         bad_ids = {e.path for e in bad}
         keep = np.asarray([i not in bad_ids for i in catalogue.ids])
         catalogue, rows = catalogue.subset(keep), rows[keep]
@@ -121,7 +178,8 @@ def prepare_data(cfg: DataConfig, seed: int) -> PreparedData:
             )
     split = grouped_split(catalogue.labels, catalogue.groups, val_fraction, cfg.test_fraction, seed)
     notes += missing_classes(catalogue, split, check_val=val_fraction > 0)
-    return PreparedData(catalogue, ImageStore(array, rows, fingerprint=key), split, bad, notes)
+    store = ImageStore(decoded.array, rows, decoded.fingerprint, decoded.unreadable)
+    return PreparedData(catalogue, store, split, bad, notes)
 
 
 def _subsample(

@@ -48,6 +48,9 @@ class Learner(ABC):
     """
 
     name: ClassVar[str] = "base"
+    # reads pixels at every fit and prediction, so it needs the decoded-image cache; False: reads
+    # them once in ``prepare`` (the frozen learner's features), so they may be streamed
+    reads_pixels: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -71,6 +74,16 @@ class Learner(ABC):
         from unisal.models.backbones import check_backbone_name
 
         check_backbone_name(cfg.model.backbone, cfg.data.image_size)
+        if cls.reads_pixels and (cfg.data.pixel_cache == "stream" or cfg.data.decoder != "pil"):
+            what = (
+                "--pixel-cache stream"
+                if cfg.data.pixel_cache == "stream"
+                else f"--decoder {cfg.data.decoder}"
+            )
+            raise ConfigError(
+                f"the {cls.name} learner reads the images at every epoch, so it needs the decoded-image "
+                f"cache: drop {what}, or use the frozen learner, which reads them once"
+            )
 
     @property
     def cotrain(self) -> bool:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from unisal.config import ConfigError, RunConfig
 from unisal.data.prepare import PreparedData
 from unisal.learners.base import Learner, register_learner
-from unisal.models.features import FeatureStore, ViewSpec, build_feature_cache
+from unisal.models.feature_cache import build_feature_cache
+from unisal.models.features import FeatureStore, ViewSpec
 from unisal.models.heads import build_head
 from unisal.models.network import UniSALNet
 from unisal.train.inputs import FeatureInputs, NetworkInputs
@@ -22,6 +23,7 @@ class FrozenLearner(Learner):
     """Two (or, supervised, one) MLP heads on features of a frozen pretrained backbone."""
 
     features: FeatureStore | None = None
+    reads_pixels = False  # once, to build the feature cache: they may be streamed
 
     @classmethod
     def check(cls, cfg: RunConfig) -> None:
@@ -49,6 +51,8 @@ class FrozenLearner(Learner):
             engine=self.cfg.features.engine,
             shard_images=self.cfg.features.shard_images,
         )
+        # streamed pixels: the items that could not be read are known only now
+        data.leave_out_unreadable(self.features.unreadable, skip=self.cfg.data.skip_bad_images)
         return FeatureInputs(self.features, self.cfg.features.predict_views)
 
     def new_networks(self, seed: int) -> list[UniSALNet]:

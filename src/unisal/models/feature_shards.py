@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from unisal.data.cache import reserve_space, sample_checksum
+from unisal.data.stream import BadRows
 from unisal.errors import CacheError
 from unisal.events import message
 from unisal.io import read_json_object, write_json_atomic
@@ -94,9 +95,11 @@ def shard_done(folder: Path, lo: int, hi: int, shape: list[int]) -> bool:
     )
 
 
-def write_shard(folder: Path, lo: int, hi: int, features: np.ndarray, seconds: float) -> None:
+def write_shard(
+    folder: Path, lo: int, hi: int, features: np.ndarray, seconds: float, *, bad: BadRows | None = None
+) -> None:
     """Write shard (lo, hi): float16 ``features`` (hi - lo, V, F) to a temporary file renamed into
-    place, then its record."""
+    place, then its record, which lists the rows that could not be read (``bad``)."""
     path = shard_path(folder, lo, hi)
     # unique across processes and machines sharing the folder
     partial = path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex}.partial")
@@ -109,7 +112,8 @@ def write_shard(folder: Path, lo: int, hi: int, features: np.ndarray, seconds: f
         partial.unlink(missing_ok=True)
         raise CacheError(f"cannot write the feature cache's shard {path}: {exc.strerror or exc}") from exc
     record = {"rows": [lo, hi], "shape": list(features.shape), "sha1": sample_checksum(features),
-              "seconds": round(seconds, 3), "pid": os.getpid()}  # fmt: skip
+              "seconds": round(seconds, 3), "pid": os.getpid(),
+              "unreadable": [[int(row), error.reason] for row, error in bad or []]}  # fmt: skip
     write_json_atomic(path.with_suffix(".json"), record)
 
 
@@ -125,6 +129,15 @@ def assemble(folder: Path, shape: list[int], bounds: list[tuple[int, int]]) -> P
     del array
     os.replace(partial, target)
     return target
+
+
+def unreadable(folder: Path, bounds: list[tuple[int, int]]) -> dict[int, str]:
+    """The rows that the whole shards of ``bounds`` could not read, with the reason."""
+    out: dict[int, str] = {}
+    for lo, hi in bounds:
+        record = read_json_object(shard_path(folder, lo, hi).with_suffix(".json")) or {}
+        out.update({int(row): str(reason) for row, reason in record.get("unreadable", [])})
+    return out
 
 
 def remove_shards(folder: Path) -> None:
@@ -152,5 +165,6 @@ __all__ = [
     "remove_shards",
     "shard_bounds",
     "shard_done",
+    "unreadable",
     "write_shard",
 ]

@@ -5,14 +5,14 @@ One actor per worker loads the backbone once and extracts whole shards
 folder itself; the driver waits for them and assembles the cache. Actors ask for one GPU each
 where the cache is built on CUDA, else ``--threads`` CPUs each (by default the CPUs Ray offers
 shared out, one thread per worker: two workers on a 2-core machine). The images are read by every worker from the
-decoded-image cache's memory-mapped file (a folder every worker sees), or, for a store built in
-memory, from Ray's object store. A worker that dies is restarted and its shard tried again
+decoded-image cache's memory-mapped file (a folder every worker sees), decoded by the worker from
+the items themselves where the pixels are streamed (files every worker sees), or, for a store
+built in memory, from Ray's object store. A worker that dies is restarted and its shard tried again
 (``MAX_RESTARTS``); the shards already written stay.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,7 @@ from unisal.config import ModelConfig
 from unisal.data.cache import ImageStore
 from unisal.errors import RunError
 from unisal.events import Task
-from unisal.models import feature_shards
-from unisal.models.features import ShardWork, ViewExtractor, feature_backbone
+from unisal.models.feature_cache import ShardWork, ViewExtractor, feature_backbone
 
 MAX_RESTARTS = 3
 
@@ -51,14 +50,15 @@ class FeatureWorker:
 
     def shard(self, folder: str, lo: int, hi: int, batch_size: int) -> tuple[int, str]:
         """Extract and write shard (lo, hi): its image count and the engine used."""
-        start = time.perf_counter()
-        parts = list(self.views.batches(lo, hi, batch_size))
-        feature_shards.write_shard(Path(folder), lo, hi, np.concatenate(parts), time.perf_counter() - start)
+        self.views.shard(Path(folder), lo, hi, batch_size, lambda n: None)
         return hi - lo, self.views.engine
 
 
 def _images_source(ray: Any, store: ImageStore) -> Any:
-    """What a worker opens: the memory-mapped file of the decoded images, else an object ref."""
+    """What a worker opens: the memory-mapped file of the decoded images, the items themselves
+    where they are streamed (each worker decodes its own shards), else an object ref."""
+    if store.streamed:
+        return store.array  # pickled without threads: the items' ids and how to read them
     filename = getattr(store.array, "filename", None)
     if isinstance(store.array, np.memmap) and filename and Path(filename).is_file():
         return str(filename)
@@ -66,7 +66,7 @@ def _images_source(ray: Any, store: ImageStore) -> Any:
 
 
 class OnRay:
-    """The feature cache's :data:`~unisal.models.features.Extractor` on Ray workers, joining
+    """The feature cache's :data:`~unisal.models.feature_cache.Extractor` on Ray workers, joining
     ``address`` (or a Ray initialised here, or a local instance)."""
 
     name = "ray"

@@ -1,0 +1,238 @@
+"""Pixels read straight from their items, batch by batch: a pool that is never decoded whole (issue 18).
+
+The decoded-image cache (``unisal.data.cache``) holds every image of a data set at the run's size:
+150 GB for a million tiles at 224 px. A learner that reads pixels once (the frozen learner, which
+reads them to build its feature cache) does not need it: :class:`StreamedImages` stands in for the
+cache's array, decoding the rows asked for from the files or slide tiles with a pool of threads
+(Pillow and OpenSlide release the GIL while they decode), and holds none of them afterwards. The
+pixels are those the cache would hold (the same ``read_at``), so the feature cache built from them
+is the same, under the same key.
+
+With ``decoder="device"`` the JPEG files of a batch are decoded together on the extraction device
+(``torchvision.io.decode_jpeg``: nvJPEG on CUDA) and resized there, which keeps a GPU fed where
+one CPU thread per image cannot; other items (PNG, TIFF, slide tiles) are decoded as above. Its
+pixels differ from Pillow's in the last bits (another IDCT and resampling), so its caches have
+keys of their own (:func:`stream_fingerprint`).
+
+:func:`prefetched` reads the next batches in a background thread while the current one computes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from unisal.config import DECODERS
+from unisal.data.items import ItemSource
+from unisal.errors import BadImageError
+
+JPEG_SUFFIXES = frozenset({".jpg", ".jpeg"})
+
+BadRows = list[tuple[int, BadImageError]]  # (row, why it cannot be read)
+
+
+def stream_fingerprint(image_key: str, decoder: str) -> str:
+    """The fingerprint of streamed pixels: the decoded-image cache's key for Pillow's (the same
+    pixels, so the same feature caches), another for the device decoder's."""
+    if decoder == "pil":
+        return image_key
+    return hashlib.sha1(f"{image_key}|decoder={decoder}".encode()).hexdigest()[:20]
+
+
+class StreamedImages:
+    """The items of ``items`` at ``size`` px, decoded when asked: an array-like of shape
+    (N, size, size, 3) uint8 that holds no pixels.
+
+    Indexing (an int, a slice, an int array) decodes those rows and raises BadImageError for one
+    that cannot be read; :meth:`read` gives zero rows and the reasons instead, and
+    :meth:`read_tensor` the same as a tensor on a device (decoded there with ``decoder="device"``).
+    It pickles without its threads (a Ray worker opens the items itself).
+
+    Args:
+        items: the source (files, ``.npz`` rows, slide tiles).
+        size: the side of the square images.
+        decoder: ``pil``, every item through ``items.read_at``; ``device``, JPEG files decoded in
+            batches on the device :meth:`read_tensor` is given.
+        workers: threads that decode items at once.
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, items: ItemSource, size: int, *, decoder: str = "pil", workers: int = 4) -> None:
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown decoder '{decoder}' (one of {', '.join(DECODERS)})")
+        self.items, self.size, self.decoder, self.workers = items, int(size), decoder, max(1, workers)
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.items), self.size, self.size, 3)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_pool": None}
+
+    def _threads(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="unisal-decode")
+        return self._pool
+
+    def _decode(self, i: int) -> np.ndarray | BadImageError:
+        try:
+            return self.items.read_at(i, self.size)
+        except BadImageError as error:
+            return error
+
+    def read(self, rows: np.ndarray) -> tuple[np.ndarray, BadRows]:
+        """uint8 (B, S, S, 3) of ``rows`` (B,), decoded with Pillow (zero where an item cannot be
+        read), and those rows with the reason."""
+        rows = np.asarray(rows, np.int64)
+        out = np.zeros((len(rows), self.size, self.size, 3), np.uint8)
+        bad: BadRows = []
+        decoded = (
+            self._threads().map(self._decode, rows.tolist()) if len(rows) > 1 else map(self._decode, rows)
+        )
+        for b, (row, image) in enumerate(zip(rows.tolist(), decoded, strict=True)):
+            if isinstance(image, BadImageError):
+                bad.append((row, image))
+            else:
+                out[b] = image
+        return out, bad
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        rows = np.arange(len(self))[key]
+        images, bad = self.read(np.atleast_1d(rows))
+        if bad:
+            raise bad[0][1]
+        return images[0] if np.ndim(rows) == 0 else images
+
+    def jpeg_file(self, i: int) -> str | None:
+        """The path of item ``i`` where it is a JPEG file of its own (what the device decodes)."""
+        path = self.items.holder(i)
+        return path if self.items.ids[i] == path and Path(path).suffix.lower() in JPEG_SUFFIXES else None
+
+    def read_tensor(self, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, BadRows]:
+        """uint8 (B, S, S, 3) of ``rows`` (B,) on ``device``, and the rows that cannot be read
+        (zero). Pinned and copied without waiting on CUDA; with ``decoder="device"`` the JPEG
+        files among them are decoded on ``device`` in one call."""
+        rows = np.asarray(rows, np.int64)
+        jpegs = (
+            {b: p for b, p in enumerate(map(self.jpeg_file, rows.tolist())) if p}
+            if self.decoder == "device"
+            else {}
+        )
+        others = np.asarray([b for b in range(len(rows)) if b not in jpegs], np.int64)
+        images, bad = self.read(rows[others])
+        host = torch.from_numpy(images)
+        out = torch.zeros((len(rows), self.size, self.size, 3), dtype=torch.uint8, device=device)
+        if len(others):
+            out[torch.from_numpy(others).to(device)] = to_device(host, device)
+        if jpegs:
+            positions = list(jpegs)
+            decoded, failed = decode_jpegs([jpegs[b] for b in positions], self.size, device)
+            keep = [k for k in range(len(positions)) if k not in failed]
+            if keep:
+                out[torch.as_tensor([positions[k] for k in keep], device=device)] = decoded[keep]
+            for k, error in failed.items():  # nvJPEG refuses some files Pillow reads (e.g. CMYK)
+                row = int(rows[positions[k]])
+                image = self._decode(row)
+                if isinstance(image, BadImageError):
+                    bad.append((row, BadImageError(image.path, f"{image.reason}; {error}")))
+                else:
+                    out[positions[k]] = torch.from_numpy(image).to(device)
+        return out, sorted(bad, key=lambda pair: pair[0])
+
+
+def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``batch`` on ``device``: through pinned memory without waiting on CUDA, as it is on a CPU."""
+    if device.type != "cuda":
+        return batch.to(device)
+    return batch.pin_memory().to(device, non_blocking=True)
+
+
+def square_resize(image: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (3, H, W) -> uint8 (size, size, 3): centre-cropped to a square and resized bicubic
+    with antialiasing (as ``unisal.data.images.resize_square`` does with Pillow)."""
+    _, h, w = image.shape
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = image[:, top : top + side, left : left + side]
+    if side != size:
+        x = torch.nn.functional.interpolate(
+            square.unsqueeze(0).float(),
+            size=(size, size),
+            mode="bicubic",
+            antialias=True,
+            align_corners=False,
+        )
+        square = x.round_().clamp_(0, 255).to(torch.uint8)[0]
+    return square.permute(1, 2, 0)
+
+
+def decode_jpegs(paths: list[str], size: int, device: torch.device) -> tuple[torch.Tensor, dict[int, str]]:
+    """JPEG files decoded together on ``device`` (nvJPEG on CUDA) and resized there: uint8
+    (B, size, size, 3), zero where a file could not be decoded, and those positions with the reason."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    out = torch.zeros((len(paths), size, size, 3), dtype=torch.uint8, device=device)
+    failed: dict[int, str] = {}
+    data, good = [], []
+    for k, path in enumerate(paths):
+        try:
+            data.append(torch.from_numpy(np.fromfile(path, np.uint8)))
+            good.append(k)
+        except OSError as exc:
+            failed[k] = f"cannot read the file ({exc.strerror or exc})"
+    try:
+        images = decode_jpeg(data, mode=ImageReadMode.RGB, device=device) if data else []
+    except RuntimeError:  # one bad file fails the batch: find it one by one
+        images = []
+        for k, raw in zip(list(good), data, strict=True):
+            try:
+                images.append(decode_jpeg(raw, mode=ImageReadMode.RGB, device=device))
+            except RuntimeError as exc:
+                failed[k] = f"the device's JPEG decoder failed ({str(exc).splitlines()[0][:120]})"
+                good.remove(k)
+    for k, image in zip(good, images, strict=True):
+        out[k] = square_resize(image, size)
+    return out, failed
+
+
+T = TypeVar("T")
+A = TypeVar("A")
+
+
+def prefetched(read: Callable[[A], T], jobs: Iterable[A], *, depth: int = 2) -> Iterator[T]:
+    """``read(job)`` for every job in order, up to ``depth`` jobs read ahead in a background thread
+    while the caller works on the current one (decoding overlaps the backbone's forward pass)."""
+    pending: list[Future[T]] = []
+    with ThreadPoolExecutor(1, thread_name_prefix="unisal-prefetch") as reader:
+        try:
+            for job in jobs:
+                pending.append(reader.submit(read, job))
+                if len(pending) > depth:
+                    yield pending.pop(0).result()
+            while pending:
+                yield pending.pop(0).result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def read_rows_to(
+    images: np.ndarray | StreamedImages, lo: int, hi: int, device: torch.device
+) -> tuple[torch.Tensor, BadRows]:
+    """Rows lo..hi - 1 of a decoded-image array (memory-mapped) or of streamed items, as uint8
+    (B, S, S, 3) on ``device``, and the rows that could not be read (zero)."""
+    if isinstance(images, StreamedImages):
+        return images.read_tensor(np.arange(lo, hi), device)
+    return to_device(torch.from_numpy(np.array(images[lo:hi])), device), []
