@@ -57,3 +57,24 @@ def test_two_ray_workers_build_the_cache_of_one_process_and_resume_its_shards(
     assert resumed.info["resumed_shards"] == 2
     np.testing.assert_allclose(np.asarray(resumed.array, np.float32), local, rtol=2e-3, atol=2e-3)
     assert json.loads((folder / "complete.json").read_text())["shards"] == 4
+
+
+def test_ray_workers_decode_streamed_items_themselves(tmp_path: Path, local_ray: None) -> None:
+    from PIL import Image
+
+    from unisal.data.items import FileItems
+    from unisal.data.stream import StreamedImages
+
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(10):
+        paths.append(str(tmp_path / f"tile_{i}.png"))
+        Image.fromarray(synthetic_tile(i % 3, 40, rng)).save(paths[-1])
+    Path(paths[7]).write_bytes(b"broken")
+    streamed = ImageStore(StreamedImages(FileItems(tuple(paths)), 32), np.arange(10), "streamed-10")  # type: ignore[arg-type]
+    local = build(streamed, tmp_path / "local")
+    on_ray = build(streamed, tmp_path / "ray", extractor=OnRay())
+    assert on_ray.info["executor"] == "ray" and on_ray.info["streamed"]
+    np.testing.assert_allclose(np.asarray(on_ray.array, np.float32), np.asarray(local.array, np.float32),
+                               rtol=2e-3, atol=2e-3)  # fmt: skip
+    assert list(on_ray.unreadable) == list(local.unreadable) == [7]  # found by the worker that read it

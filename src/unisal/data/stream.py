@@ -20,6 +20,7 @@ keys of their own (:func:`stream_fingerprint`).
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -30,7 +31,7 @@ import torch
 
 from unisal.config import DECODERS
 from unisal.data.items import ItemSource
-from unisal.errors import BadImageError
+from unisal.errors import BadImageError, RunError
 
 JPEG_SUFFIXES = frozenset({".jpg", ".jpeg"})
 
@@ -159,29 +160,28 @@ def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     return batch.pin_memory().to(device, non_blocking=True)
 
 
-def square_resize(image: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 (3, H, W) -> uint8 (size, size, 3): centre-cropped to a square and resized bicubic
-    with antialiasing (as ``unisal.data.images.resize_square`` does with Pillow)."""
-    _, h, w = image.shape
+def square_resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> uint8 (B, size, size, 3): centre-cropped to a square and resized
+    bicubic with antialiasing (as ``unisal.data.images.resize_square`` does with Pillow)."""
+    h, w = images.shape[-2:]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    square = image[:, top : top + side, left : left + side]
+    square = images[:, :, top : top + side, left : left + side]
     if side != size:
         x = torch.nn.functional.interpolate(
-            square.unsqueeze(0).float(),
-            size=(size, size),
-            mode="bicubic",
-            antialias=True,
-            align_corners=False,
+            square.float(), size=(size, size), mode="bicubic", antialias=True, align_corners=False
         )
-        square = x.round_().clamp_(0, 255).to(torch.uint8)[0]
-    return square.permute(1, 2, 0)
+        square = x.round_().clamp_(0, 255).to(torch.uint8)
+    return square.permute(0, 2, 3, 1)
 
 
 def decode_jpegs(paths: list[str], size: int, device: torch.device) -> tuple[torch.Tensor, dict[int, str]]:
     """JPEG files decoded together on ``device`` (nvJPEG on CUDA) and resized there: uint8
     (B, size, size, 3), zero where a file could not be decoded, and those positions with the reason."""
-    from torchvision.io import ImageReadMode, decode_jpeg
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg
+    except ImportError as exc:  # deprecated since torchvision 0.29 in favour of TorchCodec
+        raise RunError(f"this torchvision cannot decode JPEG files ({exc}): use --decoder pil") from None
 
     out = torch.zeros((len(paths), size, size, 3), dtype=torch.uint8, device=device)
     failed: dict[int, str] = {}
@@ -192,18 +192,24 @@ def decode_jpegs(paths: list[str], size: int, device: torch.device) -> tuple[tor
             good.append(k)
         except OSError as exc:
             failed[k] = f"cannot read the file ({exc.strerror or exc})"
-    try:
-        images = decode_jpeg(data, mode=ImageReadMode.RGB, device=device) if data else []
-    except RuntimeError:  # one bad file fails the batch: find it one by one
-        images = []
-        for k, raw in zip(list(good), data, strict=True):
-            try:
-                images.append(decode_jpeg(raw, mode=ImageReadMode.RGB, device=device))
-            except RuntimeError as exc:
-                failed[k] = f"the device's JPEG decoder failed ({str(exc).splitlines()[0][:120]})"
-                good.remove(k)
-    for k, image in zip(good, images, strict=True):
-        out[k] = square_resize(image, size)
+    with warnings.catch_warnings():  # torchvision 0.29 announces TorchCodec on every call
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            images = decode_jpeg(data, mode=ImageReadMode.RGB, device=device) if data else []
+        except RuntimeError:  # one bad file fails the batch: find it one by one
+            images = []
+            for k, raw in zip(list(good), data, strict=True):
+                try:
+                    images.append(decode_jpeg(raw, mode=ImageReadMode.RGB, device=device))
+                except RuntimeError as exc:
+                    failed[k] = f"the device's JPEG decoder failed ({str(exc).splitlines()[0][:120]})"
+                    good.remove(k)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for position, image in enumerate(images):  # a batch of tiles is mostly of one shape: resized at once
+        by_shape.setdefault(tuple(image.shape), []).append(position)
+    for positions in by_shape.values():
+        resized = square_resize(torch.stack([images[p] for p in positions]), size)
+        out[torch.as_tensor([good[p] for p in positions], device=device)] = resized
     return out, failed
 
 
