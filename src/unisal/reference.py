@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from unisal.config import RunConfig, from_dict, to_dict
-from unisal.data.prepare import PreparedData, prepare_data
+from unisal.data.prepare import UNREADABLE, PreparedData, prepare_data
 from unisal.device import resolve_device
 from unisal.errors import RunError
 from unisal.events import message
@@ -114,7 +114,10 @@ def train_supervised_reference(
     cfg.threads = configure_threads(resumed_threads(overrides.get("threads"), recorded))
     data = prepare_data(cfg.data, cfg.seed, pixels_needed=pixels_needed(cfg))
     saved_split = RunFolder(run_dir).read_split()
-    if len(saved_split) != len(data.split) or np.any(saved_split != data.split):
+    # items the run found unreadable while streaming are left out again once the features are read
+    if len(saved_split) != len(data.split) or np.any(
+        (saved_split != data.split) & (saved_split != UNREADABLE)
+    ):
         raise RunError(f"the data or split differs from the one recorded in {run_dir}/splits.csv")
     last_round = max((r["round"] for r in state.results), default=0)
     round_ = last_round if round_ is None else round_

@@ -53,8 +53,11 @@ def test_streamed_pixels_are_the_cache_pixels_and_none_are_kept(tmp_path: Path) 
     assert np.array_equal(streamed[0:7], cached)  # a slice
     assert np.array_equal(streamed[3], cached[3])  # one row
     assert np.array_equal(streamed[np.array([5, 1, 5])], cached[[5, 1, 5]])  # rows in any order
+    assert np.array_equal(streamed[-1], cached[6]) and np.array_equal(streamed[5:], cached[5:])
+    with pytest.raises(IndexError, match="outside the 7 items"):
+        streamed[7]
     on_device, unread = read_rows_to(streamed, 2, 6, CPU)
-    assert unread == [] and torch.equal(on_device, torch.from_numpy(np.asarray(cached[2:6])))
+    assert unread == [] and torch.equal(on_device, torch.from_numpy(np.array(cached[2:6])))
     # a Ray worker gets it pickled: the items, not threads or pixels
     copy = pickle.loads(pickle.dumps(streamed))
     assert copy._pool is None and np.array_equal(copy[1:3], cached[1:3])

@@ -165,3 +165,26 @@ def test_unisal_features_streams_without_an_image_cache(make_image_folder, tmp_p
     assert again.exit_code == 0 and "reused, built earlier" in again.output
     device = CliRunner().invoke(cli, [*args, "--decoder", "device"])  # PNG files: Pillow's pixels, own key
     assert device.exit_code == 0 and "built in" in device.output
+
+
+def test_a_streamed_run_with_an_unreadable_file_skips_it_resumes_and_gives_a_reference(
+    make_image_folder, tmp_path: Path
+) -> None:
+    from unisal.reference import train_supervised_reference
+
+    root = make_image_folder(classes={"red": 10, "green": 10, "blue": 10}, size=32)
+    broken = sorted(root.rglob("*.png"))[4]
+    broken.write_bytes(b"GIF89a")
+    values = {"data__pixel_cache": "stream", "data__skip_bad_images": True, "rounds": 1}
+    ActiveLearningRun(config(root, tmp_path, "run", "frozen", **values)).run()
+    out = tmp_path / "run"
+    with (out / "splits.csv").open(newline="") as handle:
+        splits = {r["path"]: r["split"] for r in csv.DictReader(handle)}
+    assert splits[str(broken.relative_to(root))] == "unreadable"
+    assert str(broken) in (out / "bad_images.csv").read_text()
+    queried = "".join((out / "queries" / "round_1.csv").read_text().splitlines()[1:])
+    assert broken.name not in queried
+    ActiveLearningRun(config(root, tmp_path, "run", "frozen", **{**values, "rounds": 2}), resume=True).run()
+    assert len(_results(out)) == 3  # rounds 0-2: the split checked on resume, as recorded
+    summary = train_supervised_reference(out, "run", None, tmp_path / "reference", {})
+    assert summary["n_labeled"] > 0

@@ -20,6 +20,7 @@ keys of their own (:func:`stream_fingerprint`).
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -60,16 +61,21 @@ class StreamedImages:
         size: the side of the square images.
         decoder: ``pil``, every item through ``items.read_at``; ``device``, JPEG files decoded in
             batches on the device :meth:`read_tensor` is given.
-        workers: threads that decode items at once.
+        workers: threads that decode items at once; default the cores this process may use
+            where it decodes (a Ray worker counts its own).
     """
 
     dtype = np.dtype(np.uint8)
     ndim = 4
 
-    def __init__(self, items: ItemSource, size: int, *, decoder: str = "pil", workers: int = 4) -> None:
+    def __init__(
+        self, items: ItemSource, size: int, *, decoder: str = "pil", workers: int | None = None
+    ) -> None:
         if decoder not in DECODERS:
             raise ValueError(f"unknown decoder '{decoder}' (one of {', '.join(DECODERS)})")
-        self.items, self.size, self.decoder, self.workers = items, int(size), decoder, max(1, workers)
+        self.items, self.size, self.decoder = items, int(size), decoder
+        # the cores this process may use (a GPU machine's many feed one GPU); chosen where it decodes
+        self.workers = workers
         self._pool: ThreadPoolExecutor | None = None
 
     @property
@@ -84,7 +90,8 @@ class StreamedImages:
 
     def _threads(self) -> ThreadPoolExecutor:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="unisal-decode")
+            workers = self.workers or len(os.sched_getaffinity(0))
+            self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="unisal-decode")
         return self._pool
 
     def _decode(self, i: int) -> np.ndarray | BadImageError:
@@ -110,7 +117,12 @@ class StreamedImages:
         return out, bad
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        rows = np.arange(len(self))[key]
+        n = len(self)
+        rows = np.arange(*key.indices(n)) if isinstance(key, slice) else np.asarray(key, np.int64)
+        flat = np.atleast_1d(rows)
+        if len(flat) and (flat.min() < -n or flat.max() >= n):
+            raise IndexError(f"rows {flat.min()}..{flat.max()} are outside the {n} items")
+        rows = np.where(rows < 0, rows + n, rows)
         images, bad = self.read(np.atleast_1d(rows))
         if bad:
             raise bad[0][1]
@@ -131,6 +143,9 @@ class StreamedImages:
             if self.decoder == "device"
             else {}
         )
+        if not jpegs:
+            images, bad = self.read(rows)
+            return to_device(torch.from_numpy(images), device), bad
         others = np.asarray([b for b in range(len(rows)) if b not in jpegs], np.int64)
         images, bad = self.read(rows[others])
         host = torch.from_numpy(images)
