@@ -15,8 +15,9 @@ groups, balanced), else writes that many synthetic JPEG tiles (``--source-size``
 temporary folder, so that it runs on a machine without the data (a GPU machine). Prints one JSON
 line per mode: seconds (the whole preparation: hashing, decoding, extraction), images/s and views/s,
 the peak anonymous memory above the start (``RssAnon``: memory-mapped files not counted), the bytes
-the cache folder holds afterwards, and the largest difference from ``keep``'s features in float16
-steps (0: identical). Run it alone on the machine.
+the cache folder holds afterwards, and how far the features are from ``keep``'s (the largest
+difference in float16 steps, 0 where identical; the mean relative difference). Run it alone on
+the machine.
 """
 
 from __future__ import annotations
@@ -104,10 +105,16 @@ def child(args: argparse.Namespace) -> None:
     }))  # fmt: skip
 
 
-def float16_steps(a: Path, b: Path) -> float:
+def difference(a: Path, b: Path) -> dict[str, float]:
+    """How far features ``b`` are from ``a``: the largest difference in float16 steps (0: identical;
+    meaningful for the same pixels) and the mean absolute difference relative to the mean absolute
+    value (for other pixels: the device decoder's)."""
     x, y = np.load(a).astype(np.float32), np.load(b).astype(np.float32)
     ulp = np.spacing(np.abs(x).astype(np.float16)).astype(np.float32)
-    return float(np.max(np.abs(x - y) / ulp))
+    return {
+        "float16_steps_from_keep": round(float(np.max(np.abs(x - y) / ulp)), 2),
+        "relative_difference_from_keep": round(float(np.abs(x - y).mean() / np.abs(x).mean()), 5),
+    }
 
 
 def main() -> None:
@@ -154,7 +161,7 @@ def main() -> None:
             if mode == "keep":
                 reference = features
             elif reference is not None:
-                result["float16_steps_from_keep"] = round(float16_steps(reference, features), 2)
+                result |= difference(reference, features)
             print(json.dumps({**result, "commit": commit}), flush=True)
 
 
