@@ -215,3 +215,32 @@ def test_a_flat_tiff_is_read_through_tifffile_with_the_pyramids_pixels(tmp_path:
     assert np.array_equal(flat_tile, pyramid_tile)
     edge = np.asarray(slide.read_region((3900, 2900), 0, (224, 224)))
     assert edge[:100, :100, 3].min() == 255 and edge[150:, 150:, 3].max() == 0  # outside: transparent
+
+
+def test_tiles_stream_from_their_slides_into_the_features_as_the_image_cache_gives_them(
+    tmp_path: Path,
+) -> None:
+    """Issue 18: a tile table's features extracted straight from the slides (no image cache) equal
+    those extracted from the decoded-image cache."""
+    import torch
+
+    from unisal.config import DataConfig, ModelConfig
+    from unisal.data.prepare import decode_catalogue
+    from unisal.models.feature_cache import build_feature_cache
+    from unisal.models.features import ViewSpec
+
+    slides = [pyramid(tmp_path / n) for n in ("a.tif", "b.tif")]
+    tile_slides(slides, tmp_path / "t.csv", TilingSettings())
+    stores = {}
+    for mode in ("keep", "stream"):
+        cfg = DataConfig(path=str(tmp_path / "t.csv"), image_size=32, cache_dir=str(tmp_path / mode),
+                         pixel_cache=mode)  # fmt: skip
+        # the table has no labels, so a simulation's prepare_data would refuse it: decoded as a project's
+        store, bad, _ = decode_catalogue(load_catalogue(cfg.path, "auto", None), cfg, pixels_needed=False)
+        assert bad == [] and store.streamed == (mode == "stream")
+        stores[mode] = build_feature_cache(
+            store, ModelConfig(), spec=ViewSpec("identity"), device=torch.device("cpu"),
+            cache_dir=tmp_path / mode, batch_size=5, engine="torch",
+        )  # fmt: skip
+    assert not list((tmp_path / "stream").glob("*.npy"))  # no tile was written as pixels
+    np.testing.assert_array_equal(np.asarray(stores["stream"].array), np.asarray(stores["keep"].array))
