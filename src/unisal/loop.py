@@ -149,6 +149,7 @@ class ActiveLearningRun:
         self.learner = create_learner(cfg, len(data.catalogue.class_names), self.device)
         self._check_memory(data)
         self.learner.prepare(data)
+        self._check_sizes(data)  # again: streamed items found unreadable may have left the pool
         self.strategy = make_strategy(cfg)
         self.data = data
         self.state = self._load_or_start(data)

@@ -84,6 +84,7 @@ def supervised_reference(
     other images are unused in supervised mode; they bound the batch."""
     learner = create_learner(cfg, len(data.catalogue.class_names), device)
     learner.prepare(data)
+    idx_lb = idx_lb[np.isin(idx_lb, data.idx_train)]  # less any found unreadable while streaming
     unlabelled = np.setdiff1d(data.idx_train, idx_lb)
     result = fit_round(learner, data, idx_lb, unlabelled, seed=cfg.seed, round_=round_)
     labels = data.catalogue.labels
@@ -138,7 +139,7 @@ def train_supervised_reference(
         "run": str(run_dir),
         "labels": labels,
         "round": round_,
-        "n_labeled": int(len(idx_lb)),
+        "n_labeled": int(np.isin(idx_lb, data.idx_train).sum()),  # what was trained on
         "learner": cfg.learner.name,
         "networks": cfg.learner.networks,
         **metrics,

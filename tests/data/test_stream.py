@@ -56,6 +56,9 @@ def test_streamed_pixels_are_the_cache_pixels_and_none_are_kept(tmp_path: Path) 
     assert np.array_equal(streamed[-1], cached[6]) and np.array_equal(streamed[5:], cached[5:])
     with pytest.raises(IndexError, match="outside the 7 items"):
         streamed[7]
+    mask = np.zeros(7, bool)
+    mask[[2, 4]] = True
+    assert np.array_equal(streamed[mask], cached[[2, 4]])  # a mask is its True rows, not rows 0 and 1
     on_device, unread = read_rows_to(streamed, 2, 6, CPU)
     assert unread == [] and torch.equal(on_device, torch.from_numpy(np.array(cached[2:6])))
     # a Ray worker gets it pickled: the items, not threads or pixels

@@ -188,3 +188,74 @@ def test_a_streamed_run_with_an_unreadable_file_skips_it_resumes_and_gives_a_ref
     assert len(_results(out)) == 3  # rounds 0-2: the split checked on resume, as recorded
     summary = train_supervised_reference(out, "run", None, tmp_path / "reference", {})
     assert summary["n_labeled"] > 0
+
+
+def test_shards_of_a_killed_cached_build_keep_its_unreadable_rows_for_a_streamed_resume(
+    make_image_folder, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from unisal.errors import CacheError
+    from unisal.models import feature_cache
+
+    root = make_image_folder(classes={"red": 5, "green": 5}, size=32)
+    broken = sorted(root.rglob("*.png"))[1]
+    broken.write_bytes(b"")
+    keep = config(root, tmp_path, "x", "frozen", data__pixel_cache="keep", data__skip_bad_images=True)
+    kept = prepare_data(keep.data, 0).store
+    assert list(kept.unreadable) == [1] and "<this file>" in kept.unreadable[1]  # no path: caches are shared
+
+    def first_shard_only(work: feature_cache.ShardWork, backbone: torch.nn.Module) -> tuple[str, int]:
+        return feature_cache.extract_here(dataclasses.replace(work, shards=work.shards[:1]), backbone)
+
+    with pytest.raises(CacheError, match="missing after extraction"):  # a build killed after one shard
+        build(kept, tmp_path, extractor=first_shard_only)
+    streamed = prepare_data(config(root, tmp_path, "x", "frozen", data__pixel_cache="stream").data, 0).store
+    resumed = build(streamed, tmp_path)
+    assert resumed.info["resumed_shards"] == 1 and list(resumed.unreadable) == [1]
+    data = prepare_data(config(root, tmp_path, "x", "frozen", data__pixel_cache="stream").data, 0)
+    with pytest.raises(DataError, match=f"{broken}: cannot identify image file '{broken}'"):
+        data.leave_out_unreadable(resumed.unreadable, skip=False)  # the path put back
+
+
+def test_a_shard_from_before_the_records_is_extracted_again_for_a_stream(
+    make_image_folder, tmp_path: Path
+) -> None:
+    from unisal.models import feature_shards
+
+    root = make_image_folder(classes={"red": 4, "green": 4}, size=32)
+    kept, streamed = stores(root, tmp_path)
+    whole = build(kept, tmp_path / "whole")
+    assert whole.folder is not None
+    folder = tmp_path / "old" / "features" / whole.folder.name
+    feature_shards.write_shard(folder, 0, 4, np.asarray(whole.array[0:4]), 0.1)
+    record = folder / "shards" / "000000000-000000004.json"
+    old = json.loads(record.read_text())
+    del old["unreadable"]
+    record.write_text(json.dumps(old))
+    assert build(streamed, tmp_path / "old").info["resumed_shards"] == 0
+    again = tmp_path / "old2" / "features" / whole.folder.name
+    feature_shards.write_shard(again, 0, 4, np.asarray(whole.array[0:4]), 0.1)
+    (again / "shards" / record.name).write_text(json.dumps(old))
+    assert build(kept, tmp_path / "old2").info["resumed_shards"] == 1  # the image cache knows its bad files
+
+
+def test_the_device_decoder_with_a_kept_cache_is_refused(make_image_folder, tmp_path: Path) -> None:
+    root = make_image_folder(classes={"red": 2, "green": 2}, size=32)
+    with pytest.raises(ConfigError, match="--decoder device decodes pixels that are streamed"):
+        config(root, tmp_path, "x", "frozen", data__pixel_cache="keep", data__decoder="device")
+
+
+def test_unisal_features_names_the_files_it_could_not_stream(make_image_folder, tmp_path: Path) -> None:
+    root = make_image_folder(classes={"red": 3, "green": 3}, size=32)
+    sorted(root.rglob("*.png"))[0].write_bytes(b"junk")
+    args = ["features", "--data", str(root), "--image-size", "32", "--views", "identity", "--cache-dir",
+            str(tmp_path), "--quiet", "--feature-engine", "torch", "--pixel-cache", "stream"]  # fmt: skip
+    refused = CliRunner().invoke(cli, args)
+    assert (
+        refused.exit_code == 1
+        and "1 image(s) cannot be read (found while their pixels were streamed" in refused.output
+    )
+    assert "Traceback" not in refused.output
+    skipped = CliRunner().invoke(cli, [*args, "--skip-bad-images"])
+    assert skipped.exit_code == 0 and "reused, built earlier" in skipped.output

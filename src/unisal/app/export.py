@@ -107,8 +107,14 @@ def predict_folder(
     protected.setdefault(Path(images), "the --images folder")
     check_output_file(out, protected=protected)  # before loading a model or predicting
     cfg, class_names, state, round_id = latest_model(folder)
+    cfg.data.skip_bad_images = (
+        False  # every image gets a prediction, or the command names those it cannot read
+    )
     data = _prepared(images, cfg)
-    learner = model_learner(cfg, class_names, state, data)
+    try:
+        learner = model_learner(cfg, class_names, state, data)
+    except DataError as exc:  # found while their pixels were streamed
+        raise ProjectError(str(exc)) from None
     preds = learner.predict(np.arange(len(data.catalogue)))
     probs = preds.probs()
     mean = probs.mean(axis=0)

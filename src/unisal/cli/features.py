@@ -56,6 +56,8 @@ def features(
                 shard_images=cfg.features.shard_images,
                 extractor=OnRay(address, threads=cfg.threads) if executor == "ray" else None,
             )
+            # streamed pixels: the files that could not be read are known only now, as a run would say
+            data.leave_out_unreadable(store.unreadable, skip=cfg.data.skip_bad_images)
     except UnisalError as error:
         raise click.ClickException(str(error)) from error
     info = store.info

@@ -194,6 +194,11 @@ def validate(cfg: RunConfig) -> None:
             cfg.learner.mode != "cotrain" or cfg.learner.networks == 2,
             "learner.mode cotrain trains two networks: learner.networks must be 2",
         ),
+        (
+            cfg.data.decoder == "pil" or cfg.data.pixel_cache != "keep",
+            f"--decoder {cfg.data.decoder} decodes pixels that are streamed, not kept: "
+            "drop --pixel-cache keep or the decoder",
+        ),
     ]
     for ok, message in checks:
         if not ok:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from unisal.config import DataConfig
-from unisal.data.cache import ImageStore, build_cache, image_cache_key, join_identical
+from unisal.data.cache import THIS_FILE, ImageStore, build_cache, image_cache_key, join_identical
 from unisal.data.catalogue import Catalogue, DataError
 from unisal.data.images import BadImageError
 from unisal.data.readers import load_catalogue
@@ -75,7 +75,9 @@ class PreparedData:
         if not len(hit):
             return
         ids = self.catalogue.ids
-        errors = [BadImageError(ids[i], unreadable[int(self.store.rows[i])]) for i in hit]
+        errors = [
+            BadImageError(ids[i], unreadable[int(self.store.rows[i])].replace(THIS_FILE, ids[i])) for i in hit
+        ]
         if not skip:
             raise unreadable_error(errors, "found while their pixels were streamed; ")
         self.split = self.split.astype(np.result_type(self.split.dtype, np.dtype(f"<U{len(UNREADABLE)}")))
@@ -122,8 +124,13 @@ def decode_catalogue(
         images = StreamedImages(catalogue.items, cfg.image_size, decoder=cfg.decoder)
         return ImageStore(images, rows, stream_fingerprint(key, cfg.decoder)), [], hashes  # type: ignore[arg-type]
     array, bad = build_cache(catalogue.items, cfg.image_size, cfg.cache_dir, key=key)
+    # by row, in words that name no path (a cache serves any copy of the same files)
     position = {e.path: i for i, e in enumerate(bad)}
-    unreadable = {i: bad[position[item]].reason for i, item in enumerate(catalogue.ids) if item in position}
+    unreadable = {
+        i: bad[position[item]].reason.replace(item, THIS_FILE)
+        for i, item in enumerate(catalogue.ids)
+        if item in position
+    }
     return ImageStore(array, rows, fingerprint=key, unreadable=unreadable), bad, hashes
 
 

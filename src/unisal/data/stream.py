@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -77,6 +78,7 @@ class StreamedImages:
         # the cores this process may use (a GPU machine's many feed one GPU); chosen where it decodes
         self.workers = workers
         self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -86,13 +88,17 @@ class StreamedImages:
         return len(self.items)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_pool": None}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_pool", "_lock")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _pool=None, _lock=threading.Lock())
 
     def _threads(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            workers = self.workers or len(os.sched_getaffinity(0))
-            self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="unisal-decode")
-        return self._pool
+        with self._lock:
+            if self._pool is None:
+                workers = max(1, self.workers or usable_cores())
+                self._pool = ThreadPoolExecutor(workers, thread_name_prefix="unisal-decode")
+            return self._pool
 
     def _decode(self, i: int) -> np.ndarray | BadImageError:
         try:
@@ -118,7 +124,11 @@ class StreamedImages:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         n = len(self)
-        rows = np.arange(*key.indices(n)) if isinstance(key, slice) else np.asarray(key, np.int64)
+        if isinstance(key, slice):
+            rows = np.arange(*key.indices(n))
+        else:
+            rows = np.asarray(key)
+            rows = np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64)
         flat = np.atleast_1d(rows)
         if len(flat) and (flat.min() < -n or flat.max() >= n):
             raise IndexError(f"rows {flat.min()}..{flat.max()} are outside the {n} items")
@@ -166,6 +176,11 @@ class StreamedImages:
                 else:
                     out[positions[k]] = torch.from_numpy(image).to(device)
         return out, sorted(bad, key=lambda pair: pair[0])
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -249,11 +264,39 @@ def prefetched(read: Callable[[A], T], jobs: Iterable[A], *, depth: int = 2) -> 
                 future.cancel()
 
 
+_side = threading.local()
+
+
+def _side_stream(device: torch.device) -> torch.cuda.Stream:
+    """This thread's own CUDA stream on ``device``: reads (copies, nvJPEG) there overlap the
+    backbone's kernels on the default stream."""
+    streams = _side.__dict__.setdefault("streams", {})
+    if device not in streams:
+        streams[device] = torch.cuda.Stream(device)
+    return streams[device]
+
+
 def read_rows_to(
     images: np.ndarray | StreamedImages, lo: int, hi: int, device: torch.device
 ) -> tuple[torch.Tensor, BadRows]:
     """Rows lo..hi - 1 of a decoded-image array (memory-mapped) or of streamed items, as uint8
-    (B, S, S, 3) on ``device``, and the rows that could not be read (zero)."""
-    if isinstance(images, StreamedImages):
-        return images.read_tensor(np.arange(lo, hi), device)
-    return to_device(torch.from_numpy(np.array(images[lo:hi])), device), []
+    (B, S, S, 3) on ``device``, and the rows that could not be read (zero).
+
+    On CUDA the batch is read on a side stream of this thread and finished before it is returned:
+    the caller may use it on any stream, and must ``record_stream`` it there (it was allocated on
+    the side stream). The side stream is also idle before each read, because nvJPEG decodes on a
+    private stream that does not wait for the stream its output is allocated on."""
+
+    def read() -> tuple[torch.Tensor, BadRows]:
+        if isinstance(images, StreamedImages):
+            return images.read_tensor(np.arange(lo, hi), device)
+        return to_device(torch.from_numpy(np.array(images[lo:hi])), device), []
+
+    if device.type != "cuda":
+        return read()
+    side = _side_stream(device)
+    side.synchronize()
+    with torch.cuda.stream(side):
+        batch, bad = read()
+    side.synchronize()
+    return batch, bad

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from unisal.config import ModelConfig
-from unisal.data.cache import ImageStore, default_cache_dir, sample_checksum
+from unisal.data.cache import THIS_FILE, ImageStore, default_cache_dir, sample_checksum
 from unisal.data.stream import BadRows, StreamedImages, prefetched, read_rows_to
 from unisal.data.views import to_float
 from unisal.errors import CacheError
@@ -146,12 +146,15 @@ class ViewExtractor:
 
     def __init__(
         self, backbone: torch.nn.Module, images: np.ndarray | StreamedImages, spec: ViewSpec,
-        device: torch.device, *, engine: str, n_views: int,
+        device: torch.device, *, engine: str, n_views: int, unreadable: dict[int, str] | None = None,
     ) -> None:  # fmt: skip
+        """``unreadable``: rows of ``images`` already known to be black (the decoded-image cache's
+        bad files), recorded by the shards with those found while reading."""
         from unisal.models.backbones import normalisation
         from unisal.models.inference import backbone_forward
 
         self.images, self.spec, self.device = images, spec, device
+        self.known_unreadable = dict(unreadable or {})
         self.mean, self.std = normalisation(backbone)
         self.crops = crop_matrices(int(images.shape[0]), spec)
         self.forward, self.engine = backbone_forward(
@@ -168,19 +171,22 @@ class ViewExtractor:
 
         ranges = list(feature_shards.batches(lo, hi, batch_size))
         for (begin, end), (images, bad) in zip(ranges, prefetched(read, ranges), strict=True):
+            if images.is_cuda:  # allocated on the reading thread's stream, used on this one
+                images.record_stream(torch.cuda.current_stream(images.device))
             features = _extract(self.forward, images, self.crops[begin:end], self.spec, self.mean,
                                 self.std, self.device)  # fmt: skip
             yield features, bad
 
     def shard(self, folder: Path, lo: int, hi: int, batch_size: int, advance: Callable[[int], None]) -> None:
         """Extract and write shard (lo, hi), calling ``advance(n)`` after each batch of n images."""
-        start, parts, bad = time.perf_counter(), [], []
-        for part, unreadable in self.batches(lo, hi, batch_size):
+        start, parts = time.perf_counter(), []
+        unreadable = {row: why for row, why in self.known_unreadable.items() if lo <= row < hi}
+        for part, bad in self.batches(lo, hi, batch_size):
             parts.append(part)
-            bad += unreadable
+            unreadable |= {row: error.reason.replace(error.path, THIS_FILE) for row, error in bad}
             advance(len(part))
         feature_shards.write_shard(
-            folder, lo, hi, np.concatenate(parts), time.perf_counter() - start, bad=bad
+            folder, lo, hi, np.concatenate(parts), time.perf_counter() - start, unreadable=unreadable
         )
 
 
@@ -188,7 +194,8 @@ def extract_here(work: ShardWork, backbone: torch.nn.Module) -> tuple[str, int]:
     """Extract and write the shards in this process, with a progress bar."""
     n_images = int(work.store.array.shape[0])
     views = ViewExtractor(backbone, work.store.array, work.spec, work.device, engine=work.engine,
-                          n_views=work.images_left * work.spec.n_views)  # fmt: skip
+                          n_views=work.images_left * work.spec.n_views,
+                          unreadable=work.store.unreadable)  # fmt: skip
     what = f"features {work.model.backbone} {work.spec.describe()}"
     if isinstance(work.store.array, StreamedImages):
         what += " (decoding as it goes)"
@@ -254,7 +261,8 @@ def build_feature_cache(
         }
         (folder / "progress.json").unlink(missing_ok=True)  # a build from before shards: restarts
         bounds = feature_shards.shard_bounds(n_images, shard_images)
-        todo = feature_shards.missing(folder, bounds, shape)
+        # a streamed run cannot tell which rows of a shard from before the records are black
+        todo = feature_shards.missing(folder, bounds, shape, records_unreadable=store.streamed)
         if len(todo) < len(bounds):
             done = n_images - sum(hi - lo for lo, hi in todo)
             message(f"resuming the feature cache: {done} of {n_images} images done")
@@ -263,7 +271,7 @@ def build_feature_cache(
         itemsize = 2 * spec.n_views * shape[2]  # float16 bytes per image
         feature_shards.check_space(folder, itemsize * (work.images_left + n_images) + 2**20)
         engine_used, threads = (extractor or extract_here)(work, backbone)
-        left = feature_shards.missing(folder, bounds, shape)
+        left = feature_shards.missing(folder, bounds, shape, records_unreadable=store.streamed)
         if left:
             raise CacheError(
                 f"{len(left)} shard(s) of the feature cache in {folder} are missing after extraction "

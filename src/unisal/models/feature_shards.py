@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 from unisal.data.cache import reserve_space, sample_checksum
-from unisal.data.stream import BadRows
 from unisal.errors import CacheError
 from unisal.events import message
 from unisal.io import read_json_object, write_json_atomic
@@ -75,12 +74,13 @@ def shard_path(folder: Path, lo: int, hi: int) -> Path:
     return Path(folder) / SHARDS / f"{lo:09d}-{hi:09d}.npy"
 
 
-def shard_done(folder: Path, lo: int, hi: int, shape: list[int]) -> bool:
+def shard_done(folder: Path, lo: int, hi: int, shape: list[int], *, records_unreadable: bool = False) -> bool:
     """True when shard (lo, hi) of a cache of ``shape`` (N, V, F) is whole: its record matches
-    its file (shape and sampled checksum)."""
+    its file (shape and sampled checksum), and, with ``records_unreadable``, lists its
+    unreadable rows (shards written before records did are extracted again)."""
     path = shard_path(folder, lo, hi)
     record = read_json_object(path.with_suffix(".json"))
-    if record is None:
+    if record is None or (records_unreadable and "unreadable" not in record):
         return False
     try:
         array = np.load(path, mmap_mode="r")
@@ -96,10 +96,17 @@ def shard_done(folder: Path, lo: int, hi: int, shape: list[int]) -> bool:
 
 
 def write_shard(
-    folder: Path, lo: int, hi: int, features: np.ndarray, seconds: float, *, bad: BadRows | None = None
+    folder: Path,
+    lo: int,
+    hi: int,
+    features: np.ndarray,
+    seconds: float,
+    *,
+    unreadable: dict[int, str] | None = None,
 ) -> None:
     """Write shard (lo, hi): float16 ``features`` (hi - lo, V, F) to a temporary file renamed into
-    place, then its record, which lists the rows that could not be read (``bad``)."""
+    place, then its record, which lists the rows whose images could not be read (``unreadable``:
+    row -> reason; their features are a black image's)."""
     path = shard_path(folder, lo, hi)
     # unique across processes and machines sharing the folder
     partial = path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex}.partial")
@@ -113,7 +120,7 @@ def write_shard(
         raise CacheError(f"cannot write the feature cache's shard {path}: {exc.strerror or exc}") from exc
     record = {"rows": [lo, hi], "shape": list(features.shape), "sha1": sample_checksum(features),
               "seconds": round(seconds, 3), "pid": os.getpid(),
-              "unreadable": [[int(row), error.reason] for row, error in bad or []]}  # fmt: skip
+              "unreadable": sorted([int(row), str(why)] for row, why in (unreadable or {}).items())}  # fmt: skip
     write_json_atomic(path.with_suffix(".json"), record)
 
 
@@ -144,9 +151,15 @@ def remove_shards(folder: Path) -> None:
     shutil.rmtree(Path(folder) / SHARDS, ignore_errors=True)
 
 
-def missing(folder: Path, bounds: list[tuple[int, int]], shape: list[int]) -> list[tuple[int, int]]:
-    """The shards of ``bounds`` not yet whole."""
-    return [(lo, hi) for lo, hi in bounds if not shard_done(folder, lo, hi, shape)]
+def missing(
+    folder: Path, bounds: list[tuple[int, int]], shape: list[int], *, records_unreadable: bool = False
+) -> list[tuple[int, int]]:
+    """The shards of ``bounds`` not yet whole (:func:`shard_done`)."""
+    return [
+        (lo, hi)
+        for lo, hi in bounds
+        if not shard_done(folder, lo, hi, shape, records_unreadable=records_unreadable)
+    ]
 
 
 def batches(lo: int, hi: int, batch_size: int) -> Iterator[tuple[int, int]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,9 +20,6 @@ import torch
 from unisal.config import VIEW_SETS, FeatureConfig
 from unisal.data.cache import read_rows
 from unisal.data.views import apply_affine, normalise, weak_view_params
-
-if TYPE_CHECKING:
-    pass
 
 CROP_SEED = 0  # fixed, so that one cache serves every run seed
 

@@ -21,6 +21,7 @@ import torch
 
 from unisal.config import ModelConfig
 from unisal.data.cache import ImageStore
+from unisal.data.stream import StreamedImages
 from unisal.errors import RunError
 from unisal.events import Task
 from unisal.models.feature_cache import ShardWork, ViewExtractor, feature_backbone
@@ -41,12 +42,15 @@ class FeatureWorker:
         engine: str,
         threads: int,
         n_views: int,
+        unreadable: dict[int, str],
     ) -> None:
         torch.set_num_threads(threads)
         images = np.load(images, mmap_mode="r") if isinstance(images, str) else images
+        if isinstance(images, StreamedImages):  # the actor's CPUs, not the node's, decode
+            images.workers = threads
         device_ = torch.device(device)
         self.views = ViewExtractor(feature_backbone(model, device_), images, spec, device_, engine=engine,
-                                   n_views=n_views)  # fmt: skip
+                                   n_views=n_views, unreadable=unreadable)  # fmt: skip
 
     def shard(self, folder: str, lo: int, hi: int, batch_size: int) -> tuple[int, str]:
         """Extract and write shard (lo, hi): its image count and the engine used."""
@@ -106,8 +110,15 @@ def _run_workers(ray: Any, work: ShardWork, threads_each: int | None) -> tuple[s
         workers = [
             # a GPU actor sees only its own GPU, as cuda:0: the device type, not cuda:N
             worker.remote(
-                source, work.model, spec, device.type, engine=work.engine, threads=threads, n_views=left
-            )
+                source,
+                work.model,
+                spec,
+                device.type,
+                engine=work.engine,
+                threads=threads,
+                n_views=left,
+                unreadable=store.unreadable,
+            )  # fmt: skip
             for _ in range(n_workers)
         ]
         from ray.util import ActorPool
