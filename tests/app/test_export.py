@@ -208,3 +208,32 @@ def test_the_exported_classifier_takes_the_centre_square_as_the_cache_does(
     cached = resize_square(image, 32) / 255
     exported = centre_square(x, 32)[0].permute(1, 2, 0).numpy()
     assert np.abs(exported - cached).mean() < 0.02  # two bicubic resamplers, one crop
+
+
+def test_a_project_on_streamed_pixels_trains_and_predict_names_an_unreadable_image(
+    make_image_folder, tmp_path: Path
+) -> None:
+    """Issue 18: a project's rounds and predictions with no decoded-image cache; an image that
+    cannot be read gets no prediction (even where the project skips bad images in its rounds)."""
+    tiles = make_image_folder(classes={"red": 8, "green": 8, "blue": 8}, size=32)
+    (tmp_path / "labels.csv").write_text(
+        "path,label\n" + "".join(f"{c}/{c}_{i}.png,{c}\n" for c in CLASSES for i in range(3))
+    )
+    config = {
+        "data": {"image_size": 32, "cache_dir": str(tmp_path / "cache"), "pixel_cache": "stream",
+                 "skip_bad_images": True},
+        "learner": {"name": "frozen"},
+        "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 8, "eval_every": 1},
+    }  # fmt: skip
+    folder = tmp_path / "p"
+    init_project(folder, images=tiles, classes=CLASSES, labels_csv=tmp_path / "labels.csv",
+                 settings=asdict(ProjectSettings(budget=3, config=config)))  # fmt: skip
+    run_round(folder)
+    assert not list((tmp_path / "cache").glob("*.npy"))  # no decoded-image cache
+    new = make_image_folder(classes={"red": 2, "blue": 2}, size=32, seed=5)
+    (new / "blue" / "blue_1.png").write_bytes(b"not a png")
+    result = CliRunner().invoke(
+        cli, ["predict", "--project", str(folder), "--images", str(new), "--out", str(tmp_path / "p.csv")]
+    )
+    assert result.exit_code == 1 and "blue_1.png" in result.output and "cannot be read" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "p.csv").exists()
