@@ -13,8 +13,8 @@ else a round does at this size: the project's items and keys, the view means, tr
 hold-out, the stop set, scoring the million and choosing, the queue and the scores file.
 
 Prints one JSON line: the seconds of the init, of writing the synthetic cache, of each round (and
-its accuracy, candidates, queue), the peak anonymous memory of each round above its start, and the
-machine and commit.
+its accuracy, labels, queue, and the seconds of each task it reports: training, scoring, ...), the
+peak anonymous memory of each round above its start, and the machine and commit.
 
     python benchmarks/bench_project_round_1m.py [--n 1000000] [--budget 1000] [--work DIR]
 """
@@ -96,6 +96,26 @@ def write_features(cache_dir: Path, key: str, n: int, classes: np.ndarray, seed:
     return time.perf_counter() - start
 
 
+class StageTimer:
+    """Seconds of each task a round reports as events (training, co-training, scoring, ...), by the
+    first word of its name; what no task covers (the items and keys, the view means, the choice,
+    the writes) is the rest."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._began: dict[int, float] = {}
+
+    def __call__(self, event: object) -> None:
+        from unisal.events import Progress
+
+        if isinstance(event, Progress) and event.stage == "start":
+            self._began[event.task] = time.perf_counter()
+        elif isinstance(event, Progress) and event.stage == "end" and event.task in self._began:
+            name = event.name.split(" ")[0]
+            spent = time.perf_counter() - self._began.pop(event.task)
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + spent, 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
@@ -115,6 +135,7 @@ def main() -> None:
     from unisal.app.rounds import ProjectSettings, project_data, run_config, run_round
     from unisal.app.schema import DB_NAME
     from unisal.app.store import ProjectStore
+    from unisal.events import subscribed
     from unisal.models.feature_cache import feature_cache_key
     from unisal.models.features import ViewSpec
 
@@ -161,7 +182,9 @@ def main() -> None:
     }  # fmt: skip
     path_index = {r[0]: i for i, r in enumerate(rows)}
     for round_ in (1, 2):
-        record, seconds, peak_mb = peak_above(lambda: run_round(folder))
+        timing = StageTimer()
+        with subscribed(timing):
+            record, seconds, peak_mb = peak_above(lambda: run_round(folder))
         metrics = record.get("metrics", record)
         queued = [row["path"] for row in store.conn.execute(
             "SELECT images.path FROM queue JOIN images ON images.id = queue.image_id")]  # fmt: skip
@@ -169,6 +192,7 @@ def main() -> None:
             "seconds": round(seconds, 2), "peak_mb": round(peak_mb, 1), "queued": len(queued),
             "accuracy": round(float(metrics.get("accuracy", float("nan"))), 4),
             "labels": int(metrics.get("n_labels", 0)),
+            "stages": {**timing.seconds, "the rest": round(seconds - sum(timing.seconds.values()), 2)},
         }  # fmt: skip
         print(json.dumps({"round": round_, **result[f"round_{round_}"]}), file=sys.stderr, flush=True)
         store.import_labels([(p, CLASSES[classes[path_index[p]]]) for p in queued], "oracle")

@@ -9,7 +9,19 @@ import numpy as np
 
 from unisal.query.base import QueryContext, Selection, Strategy, register_strategy
 from unisal.query.diversity import feature_space
-from unisal.query.scores import compact_selection, disagreement_candidates, k_center_greedy, mean_entropy
+from unisal.query.scores import (
+    compact_selection,
+    disagreement_candidates,
+    k_center_greedy,
+    mean_entropy,
+    random_projection,
+)
+
+# From this many pool items exploration compares the backbone features projected to EXPLORE_DIM
+# (a seeded random projection): the pool's (N, F) float32 features are 5 GB at 10^6 x 1,280, the
+# projection 0.5 GB. Smaller pools explore in the features themselves, as before.
+EXPLORE_PROJECT_FROM = 100_000
+EXPLORE_DIM = 128
 
 # Re-exported: the pure pieces of UniSAL's selection.
 __all__ = ["compact_selection", "disagreement_candidates", "mean_entropy"]
@@ -44,7 +56,10 @@ class UniSALStrategy(Strategy):
     def choose(self, ctx: QueryContext) -> Selection:
         n_explore = exploration_share(self.explore, ctx.budget)
         # the fallback's shortlist is at most twice the DUS budget, from outside the explored
-        scan = scan_pool(ctx, keep=2 * (ctx.budget - n_explore) + n_explore, features=n_explore > 0)
+        project = EXPLORE_DIM if len(ctx.pool) >= EXPLORE_PROJECT_FROM else None
+        scan = scan_pool(
+            ctx, keep=2 * (ctx.budget - n_explore) + n_explore, features=n_explore > 0, project=project
+        )
         explored = np.empty(0, np.int64)
         if n_explore:
             assert scan.features is not None
@@ -54,6 +69,8 @@ class UniSALStrategy(Strategy):
                 if len(ctx.labelled)
                 else pool[:0]
             )
+            if project and len(labelled):
+                labelled = random_projection(labelled, project)
             explored = k_center_greedy(pool, labelled, n_explore, ctx.rng)[0].astype(np.int64)
         chosen, reasons, n_candidates = self._dus_cs(ctx, scan, explored, ctx.budget - n_explore)
         reasons = ["exploration: k-center greedy in the backbone features, far from every label"] * len(
@@ -102,7 +119,8 @@ class PoolScan:
         shortlist: (S,) positions of the other items of highest entropy of the averaged
             prediction, highest first (ties: the lower position), and ``shortlist_embeddings``
             (S, P): the fallback when candidates are too few.
-        features: (N, F) L2-normalised backbone features (exploration only), else None.
+        features: (N, F) L2-normalised backbone features (exploration only; (N, D) projected
+            where asked), else None.
     """
 
     pred_a: np.ndarray
@@ -114,11 +132,12 @@ class PoolScan:
     features: np.ndarray | None
 
 
-def scan_pool(ctx: QueryContext, *, keep: int, features: bool) -> PoolScan:
+def scan_pool(ctx: QueryContext, *, keep: int, features: bool, project: int | None = None) -> PoolScan:
     """One pass over the pool's predictions, keeping what DUS + CS need: the predicted classes
     (N,), the disagreeing items' embeddings, the ``keep`` highest-entropy others' embeddings,
-    and the pool's backbone features when ``features``. Memory: the batch, the candidates and
-    O(N) numbers, not the pool's (K, N, ·) outputs."""
+    and the pool's backbone features when ``features`` (randomly projected to ``project``
+    dimensions where given: :func:`~unisal.query.scores.random_projection`). Memory: the batch,
+    the candidates and O(N) numbers, not the pool's (K, N, ·) outputs."""
     n = len(ctx.pool)
     pred_a, pred_b = np.empty(n, np.int64), np.empty(n, np.int64)
     cand: list[np.ndarray] = []
@@ -148,6 +167,8 @@ def scan_pool(ctx: QueryContext, *, keep: int, features: bool) -> PoolScan:
         short, short_entropy, short_emb = merged[order], merged_entropy[order], merged_emb[order]
         if features:
             x = feature_space(batch, "features")
+            if project:
+                x = random_projection(x, project)
             if feats is None:
                 feats = np.empty((n, x.shape[1]), x.dtype)
             feats[start:stop] = x
