@@ -113,7 +113,9 @@ class StreamedImages:
         out = np.zeros((len(rows), self.size, self.size, 3), np.uint8)
         bad: BadRows = []
         decoded = (
-            self._threads().map(self._decode, rows.tolist()) if len(rows) > 1 else map(self._decode, rows)
+            self._threads().map(self._decode, rows.tolist())
+            if len(rows) > 1
+            else map(self._decode, rows.tolist())
         )
         for b, (row, image) in enumerate(zip(rows.tolist(), decoded, strict=True)):
             if isinstance(image, BadImageError):
