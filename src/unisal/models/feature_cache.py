@@ -1,7 +1,8 @@
 """The feature cache of a frozen backbone: built once per data set, backbone and view set.
 
-The cache is keyed by the backbone, its weights, the view set and the decoded-image cache it
-reads (which is keyed by the files, their sizes and modification times, and the image size), so
+The cache is keyed by the backbone, its weights, the view set and the decoded images it reads
+(the decoded-image cache's key, from the files' bytes or states and the image size; pixels streamed
+from the same files share it, being the same pixels), so
 it is shared by every run, round, strategy and seed on the same data. Extraction runs in chunks
 of ``batch_size`` images (memory bounded by the batch, not the data set) and writes shards of
 ``shard_images`` images, each with its own record (:mod:`unisal.models.feature_shards`), in this process or
@@ -197,7 +198,7 @@ def extract_here(work: ShardWork, backbone: torch.nn.Module) -> tuple[str, int]:
                           n_views=work.images_left * work.spec.n_views,
                           unreadable=work.store.unreadable)  # fmt: skip
     what = f"features {work.model.backbone} {work.spec.describe()}"
-    if isinstance(work.store.array, StreamedImages):
+    if work.store.streamed:
         what += " (decoding as it goes)"
     with Task(what, n_images, unit="img", done=n_images - work.images_left, long=True) as task:
         for lo, hi in work.shards:
