@@ -107,9 +107,8 @@ def predict_folder(
     protected.setdefault(Path(images), "the --images folder")
     check_output_file(out, protected=protected)  # before loading a model or predicting
     cfg, class_names, state, round_id = latest_model(folder)
-    cfg.data.skip_bad_images = (
-        False  # every image gets a prediction, or the command names those it cannot read
-    )
+    # every image gets a prediction, or the command names those it cannot read
+    cfg.data.skip_bad_images = False
     data = _prepared(images, cfg)
     try:
         learner = model_learner(cfg, class_names, state, data)

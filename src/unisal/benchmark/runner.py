@@ -280,9 +280,8 @@ class Benchmark:
             todo = [job for job in jobs if job.seed == seed]
             if not todo:
                 continue
-            data = prepare_data(
-                plan.base.data, seed, pixels_needed=_pixels_needed(plan)
-            )  # on Ray: the caches exist before any task
+            # on Ray: the caches exist before any task
+            data = prepare_data(plan.base.data, seed, pixels_needed=_pixels_needed(plan))
             for note in data.notes:
                 message(f"seed {seed}: {note}")
             if not written:  # the data are readable: now the folder may be written

@@ -118,7 +118,7 @@ def _run_workers(ray: Any, work: ShardWork, threads_each: int | None) -> tuple[s
                 threads=threads,
                 n_views=left,
                 unreadable=store.unreadable,
-            )  # fmt: skip
+            )
             for _ in range(n_workers)
         ]
         from ray.util import ActorPool
